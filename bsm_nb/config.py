@@ -48,7 +48,8 @@ class BSMConfig:
     # optimisation
     batch_size:int = 32 # rows per batch (per device)
     max_epochs:int = 3 # passes over train
-    lr:float = 5e-5 # peak learning rate of AdamW
+    lr:float = 5e-5 # peak learning rate of AdamW for the encoder
+    head_lr:float = 1e-3 # peak learning rate of the fresh layers (embeddings, MLP, fusion, classifier)
     weight_decay:float = 0.01 # AdamW weight decay (not on biases and norms)
     warmup_ratio:float = 0.1 # share of steps with linear warm-up
     class_weights:str = 'none' # none | balanced (inverse class frequency in train)
@@ -162,10 +163,13 @@ def _check_choices(cfg:BSMConfig):
         if getattr(cfg, key) < 1: raise ConfigError(f'hyperparameter {key!r}: value {getattr(cfg, key)!r} must be at least 1')
     for key in ('reinit_layers', 'num_workers', 'num_threads', 'max_train_rows'):
         if getattr(cfg, key) < 0: raise ConfigError(f'hyperparameter {key!r}: value {getattr(cfg, key)!r} must be 0 or more')
-    if not 0 < cfg.lr < 1: raise ConfigError(f"hyperparameter 'lr': value {cfg.lr!r} must be between 0 and 1")
+    for key in ('lr', 'head_lr'):
+        if not 0 < getattr(cfg, key) < 1: raise ConfigError(f"hyperparameter {key!r}: value {getattr(cfg, key)!r} must be between 0 and 1")
     if not 0 <= cfg.val_split < 1: raise ConfigError(f"hyperparameter 'val_split': value {cfg.val_split!r} must be in [0, 1)")
     if not 0 <= cfg.warmup_ratio < 1: raise ConfigError(f"hyperparameter 'warmup_ratio': value {cfg.warmup_ratio!r} must be in [0, 1)")
     if cfg.max_seq_length > 512: raise ConfigError(f"hyperparameter 'max_seq_length': value {cfg.max_seq_length} is more than BERT's 512 positions")
+    monitored = ['val_loss'] + [f'val_{m}' for m in cfg.metric_choices]
+    if cfg.early_stop_metric not in monitored: bad('early_stop_metric', cfg.early_stop_metric, monitored)
     if cfg.text_hook and ':' not in cfg.text_hook:
         raise ConfigError(f"hyperparameter 'text_hook': value {cfg.text_hook!r} is not of the form module:function")
     if cfg.effective_fusion != 'tab_only' and not cfg.text_name:
