@@ -210,13 +210,14 @@ class BSMDataset(Dataset):
                  file_dir:Path|None=None, # channel directory to read
                  filename:str|None=None, # a single file in `file_dir`; all files when None
                  df:pd.DataFrame|None=None, # or rows already read
+                 with_labels:bool=True, # encode the label column when present (False for serving)
                 ):
         if df is None:
             if file_dir is None: raise ValueError('BSMDataset needs file_dir or df')
             df = read_data_file(Path(file_dir)/filename, config.read_fields) if filename else read_channel(file_dir, config.read_fields)
         self.cfg, self.df = config, df.reset_index(drop=True)
         self.ids = self.df[config.id_name].tolist() if config.id_name in self.df else list(range(len(self.df)))
-        self.arrays = processor.encode(self.df)
+        self.arrays = processor.encode(self.df, with_labels)
         self.lengths = np.array([len(x) for x in self.arrays['input_ids']]) if 'input_ids' in self.arrays else np.ones(len(self.df), dtype=int)
 
     def __len__(self): return len(self.df)

@@ -1,0 +1,53 @@
+# bsm_nb: `make demo` and `make test` are the two commands; both start with `make install`.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install nginx demo test check-clean nbtest pytest bench clean
+
+install: $(VENV)/.installed nginx
+
+# torch==2.13.0 is a CPU build that this machine's pip takes from local disk; elsewhere any torch in setup.py's range will do.
+$(VENV)/.installed: setup.py settings.ini
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(BIN)/pip install -q -U pip setuptools wheel
+	$(BIN)/pip install -q 'torch==2.13.0' || $(BIN)/pip install -q 'torch>=2.2,<3'
+	$(BIN)/pip install -q -e '.[dev,launch]'
+	touch $@
+
+# nginx fronts the model server; Debian's package, installed when missing (needs root, as in the container and CI).
+nginx:
+	@command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx >/dev/null; \
+	  else echo "warning: nginx is missing and this is not root: serving tests will be skipped (apt-get install nginx)"; fi; }
+
+# Synthetic buyer-seller cases -> SageMaker layout under demo/ -> the exported train program with the packaged MiniLM on CPU.
+demo: install
+	rm -rf demo
+	$(PY) -m bsm_nb.synthetic demo --n-train 2000 --n-val 400 --n-test 400 --max-epochs 2
+	time SAGEMAKER_BASE_DIR=$(CURDIR)/demo $(BIN)/bsm-train
+	@echo; echo "test metrics:"; $(PY) -c "import json; m = json.load(open('demo/model/metrics.json')); print(json.dumps(m['test'], indent=1)); print('threshold', m['threshold'])"
+	@echo "model dir:   $(CURDIR)/demo/model"
+	@echo "predictions: $(CURDIR)/demo/model/predictions.csv"
+	@echo "plots:       $(CURDIR)/demo/model/roc_curve.png $(CURDIR)/demo/model/pr_curve.png"
+
+# Notebooks clean and library in sync with them: both commands must leave no change.
+check-clean: install
+	$(BIN)/nbdev_clean
+	@test -z "$$(git status --porcelain -- nbs)" || { git status --porcelain -- nbs; echo "nbdev_clean changed notebooks: run it and commit"; exit 1; }
+	$(BIN)/nbdev_export
+	@test -z "$$(git status --porcelain -- bsm_nb)" || { git status --porcelain -- bsm_nb; echo "nbdev_export changed bsm_nb/: export and commit"; exit 1; }
+
+nbtest: install
+	$(BIN)/nbdev_test --n_workers 2
+
+pytest: install
+	$(BIN)/pytest tests/
+
+test: check-clean nbtest pytest
+
+clean:
+	rm -rf demo .pytest_cache

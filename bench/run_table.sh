@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Rerun the whole benchmark table: bash bench/run_table.sh   (about 20 min on 2 cores)
+# Peer runs go one at a time: the machine has 2 cores and each run uses both.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+out=bench/out
+mkdir -p "$out"
+rm -f "$out/peer.jsonl" "$out/baselines.jsonl"   # fresh peer/baseline rows; other *.jsonl (ours) are kept
+log() { echo "$(date -u +%FT%TZ) load $(cut -d' ' -f1-3 /proc/loadavg) | $*" | tee -a "$out/run_table.log"; }
+
+bash bench/setup_peer.sh
+
+log "baselines"
+.venv/bin/python bench/baselines.py --out "$out/baselines.jsonl"
+
+peer=bench/.venv-peer/bin/python
+for args in "gating_on_cat_and_num_feats_then_sum --with-rating" \
+            "gating_on_cat_and_num_feats_then_sum --without-rating" \
+            "text_only --without-rating"; do   # text_only never sees tabular columns, so Rating is moot
+    log "peer $args"
+    # shellcheck disable=SC2086  # $args is deliberately split into flags
+    "$peer" bench/peer_run.py --seed 42 --out "$out/peer.jsonl" --combine-feat-method $args 2>>"$out/peer.log"
+done
+
+# bsm_nb ("ours") runs: the lead adds them here, writing the same JSON schema into $out/ours.jsonl.
+
+log "make_table"
+.venv/bin/python bench/make_table.py
