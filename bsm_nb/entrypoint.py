@@ -12,7 +12,7 @@ import lightning as L
 from .config import BSMConfig, SageMakerPaths, load_config
 from .data import BSMDataset, FeatureProcessor, make_dataloader, read_channel, split_train_val, channel_files
 from .model import MultimodalBert, load_tokenizer, resolve_encoder
-from .train import model_train, load_checkpoint, model_inference, predict_proba, metric_line
+from .train import model_train, load_checkpoint, format_predictions, predict_proba, metric_line
 from .evaluate import evaluate_splits, roc_metric_plot, pr_metric_plot
 from .artifacts import staged_model_dir, save_model, save_artifacts, save_prediction
 
@@ -86,7 +86,7 @@ def run_training(cfg:BSMConfig, # the run's config
     with staged_model_dir(paths.model_dir) as stage:
         save_model(stage/'model.safetensors', best)
         for k, p in probs.items():
-            pred = model_inference(best, loaders[k], threshold) # same probabilities, formatted with ids and labels
+            pred = format_predictions(p, data[k].ids, labels, threshold, data[k].arrays['label'])
             save_prediction(stage/('predictions.csv' if k == 'test' else 'predictions_val.csv'), pred)
         plot = lambda f: f(*(probs['test'], data['test'].arrays['label']) if 'test' in probs else (None, None),
                            probs['val'], data['val'].arrays['label'], stage, 'binary' if len(labels) == 2 else 'multiclass', len(labels))

@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt
 __all__ = ['compute_metrics', 'choose_threshold', 'evaluate_splits', 'roc_metric_plot', 'pr_metric_plot']
 
 # %% ../nbs/06_evaluate.ipynb #8561ec51
-def _tensor(x)->torch.Tensor: return x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+def _tensor(x)->torch.Tensor: return x if isinstance(x, torch.Tensor) else torch.as_tensor(np.array(x))
 
 def compute_metrics(preds, # P(positive) of shape (n,), or probabilities (n, classes)
                     labels, # class indices, shape (n,)

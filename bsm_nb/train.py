@@ -64,6 +64,7 @@ def model_train(model:MultimodalBert, # the model to fit
               enable_model_summary=False, log_every_n_steps=max(1, min(50, n_batches)), deterministic=not torch.cuda.is_available(),
               default_root_dir=model_log_path)
     trainer = L.Trainer(**{**kw, **trainer_kwargs})
+    model.train() # HF loads encoders in eval mode, and Lightning keeps each module's mode: dropout must be on
     trainer.fit(model, train_dataloader, val_dataloader, ckpt_path=ckpt_path)
     return trainer
 
