@@ -58,6 +58,7 @@ class BSMConfig:
     metric_choices:list = field(default_factory=lambda: ['auroc', 'average_precision', 'f1_score']) # logged every epoch
     precision:str = 'auto' # auto (bf16-mixed on GPU, 32 on CPU) or any Lightning precision
     accumulate_grad_batches:int = 1 # batches per optimizer step
+    checkpoint_every_n_steps:int = 500 # resumable checkpoint every N optimizer steps, besides every epoch end (0 = epoch ends only)
     val_split:float = 0.1 # share of train held out when there is no val channel
     seed:int = 42 # seeds data split, shuffling and initialisation
     num_workers:int = 0 # data-loader worker processes
@@ -161,7 +162,7 @@ def _check_choices(cfg:BSMConfig):
         if s not in CLEANING_STEPS: bad('text_cleaning', s, CLEANING_STEPS)
     for key in ('batch_size', 'max_epochs', 'max_seq_length', 'accumulate_grad_batches', 'early_stop_patience'):
         if getattr(cfg, key) < 1: raise ConfigError(f'hyperparameter {key!r}: value {getattr(cfg, key)!r} must be at least 1')
-    for key in ('reinit_layers', 'num_workers', 'num_threads', 'max_train_rows'):
+    for key in ('reinit_layers', 'num_workers', 'num_threads', 'max_train_rows', 'checkpoint_every_n_steps'):
         if getattr(cfg, key) < 0: raise ConfigError(f'hyperparameter {key!r}: value {getattr(cfg, key)!r} must be 0 or more')
     for key in ('lr', 'head_lr'):
         if not 0 < getattr(cfg, key) < 1: raise ConfigError(f"hyperparameter {key!r}: value {getattr(cfg, key)!r} must be between 0 and 1")

@@ -243,47 +243,104 @@ def collate_batch(items:list, # items of a `BSMDataset`
     return out
 
 # %% ../nbs/03_data.ipynb #3ad5e51b
+def _min_over_ranks(n:int)->int:
+    "The smallest `n` over all ranks of the process group (`n` itself outside one)."
+    import torch.distributed as dist
+    if not (dist.is_available() and dist.is_initialized()): return n
+    dev = torch.device('cuda', torch.cuda.current_device()) if dist.get_backend() == 'nccl' else torch.device('cpu')
+    t = torch.tensor([n], dtype=torch.long, device=dev)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return int(t.item())
+
 class LengthBucketSampler(Sampler):
-    "Batches of indices with similar lengths, shuffled; deterministic for a seed and epoch."
-    def __init__(self, lengths, batch_size:int, shuffle:bool=True, seed:int=0, chunk_batches:int=50, drop_last:bool=False):
+    "Batches of indices with similar lengths, shuffled; deterministic for a seed and epoch; split across distributed ranks."
+    def __init__(self, lengths, # a length per row
+                 batch_size:int, # rows per batch (per rank)
+                 shuffle:bool=True, # training order; False: sorted by length, for evaluation
+                 seed:int=0, # with the epoch, seeds the order, the same on every rank
+                 chunk_batches:int=50, # rows are sorted by length within chunks of this many (global) batches
+                 drop_last:bool=False, # drop the last, incomplete (global) batch
+                 bucket:bool=True, # sort by length within chunks; False: plain shuffled batches
+                 num_replicas:int|None=None, # ranks to split over; None: torch.distributed's world size when initialised, else 1
+                 rank:int|None=None, # this rank; None: torch.distributed's rank when initialised, else 0
+                 data_shards:int=1, # the ranks form this many groups that already hold disjoint rows (ShardedByS3Key: hosts)
+                ):
         self.lengths, self.bs, self.shuffle, self.seed, self.chunk, self.drop_last = np.asarray(lengths), batch_size, shuffle, seed, chunk_batches, drop_last
-        self.epoch = 0
+        self.bucket, self.num_replicas, self.rank, self.data_shards = bucket, num_replicas, rank, data_shards
+        self.epoch, self._common = 0, None
 
     def set_epoch(self, epoch:int): self.epoch = epoch
+    @property
+    def sampler(self): return self # Lightning calls `batch_sampler.sampler.set_epoch(epoch)` at each epoch
 
-    def batches(self)->list:
-        n = len(self.lengths)
+    def replicas(self)->tuple:
+        "(ranks sharing these rows, this rank among them)."
+        world, rank = self.num_replicas, self.rank
+        if world is None or rank is None:
+            import torch.distributed as dist
+            on = dist.is_available() and dist.is_initialized()
+            world = world if world is not None else (dist.get_world_size() if on else 1)
+            rank = rank if rank is not None else (dist.get_rank() if on else 0)
+        if self.data_shards > 1 and world > 1:
+            if world % self.data_shards: raise ValueError(f'{world} ranks cannot form {self.data_shards} equal data shards')
+            world //= self.data_shards
+            rank %= world # ranks are numbered host by host: node_rank * devices + local_rank
+        return world, rank
+
+    def global_batches(self, world:int=1)->list:
+        "The batches of `batch_size × world` rows that all ranks share, for this epoch."
+        n, size = len(self.lengths), self.bs * world
         if not self.shuffle:
             order = np.argsort(-self.lengths, kind='stable')
-            return [order[i:i+self.bs].tolist() for i in range(0, n, self.bs)]
+            return [order[i:i+size] for i in range(0, n, size)]
         rng = np.random.default_rng(self.seed + self.epoch)
-        order, size, out = rng.permutation(n), self.bs * self.chunk, []
-        for s in range(0, n, size):
-            chunk = order[s:s+size]
-            chunk = chunk[np.argsort(-self.lengths[chunk], kind='stable')]
-            out += [chunk[i:i+self.bs].tolist() for i in range(0, len(chunk), self.bs)]
-        if self.drop_last: out = [b for b in out if len(b) == self.bs]
-        return [out[i] for i in rng.permutation(len(out))]
+        order, chunk, out = rng.permutation(n), size * self.chunk, []
+        if not self.bucket: out = [order[i:i+size] for i in range(0, n, size)]
+        else:
+            for s in range(0, n, chunk):
+                c = order[s:s+chunk]
+                c = c[np.argsort(-self.lengths[c], kind='stable')]
+                out += [c[i:i+size] for i in range(0, len(c), size)]
+        if self.drop_last: out = [b for b in out if len(b) == size]
+        return [out[i] for i in rng.permutation(len(out))] if self.bucket else out
+
+    def batches(self)->list:
+        "This rank's batches for this epoch, as lists of row indices."
+        world, rank = self.replicas()
+        if world == 1: return [b.tolist() for b in self.global_batches()]
+        if not self.shuffle: # evaluation: deal sorted rows out in turn, no duplicates
+            order, n = np.argsort(-self.lengths, kind='stable'), len(self.lengths)
+            mine = order[rank::world] if len(order[rank::world]) or not n else order[[rank % n]]
+            return [mine[i:i+self.bs].tolist() for i in range(0, len(mine), self.bs)]
+        out = []
+        for b in self.global_batches(world):
+            part = np.array_split(b, world)[rank]
+            out.append((part if len(part) else b[[rank % len(b)]]).tolist())
+        if self.data_shards > 1:
+            if self._common is None: self._common = _min_over_ranks(len(out))
+            out = out[:self._common]
+        return out
 
     def __iter__(self):
         yield from self.batches()
         self.epoch += 1
-    def __len__(self): return len(self.batches()) if self.drop_last else math.ceil(len(self.lengths) / self.bs)
+    def __len__(self): return len(self.batches())
 
-# %% ../nbs/03_data.ipynb #3cd75be2
+# %% ../nbs/03_data.ipynb #e62fcdf2
 def make_dataloader(ds:BSMDataset, # encoded split
-                    cfg:BSMConfig, # batch size, seed, workers
+                    cfg:BSMConfig, # batch size, seed, workers, bucketing
                     train:bool=False, # shuffle (bucketed) for training; sorted by length otherwise
                     pad_id:int=0, # tokenizer's padding id
-                    batch_size:int|None=None, # defaults to `cfg.batch_size`
+                    batch_size:int|None=None, # defaults to `cfg.batch_size` (per rank)
+                    split_ranks:bool|None=None, # split rows across torch.distributed's ranks; None: for training only
+                    data_shards:int=1, # hosts that already hold disjoint rows (ShardedByS3Key train); split within a host only
                    )->DataLoader:
-    "A DataLoader over `ds` with per-batch padding."
+    "A DataLoader over `ds` with per-batch padding, rank-aware for distributed training."
     bs = batch_size or cfg.batch_size
     collate = lambda items: collate_batch(items, pad_id)
-    if train and not cfg.length_bucketing:
-        g = torch.Generator().manual_seed(cfg.seed)
-        return DataLoader(ds, batch_size=bs, shuffle=True, generator=g, collate_fn=collate, num_workers=cfg.num_workers)
-    sampler = LengthBucketSampler(ds.lengths, bs, shuffle=train, seed=cfg.seed)
+    split = train if split_ranks is None else split_ranks
+    sampler = LengthBucketSampler(ds.lengths, bs, shuffle=train, seed=cfg.seed, bucket=cfg.length_bucketing or not train,
+                                  num_replicas=None if split else 1, rank=None if split else 0, data_shards=data_shards if split else 1)
     return DataLoader(ds, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.num_workers)
 
 # %% ../nbs/03_data.ipynb #26a6246e

@@ -12,7 +12,8 @@ import lightning as L
 from .config import BSMConfig, SageMakerPaths, load_config
 from .data import BSMDataset, FeatureProcessor, make_dataloader, read_channel, split_train_val, channel_files
 from .model import MultimodalBert, load_tokenizer, resolve_encoder
-from .train import model_train, load_checkpoint, format_predictions, predict_proba, metric_line
+from .train import model_train, load_checkpoint, format_predictions, predict_proba, metric_line, mark_complete
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from .evaluate import evaluate_splits, roc_metric_plot, pr_metric_plot
 from .artifacts import staged_model_dir, save_model, save_artifacts, save_prediction
 
@@ -74,15 +75,15 @@ def run_training(cfg:BSMConfig, # the run's config
     model = MultimodalBert(asdict(cfg), processor.cat_cardinalities, processor.n_numeric, labels, encoder_path=encoder,
                            class_weights=class_weights_for(data['train'].arrays['label'], len(labels), cfg.class_weights))
     tb = L.pytorch.loggers.TensorBoardLogger(str(paths.output_dir), name='tensorboard', version='') if paths.output_dir else False
-    with tempfile.TemporaryDirectory(prefix='bsm_best_') as best_dir:
-        trainer = model_train(model, cfg, loaders['train'], loaders['val'], model_log_path=Path(best_dir), logger=tb, **(trainer_kwargs or {}))
-        if not trainer.is_global_zero: return {}
-        best = load_checkpoint(trainer.checkpoint_callback.best_model_path, cfg.model_class, 'cuda' if torch.cuda.is_available() else 'cpu')
+    trainer = model_train(model, cfg, loaders['train'], loaders['val'], logger=tb, checkpoint_dir=paths.checkpoint_dir, **(trainer_kwargs or {}))
+    if not trainer.is_global_zero: return {}
+    best = load_checkpoint(trainer.checkpoint_callback.best_model_path, cfg.model_class, 'cuda' if torch.cuda.is_available() else 'cpu')
     probs = {k: predict_proba(best, loaders[k]) for k in ('val', 'test') if k in loaders}
     metrics = evaluate_splits({k: (p, data[k].arrays['label']) for k, p in probs.items()}, ['auroc', 'average_precision', 'f1_score', 'accuracy'])
     for k, p in probs.items(): metrics[k]['loss'] = cross_entropy(p, data[k].arrays['label'])
     threshold = metrics.get('threshold', 0.5)
-    metrics['epochs'], metrics['train_rows'], metrics['wall_s'] = trainer.current_epoch, len(data['train']), None
+    metrics.update(epochs=trainer.current_epoch, steps=trainer.global_step, best_epoch_checkpoint=Path(trainer.checkpoint_callback.best_model_path).name,
+                   train_rows=len(data['train']), wall_s=None)
     with staged_model_dir(paths.model_dir) as stage:
         save_model(stage/'model.safetensors', best)
         for k, p in probs.items():
@@ -94,6 +95,7 @@ def run_training(cfg:BSMConfig, # the run's config
         metrics['wall_s'] = round(time.time() - t0, 1)
         (stage/'metrics.json').write_text(json.dumps(metrics, indent=1))
         save_artifacts(stage, cfg, processor, best, threshold, tokenizer, extra={'metrics': metrics})
+    mark_complete(paths.checkpoint_dir, {'steps': trainer.global_step, 'model_dir': str(paths.model_dir)})
     final = {f'{k}_{m}': v for k in ('val', 'test') if k in metrics for m, v in metrics[k].items() if m != 'rows'}
     print(metric_line('final', {**final, 'threshold': threshold}), flush=True)
     return metrics
@@ -128,6 +130,10 @@ def main(argv:list|None=None, # arguments after the program name; `sys.argv[1:]`
         log.info(f'device: {"cuda x%d" % torch.cuda.device_count() if torch.cuda.is_available() else "cpu"}; model dir {paths.model_dir}')
         run_training(cfg, paths)
         log.info(f'model dir: {paths.model_dir} (predictions: {paths.model_dir/"predictions.csv"}, plots: roc_curve.png, pr_curve.png)')
+    except SIGTERMException as e: # a spot interruption or StopTrainingJob: a checkpoint was written, the next start resumes
+        f = write_failure(paths, RuntimeError(f'training stopped by SIGTERM; it resumes from the newest checkpoint in {paths.checkpoint_dir} when started again'))
+        log.error(f'stopped by SIGTERM; failure file: {f}')
+        return 143
     except Exception as e:
         f = write_failure(paths, e)
         log.error(f'training failed: {e}\n{traceback.format_exc()}failure file: {f}')

@@ -4,19 +4,22 @@
 
 # %% ../nbs/05_train.ipynb #d02791c4
 from __future__ import annotations
-import logging, math, sys
+import json, logging, math, os, random, re, shutil, sys, zipfile
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 import lightning as L
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from .config import BSMConfig
 from .model import MultimodalBert
 
 log = logging.getLogger('bsm_nb')
 
 # %% auto #0
-__all__ = ['log', 'MODEL_CLASSES', 'metric_line', 'MetricLines', 'resolve_precision', 'monitor_mode', 'model_train',
-           'load_checkpoint', 'predict_proba', 'format_predictions', 'model_inference']
+__all__ = ['log', 'CKPT_PATTERN', 'DONE_FILE', 'MODEL_CLASSES', 'metric_line', 'MetricLines', 'rng_states', 'set_rng_states',
+           'ResumableBatches', 'resumable', 'SpotCheckpoint', 'list_checkpoints', 'is_readable_checkpoint',
+           'find_resume_checkpoint', 'clear_checkpoints', 'mark_complete', 'RestoreResumeState', 'resolve_precision',
+           'monitor_mode', 'model_train', 'load_checkpoint', 'predict_proba', 'format_predictions', 'model_inference']
 
 # %% ../nbs/05_train.ipynb #28856ae2
 def metric_line(prefix:str, # words before the pairs, such as `epoch=3 step=120`
@@ -32,6 +35,131 @@ class MetricLines(L.Callback):
         if not trainer.is_global_zero: return
         m = {k.replace('_epoch', ''): v for k, v in trainer.callback_metrics.items() if k.startswith('val_') or k == 'train_loss_epoch'}
         print(metric_line(f'epoch={trainer.current_epoch + 1} step={trainer.global_step}', m), flush=True)
+
+# %% ../nbs/05_train.ipynb #9e921a90
+CKPT_PATTERN = re.compile(r'^bsm-e(\d+)-s(\d+)\.ckpt$')
+DONE_FILE = 'run_complete.json'
+
+def rng_states()->dict:
+    "The RNG states of Python, NumPy and torch (CPU and CUDA), as types `torch.load(weights_only=True)` accepts."
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {'python': random.getstate(), 'numpy': [name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+            'torch': torch.get_rng_state(), 'cuda': torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+def set_rng_states(s:dict):
+    "Restore states from `rng_states`."
+    name, keys, pos, has_gauss, cached = s['numpy']
+    random.setstate(s['python']); np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(s['torch'])
+    if s.get('cuda') and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s['cuda'])
+
+class ResumableBatches:
+    "Wraps a batch sampler so a resumed epoch skips the batches that were already trained on."
+    def __init__(self, batch_sampler):
+        self.inner, self.skip, self.epoch = batch_sampler, None, 0 # skip = (epoch, batches to skip)
+        self.sampler = self # Lightning calls `batch_sampler.sampler.set_epoch(epoch)` at each epoch start
+    def set_epoch(self, epoch:int):
+        self.epoch = epoch
+        if hasattr(self.inner, 'set_epoch'): self.inner.set_epoch(epoch)
+    def __len__(self): return len(self.inner)
+    def __iter__(self):
+        skip = self.skip[1] if self.skip and self.skip[0] == self.epoch else 0
+        self.skip = None
+        for i, b in enumerate(self.inner): # the inner sampler still draws every batch: same RNG use as without a skip
+            if i >= skip: yield b
+
+def resumable(dl:torch.utils.data.DataLoader)->torch.utils.data.DataLoader:
+    "The same loader with a `ResumableBatches` batch sampler."
+    if isinstance(dl.batch_sampler, ResumableBatches): return dl
+    return torch.utils.data.DataLoader(dl.dataset, batch_sampler=ResumableBatches(dl.batch_sampler), collate_fn=dl.collate_fn,
+                                       num_workers=dl.num_workers)
+
+class SpotCheckpoint(L.Callback):
+    "Resumable checkpoints every N steps, after each validation and on SIGTERM, written atomically; keeps the newest `keep`."
+    def __init__(self, dirpath:Path, every_n_steps:int=500, keep:int=2):
+        self.dirpath, self.every, self.keep, self.last_step, self.batches = Path(dirpath), every_n_steps, keep, -1, None
+
+    def save(self, trainer):
+        step = trainer.global_step
+        if step == self.last_step: return
+        self.last_step = step
+        name = f'bsm-e{trainer.current_epoch:04d}-s{step:08d}.ckpt'
+        tmp = self.dirpath/f'.tmp-{name}'
+        if trainer.is_global_zero: self.dirpath.mkdir(parents=True, exist_ok=True)
+        trainer.save_checkpoint(tmp) # collective under DDP; rank 0 writes
+        if trainer.is_global_zero:
+            os.replace(tmp, self.dirpath/name)
+            for old in list_checkpoints(self.dirpath)[self.keep:]: old.unlink(missing_ok=True)
+            log.info(f'checkpoint {self.dirpath/name}')
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint):
+        ep = trainer.fit_loop.epoch_loop.batch_progress.current
+        checkpoint['bsm_resume'] = {'epoch': trainer.current_epoch, 'batches_done': ep.processed, 'rng': rng_states()}
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.received_sigterm or (self.every and trainer.global_step % self.every == 0 and not trainer.fit_loop.epoch_loop._should_accumulate()):
+            self.save(trainer)
+
+    def on_validation_end(self, trainer, pl_module):
+        if not trainer.sanity_checking: self.save(trainer)
+
+    def on_exception(self, trainer, pl_module, exception):
+        if isinstance(exception, SIGTERMException):
+            self.save(trainer)
+            log.warning(f'stopped by SIGTERM at epoch {trainer.current_epoch} step {trainer.global_step}; resumable checkpoint in {self.dirpath}')
+
+def list_checkpoints(dirpath:Path)->list:
+    "Completed checkpoints in `dirpath`, newest (highest step) first."
+    d = Path(dirpath)
+    if not d.is_dir(): return []
+    found = [(tuple(map(int, m.groups())), p) for p in d.iterdir() if (m := CKPT_PATTERN.match(p.name))]
+    return [p for _, p in sorted(found, key=lambda t: (t[0][1], t[0][0]), reverse=True)]
+
+def is_readable_checkpoint(path:Path)->bool:
+    "Whether a checkpoint file is a complete torch archive (every member's CRC checks)."
+    try:
+        with zipfile.ZipFile(path) as z: return z.testzip() is None
+    except (zipfile.BadZipFile, OSError, EOFError): return False
+
+def find_resume_checkpoint(dirpath:Path, # the checkpoint directory
+                           config:dict|None=None, # the run's config; checkpoints of another config are not resumed
+                          )->Path|None:
+    "The newest complete checkpoint to resume from, or None; cleans up after a finished run or another config."
+    d = Path(dirpath)
+    if (d/DONE_FILE).exists():
+        log.info(f'checkpoints in {d} belong to a run that already finished: starting afresh')
+        clear_checkpoints(d); return None
+    for p in list_checkpoints(d):
+        if not is_readable_checkpoint(p):
+            log.warning(f'skipping checkpoint {p}: it is incomplete or corrupted'); continue
+        if config is not None:
+            saved = torch.load(p, map_location='cpu', weights_only=True)['hyper_parameters']['config']
+            changed = sorted(k for k in set(saved) | set(config) if k != 'max_epochs' and saved.get(k) != config.get(k))
+            if changed:
+                log.warning(f'checkpoint {p} was written with another config (differs in {changed}): starting afresh')
+                clear_checkpoints(d); return None
+        return p
+    return None
+
+def clear_checkpoints(dirpath:Path):
+    "Remove resumable checkpoints, the best-epoch checkpoint and the finished mark."
+    d = Path(dirpath)
+    for p in list_checkpoints(d) + [d/DONE_FILE]: p.unlink(missing_ok=True)
+    shutil.rmtree(d/'best', ignore_errors=True)
+
+def mark_complete(dirpath:Path, info:dict):
+    "Mark the checkpoints of a finished run, so that a new run does not resume them."
+    Path(dirpath).mkdir(parents=True, exist_ok=True)
+    (Path(dirpath)/DONE_FILE).write_text(json.dumps(info))
+
+class RestoreResumeState(L.Callback):
+    "Hands the consumed-batch count to the loader and restores RNG states once Lightning has loaded a checkpoint."
+    def __init__(self, loader): self.loader, self.state = loader, None
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint): self.state = checkpoint.get('bsm_resume')
+    def on_train_start(self, trainer, pl_module):
+        if not self.state: return
+        self.loader.batch_sampler.skip = (self.state['epoch'], self.state['batches_done'])
+        set_rng_states(self.state['rng'])
 
 # %% ../nbs/05_train.ipynb #ddd19388
 def resolve_precision(precision:str='auto')->str:
@@ -49,22 +177,32 @@ def model_train(model:MultimodalBert, # the model to fit
                 early_stop_metric:str|None=None, # defaults to `config.early_stop_metric`
                 logger=False, # a Lightning logger, e.g. TensorBoard
                 callbacks:list|None=None, # extra callbacks
-                ckpt_path:str|None=None, # resume from this Lightning checkpoint
+                checkpoint_dir:Path|None=None, # resumable checkpoints go here, and training resumes from the newest
                 **trainer_kwargs, # e.g. strategy, num_nodes, accelerator
                )->L.Trainer:
     "Fit `model` and return the `Trainer`; `trainer.checkpoint_callback.best_model_path` is the best epoch."
     metric = early_stop_metric or config.early_stop_metric
+    callbacks, ckpt_path = list(callbacks or []), None
+    if checkpoint_dir is not None:
+        train_dataloader = resumable(train_dataloader)
+        ckpt_path = find_resume_checkpoint(checkpoint_dir, dict(model.hparams.config))
+        callbacks += [SpotCheckpoint(checkpoint_dir, config.checkpoint_every_n_steps), RestoreResumeState(train_dataloader)]
+        model_log_path = Path(checkpoint_dir)/'best' # the best epoch must survive an interruption too
+        if ckpt_path is None: clear_checkpoints(checkpoint_dir)
     best = ModelCheckpoint(dirpath=model_log_path, filename='best', monitor=metric, mode=monitor_mode(metric),
                            save_top_k=1, save_weights_only=True, auto_insert_metric_name=False, enable_version_counter=False)
     stop = EarlyStopping(monitor=metric, mode=monitor_mode(metric), patience=config.early_stop_patience)
     n_batches = len(train_dataloader)
     kw = dict(max_epochs=config.max_epochs, accelerator='auto', devices=device, precision=resolve_precision(config.precision),
-              callbacks=[best, stop, MetricLines(), *(callbacks or [])], logger=logger, gradient_clip_val=1.0,
+              callbacks=[best, stop, MetricLines(), *callbacks], logger=logger, gradient_clip_val=1.0,
               accumulate_grad_batches=config.accumulate_grad_batches, num_sanity_val_steps=0, enable_progress_bar=False,
               enable_model_summary=False, log_every_n_steps=max(1, min(50, n_batches)), deterministic=not torch.cuda.is_available(),
               default_root_dir=model_log_path)
     trainer = L.Trainer(**{**kw, **trainer_kwargs})
     model.train() # HF loads encoders in eval mode, and Lightning keeps each module's mode: dropout must be on
+    if ckpt_path is not None:
+        state = torch.load(ckpt_path, map_location='cpu', weights_only=True)['bsm_resume']
+        log.info(f"resumed from {ckpt_path} at epoch {state['epoch']} step {int(CKPT_PATTERN.match(Path(ckpt_path).name).group(2))}")
     trainer.fit(model, train_dataloader, val_dataloader, ckpt_path=ckpt_path)
     return trainer
 

@@ -1,0 +1,141 @@
+"""Serving throughput and latency: bsm-serve (nginx + gunicorn, loopback) against `predict_frame` in-process.
+
+    .venv/bin/python bench/serve_bench.py [--model-dir DIR] [--encoder packaged|tiny] [--seconds 20] [--workers N]
+
+Without --model-dir it trains a model once into bench/out/serve_model (synthetic messaging data, 1 epoch,
+the packaged all-MiniLM-L6-v2 encoder by default) and reuses it afterwards. For 1, 8 and 64 rows a request it
+measures rows/s and p50/p99 latency of sequential requests (JSON records, one keep-alive connection, the client
+on the same machine), then the same row chunks through `ModelBundle.predict_frame` in this process, with torch
+using every core. The in-process run goes first, while the server is not yet started, so they never compete.
+Prints a markdown table for bench/RESULTS.md. Not a test: the numbers depend on the machine.
+"""
+import argparse, json, os, platform, signal, socket, subprocess, sys, time
+from pathlib import Path
+
+import numpy as np
+import requests
+
+HERE = Path(__file__).resolve().parent
+BIN = Path(sys.executable).parent
+SIZES = (1, 8, 64)
+
+
+def ensure_model(out:Path, encoder:str)->Path:
+    "A trained model dir under `out` (trained on first use); its SAGEMAKER_BASE_DIR."
+    from bsm_nb.synthetic import write_sagemaker_tree
+    base = out/f'serve_model_{encoder}'
+    if (base/'model'/'bsm_model.json').exists(): return base
+    write_sagemaker_tree(base, n_train=600, n_val=200, n_test=400, seed=0)
+    args = ['--max_epochs', '1']
+    if encoder == 'tiny':
+        from bsm_nb.model import save_tiny_bert
+        args += ['--pretrained_model', str(save_tiny_bert(out/'tiny_bert'))]
+    print(f'training a {encoder} model into {base} ...', file=sys.stderr)
+    r = subprocess.run([str(BIN/'bsm-train'), *args], env={**os.environ, 'SAGEMAKER_BASE_DIR': str(base)}, capture_output=True, text=True)
+    if r.returncode: sys.exit(f'bsm-train failed:\n{r.stderr[-3000:]}')
+    return base
+
+
+def chunks(rows, size:int, n:int)->list:
+    "`n` consecutive chunks of `size` rows, wrapping around the rows."
+    idx = np.arange(n * size) % len(rows)
+    return [rows.iloc[idx[i*size:(i+1)*size]].reset_index(drop=True) for i in range(n)]
+
+
+def measure(call, batches:list, seconds:float, warmup:int=3)->dict:
+    "Call `call` on each batch in turn, for at most `seconds` (at least 20 calls); rows/s and latency percentiles."
+    for b in batches[:warmup]: call(b)
+    lat, rows, t0 = [], 0, time.perf_counter()
+    for i, b in enumerate(batches):
+        if i >= 20 and time.perf_counter() - t0 > seconds: break
+        s = time.perf_counter(); call(b); lat.append(time.perf_counter() - s); rows += len(b)
+    wall = time.perf_counter() - t0
+    return {'requests': len(lat), 'rows_per_s': rows / wall, 'p50_ms': 1000 * float(np.percentile(lat, 50)), 'p99_ms': 1000 * float(np.percentile(lat, 99))}
+
+
+def free_port()->int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--model-dir', type=Path, help='a trained model dir (default: train one into bench/out)')
+    p.add_argument('--encoder', choices=['packaged', 'tiny'], default='packaged', help='encoder of the model trained here')
+    p.add_argument('--seconds', type=float, default=20, help='time per measurement')
+    p.add_argument('--workers', type=int, help='MODEL_SERVER_WORKERS (default: bsm-serve decides)')
+    p.add_argument('--log', type=Path, default=HERE/'out'/'serve_bench.log', help="the server's output")
+    args = p.parse_args()
+
+    import torch
+    from bsm_nb.artifacts import load_bundle
+    from bsm_nb.data import read_data_file
+    from bsm_nb.serve import ServeSettings
+    args.log.parent.mkdir(parents=True, exist_ok=True)
+    if args.model_dir: model_dir, base = args.model_dir, None
+    else: base = ensure_model(HERE/'out', args.encoder); model_dir = base/'model'
+    test = (base/'input'/'data'/'test'/'test.csv') if base else None
+    bundle = load_bundle(model_dir)
+    rows = read_data_file(test) if test else None
+    if rows is None: sys.exit('--model-dir needs test rows: pass a SAGEMAKER_BASE_DIR layout (model/ beside input/data/test/)')
+    n_max = {1: 3000, 8: 800, 64: 200}
+    work = {n: chunks(rows, n, n_max[n]) for n in SIZES}
+    bodies = {n: [json.dumps(b.astype(object).where(b.notna(), None).to_dict('records')).encode() for b in work[n]] for n in SIZES}
+
+    results = {}
+    for n in SIZES:
+        results[n] = {'in_process': measure(lambda b: bundle.predict_frame(b), work[n], args.seconds)}
+    in_threads, max_len = torch.get_num_threads(), bundle.config.max_seq_length
+    del bundle
+
+    port = free_port()
+    env = {**os.environ, 'SAGEMAKER_BIND_TO_PORT': str(port), 'BSM_SERVE_HOST': '127.0.0.1',
+           **({'MODEL_SERVER_WORKERS': str(args.workers)} if args.workers else {})}
+    settings = ServeSettings.from_env(env)
+    with open(args.log, 'wb') as log:
+        server = subprocess.Popen([str(BIN/'bsm-serve'), '--model-dir', str(model_dir)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    url, session = f'http://127.0.0.1:{port}', requests.Session()
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            if server.poll() is not None: sys.exit(f'bsm-serve exited; see {args.log}')
+            try:
+                if session.get(f'{url}/ping', timeout=5).status_code == 200: break
+            except requests.ConnectionError: pass
+            if time.monotonic() > deadline: sys.exit(f'bsm-serve not ready in 300 s; see {args.log}')
+            time.sleep(0.25)
+
+        def post(body):
+            r = session.post(f'{url}/invocations', data=body, headers={'Content-Type': 'application/json'}, timeout=120)
+            assert r.status_code == 200, r.text
+        for n in SIZES:
+            results[n]['served'] = measure(post, bodies[n], args.seconds)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(60)
+
+    cores = len(os.sched_getaffinity(0))
+    enc = 'tiny random BERT' if args.encoder == 'tiny' and not args.model_dir else ('all-MiniLM-L6-v2' if not args.model_dir else str(model_dir))
+    print(f'\n## Serving: bsm-serve through nginx vs in-process `predict_frame`\n')
+    print(f'Machine: {cores} cores, {platform.processor() or platform.machine()}, Python {platform.python_version()}, torch {torch.__version__}, '
+          f'{"GPU" if torch.cuda.is_available() else "CPU"}. Model: {enc}, max length {max_len}, synthetic messaging rows (text + 3 categorical + 3 numeric).')
+    print(f'Server: {settings.workers} worker(s) x {settings.torch_threads} torch thread(s), JSON requests, one client on the same machine, '
+          f'sequential requests on one keep-alive connection. In-process: {in_threads} torch threads.\n')
+    print('| rows/request | served rows/s | in-process rows/s | served / in-process | served p50 ms | served p99 ms | in-process p50 ms | in-process p99 ms | p99 overhead ms |')
+    print('|---|---|---|---|---|---|---|---|---|')
+    for n in SIZES:
+        s, i = results[n]['served'], results[n]['in_process']
+        print(f'| {n} | {s["rows_per_s"]:.0f} | {i["rows_per_s"]:.0f} | {s["rows_per_s"] / i["rows_per_s"]:.2f}x | {s["p50_ms"]:.1f} | {s["p99_ms"]:.1f} | '
+              f'{i["p50_ms"]:.1f} | {i["p99_ms"]:.1f} | {s["p99_ms"] - i["p99_ms"]:+.1f} |')
+    r64, r1 = results[64], results[1]
+    ok64 = r64['served']['rows_per_s'] >= 0.9 * r64['in_process']['rows_per_s']
+    ok1 = r1['served']['p99_ms'] <= r1['in_process']['p99_ms'] + 15
+    print(f'\nGoals: 64 rows/request at >= 0.9x in-process rows/s: {"met" if ok64 else "NOT met"}; '
+          f'single-row p99 <= in-process + 15 ms: {"met" if ok1 else "NOT met"}.')
+    (HERE/'out'/'serve_bench.json').write_text(json.dumps({'sizes': {str(k): v for k, v in results.items()}, 'cores': cores,
+                                                            'workers': settings.workers, 'torch_threads': settings.torch_threads}, indent=1))
+
+
+if __name__ == '__main__':
+    main()

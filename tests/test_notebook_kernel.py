@@ -1,0 +1,34 @@
+"""Notebooks run top to bottom in a real Jupyter kernel (this venv's `python3`), as a reader runs them, not only through
+`nbdev_test`'s in-process executor. The executed notebook stays in memory; nothing is written back to nbs/."""
+import sys
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip('nbformat')
+nbclient = pytest.importorskip('nbclient')
+
+NBS = Path(__file__).resolve().parents[1]/'nbs'
+PROBE = 'import sys; print("KERNEL_PYTHON=" + sys.executable)'
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize('name', ['03_data.ipynb', '10_entrypoint.ipynb'])
+def test_notebook_runs_in_a_jupyter_kernel(name, monkeypatch):
+    """Every cell runs without an error output in a python3 kernel started from this venv, with cwd nbs/
+    (10_entrypoint trains a tiny model end to end through `main`). The executed copy is never saved."""
+    monkeypatch.setenv('HF_HUB_OFFLINE', '1'); monkeypatch.setenv('TOKENIZERS_PARALLELISM', 'false')
+    path = NBS/name
+    nb = nbformat.read(path, as_version=4)
+    n_code = sum(c.cell_type == 'code' for c in nb.cells)
+    assert n_code > 3, f'{name} has only {n_code} code cells'
+    nb.cells.insert(0, nbformat.v4.new_code_cell(PROBE))
+    client = nbclient.NotebookClient(nb, timeout=300, kernel_name='python3', resources={'metadata': {'path': str(NBS)}})
+    client.execute() # raises CellExecutionError, naming the cell, on the first error
+    outputs = [o for c in nb.cells if c.cell_type == 'code' for o in c.get('outputs', [])]
+    errors = [o for o in outputs if o.get('output_type') == 'error']
+    assert not errors, [(e.get('ename'), e.get('evalue')) for e in errors]
+    probe = ''.join(o.get('text', '') for o in nb.cells[0].outputs)
+    assert f'KERNEL_PYTHON={sys.executable}' in probe or \
+        Path(probe.strip().split('=', 1)[-1]).resolve().parent == Path(sys.executable).resolve().parent, probe
+    assert all(c.get('execution_count') for c in nb.cells if c.cell_type == 'code'), 'a code cell did not run'
