@@ -75,15 +75,20 @@ def run_training(cfg:BSMConfig, # the run's config
     model = MultimodalBert(asdict(cfg), processor.cat_cardinalities, processor.n_numeric, labels, encoder_path=encoder,
                            class_weights=class_weights_for(data['train'].arrays['label'], len(labels), cfg.class_weights))
     tb = L.pytorch.loggers.TensorBoardLogger(str(paths.output_dir), name='tensorboard', version='') if paths.output_dir else False
+    t_fit = time.time()
     trainer = model_train(model, cfg, loaders['train'], loaders['val'], logger=tb, checkpoint_dir=paths.checkpoint_dir, **(trainer_kwargs or {}))
+    t_fit = time.time() - t_fit
     if not trainer.is_global_zero: return {}
     best = load_checkpoint(trainer.checkpoint_callback.best_model_path, cfg.model_class, 'cuda' if torch.cuda.is_available() else 'cpu')
+    t_pred = time.time()
     probs = {k: predict_proba(best, loaders[k]) for k in ('val', 'test') if k in loaders}
+    t_pred = time.time() - t_pred
     metrics = evaluate_splits({k: (p, data[k].arrays['label']) for k, p in probs.items()}, ['auroc', 'average_precision', 'f1_score', 'accuracy'])
     for k, p in probs.items(): metrics[k]['loss'] = cross_entropy(p, data[k].arrays['label'])
     threshold = metrics.get('threshold', 0.5)
     metrics.update(epochs=trainer.current_epoch, steps=trainer.global_step, best_epoch_checkpoint=Path(trainer.checkpoint_callback.best_model_path).name,
-                   train_rows=len(data['train']), wall_s=None)
+                   train_rows=len(data['train']), fit_s=round(t_fit, 1), predict_rows_per_s=round(sum(len(p) for p in probs.values()) / t_pred, 1),
+                   wall_s=None)
     with staged_model_dir(paths.model_dir) as stage:
         save_model(stage/'model.safetensors', best)
         for k, p in probs.items():
