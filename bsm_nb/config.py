@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['FUSIONS', 'POOLINGS', 'MODEL_CLASSES', 'CLEANING_STEPS', 'ALIASES', 'IGNORED', 'PATH_FLAGS', 'BSMConfig',
+__all__ = ['FUSIONS', 'POOLINGS', 'MODEL_CLASSES', 'METRICS', 'CLEANING_STEPS', 'ALIASES', 'IGNORED', 'PATH_FLAGS', 'BSMConfig',
            'ConfigError', 'parse_value', 'field_types', 'config_from_dict', 'to_hyperparameters', 'SageMakerPaths',
            'parse_cli', 'read_hyperparameters', 'load_config']
 
@@ -17,6 +17,7 @@ __all__ = ['FUSIONS', 'POOLINGS', 'MODEL_CLASSES', 'CLEANING_STEPS', 'ALIASES', 
 FUSIONS = ('concat', 'gated', 'text_only', 'tab_only')
 POOLINGS = ('mean', 'cls', 'pooler')
 MODEL_CLASSES = {'multimodal_bert': None, 'bert': 'text_only', 'text_bert': 'text_only', 'tab_mlp': 'tab_only', 'tabular': 'tab_only'}
+METRICS = ('auroc', 'average_precision', 'f1_score', 'accuracy')
 CLEANING_STEPS = ('whitespace', 'html', 'urls', 'emails', 'phones', 'lowercase')
 
 @dataclass
@@ -169,6 +170,8 @@ def _check_choices(cfg:BSMConfig):
     if not 0 <= cfg.val_split < 1: raise ConfigError(f"hyperparameter 'val_split': value {cfg.val_split!r} must be in [0, 1)")
     if not 0 <= cfg.warmup_ratio < 1: raise ConfigError(f"hyperparameter 'warmup_ratio': value {cfg.warmup_ratio!r} must be in [0, 1)")
     if cfg.max_seq_length > 512: raise ConfigError(f"hyperparameter 'max_seq_length': value {cfg.max_seq_length} is more than BERT's 512 positions")
+    for m in cfg.metric_choices:
+        if m not in METRICS: bad('metric_choices', m, METRICS)
     monitored = ['val_loss'] + [f'val_{m}' for m in cfg.metric_choices]
     if cfg.early_stop_metric not in monitored: bad('early_stop_metric', cfg.early_stop_metric, monitored)
     if cfg.text_hook and ':' not in cfg.text_hook:

@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_model.ipynb #35df5acb
 from __future__ import annotations
-import json, logging, shutil
+import json, logging, os, shutil
 from dataclasses import asdict
 from pathlib import Path
 import torch, torch.nn as nn, torch.nn.functional as F
@@ -31,7 +31,12 @@ def resolve_encoder(cfg:BSMConfig, # `pretrained_model` may name a path or hub i
                     pretrained_channel:Path|None=None, # the `pretrained` input channel, if any
                    )->str:
     "Path (or hub name) of the encoder to start from."
-    if cfg.pretrained_model: return cfg.pretrained_model
+    if cfg.pretrained_model:
+        looks_local = cfg.pretrained_model.startswith(('/', '.', '~')) or os.path.exists(cfg.pretrained_model)
+        if looks_local and not Path(cfg.pretrained_model).expanduser().is_dir():
+            raise ValueError(f'pretrained_model {cfg.pretrained_model!r}: no such directory; expected an encoder directory, '
+                             'an earlier bsm_nb model dir, or a hub name (online only)')
+        return str(Path(cfg.pretrained_model).expanduser()) if looks_local else cfg.pretrained_model
     if pretrained_channel is not None and Path(pretrained_channel).is_dir() and any(Path(pretrained_channel).iterdir()):
         return str(pretrained_channel)
     return str(packaged_encoder_path())

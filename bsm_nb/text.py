@@ -46,6 +46,8 @@ def make_text_cleaner(steps:list=('whitespace', 'html'), # names from `CLEANERS`
     def clean(text)->str:
         s = '' if text is None or text != text else str(text) # NaN != NaN
         for f in fns: s = f(s)
-        if user: s = str(user(s))
+        if user:
+            try: s = str(user(s))
+            except Exception as e: raise ValueError(f'text_hook {hook!r} failed on text {s[:60]!r}: {type(e).__name__}: {e}') from e
         return s
     return clean
