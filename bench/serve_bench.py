@@ -5,11 +5,13 @@
 Without --model-dir it trains a model once into bench/out/serve_model (synthetic messaging data, 1 epoch,
 the packaged all-MiniLM-L6-v2 encoder by default) and reuses it afterwards. For 1, 8 and 64 rows a request it
 measures rows/s and p50/p99 latency of sequential requests (JSON records, one keep-alive connection, the client
-on the same machine), then the same row chunks through `ModelBundle.predict_frame` in this process, with torch
-using every core. The in-process run goes first, while the server is not yet started, so they never compete.
+on the same machine) and of the same row chunks through `ModelBundle.predict_frame` in this process (called from a
+thread of its own, like the server's request threads, with torch using every core), in alternating rounds so that neither side competes with the other and drifting machine load
+hits both alike.
 Prints a markdown table for bench/RESULTS.md. Not a test: the numbers depend on the machine.
 """
 import argparse, json, os, platform, signal, socket, subprocess, sys, time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -42,15 +44,20 @@ def chunks(rows, size:int, n:int)->list:
     return [rows.iloc[idx[i*size:(i+1)*size]].reset_index(drop=True) for i in range(n)]
 
 
-def measure(call, batches:list, seconds:float, warmup:int=3)->dict:
-    "Call `call` on each batch in turn, for at most `seconds` (at least 20 calls); rows/s and latency percentiles."
-    for b in batches[:warmup]: call(b)
+def timed_calls(call, batches:list, seconds:float)->tuple:
+    "Call `call(payload)` for each (payload, rows) in turn for about `seconds` (at least 5 calls): (latencies, rows, wall)."
     lat, rows, t0 = [], 0, time.perf_counter()
-    for i, b in enumerate(batches):
-        if i >= 20 and time.perf_counter() - t0 > seconds: break
-        s = time.perf_counter(); call(b); lat.append(time.perf_counter() - s); rows += len(b)
-    wall = time.perf_counter() - t0
-    return {'requests': len(lat), 'rows_per_s': rows / wall, 'p50_ms': 1000 * float(np.percentile(lat, 50)), 'p99_ms': 1000 * float(np.percentile(lat, 99))}
+    for i, (payload, n) in enumerate(batches):
+        if i >= 5 and time.perf_counter() - t0 > seconds: break
+        s = time.perf_counter(); call(payload); lat.append(time.perf_counter() - s); rows += n
+    return lat, rows, time.perf_counter() - t0
+
+
+def summary(runs:list)->dict:
+    "Rows/s and latency percentiles over several `timed_calls` results."
+    lat = [l for r in runs for l in r[0]]
+    return {'requests': len(lat), 'rows_per_s': sum(r[1] for r in runs) / sum(r[2] for r in runs),
+            'p50_ms': 1000 * float(np.percentile(lat, 50)), 'p99_ms': 1000 * float(np.percentile(lat, 99))}
 
 
 def free_port()->int:
@@ -63,7 +70,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--model-dir', type=Path, help='a trained model dir (default: train one into bench/out)')
     p.add_argument('--encoder', choices=['packaged', 'tiny'], default='packaged', help='encoder of the model trained here')
-    p.add_argument('--seconds', type=float, default=20, help='time per measurement')
+    p.add_argument('--seconds', type=float, default=20, help='seconds per side and size')
     p.add_argument('--workers', type=int, help='MODEL_SERVER_WORKERS (default: bsm-serve decides)')
     p.add_argument('--log', type=Path, default=HERE/'out'/'serve_bench.log', help="the server's output")
     args = p.parse_args()
@@ -79,15 +86,11 @@ def main():
     bundle = load_bundle(model_dir)
     rows = read_data_file(test) if test else None
     if rows is None: sys.exit('--model-dir needs test rows: pass a SAGEMAKER_BASE_DIR layout (model/ beside input/data/test/)')
-    n_max = {1: 3000, 8: 800, 64: 200}
+    n_max = {1: 6000, 8: 1500, 64: 300}
     work = {n: chunks(rows, n, n_max[n]) for n in SIZES}
-    bodies = {n: [json.dumps(b.astype(object).where(b.notna(), None).to_dict('records')).encode() for b in work[n]] for n in SIZES}
-
-    results = {}
-    for n in SIZES:
-        results[n] = {'in_process': measure(lambda b: bundle.predict_frame(b), work[n], args.seconds)}
+    frames = {n: [(b, len(b)) for b in work[n]] for n in SIZES}
+    bodies = {n: [(json.dumps(b.astype(object).where(b.notna(), None).to_dict('records')).encode(), len(b)) for b in work[n]] for n in SIZES}
     in_threads, max_len = torch.get_num_threads(), bundle.config.max_seq_length
-    del bundle
 
     port = free_port()
     env = {**os.environ, 'SAGEMAKER_BIND_TO_PORT': str(port), 'BSM_SERVE_HOST': '127.0.0.1',
@@ -96,6 +99,8 @@ def main():
     with open(args.log, 'wb') as log:
         server = subprocess.Popen([str(BIN/'bsm-serve'), '--model-dir', str(model_dir)], env=env, stdout=log, stderr=subprocess.STDOUT)
     url, session = f'http://127.0.0.1:{port}', requests.Session()
+    load_before = open('/proc/loadavg').read().split()[:3]
+    results = {}
     try:
         deadline = time.monotonic() + 300
         while True:
@@ -109,11 +114,24 @@ def main():
         def post(body):
             r = session.post(f'{url}/invocations', data=body, headers={'Content-Type': 'application/json'}, timeout=120)
             assert r.status_code == 200, r.text
+        # predict_frame runs in a thread of its own, as in a server worker's request thread, with every core
+        inference = ThreadPoolExecutor(1, initializer=torch.set_num_threads, initargs=(in_threads,))
+        local = lambda df: inference.submit(bundle.predict_frame, df).result()
         for n in SIZES:
-            results[n]['served'] = measure(post, bodies[n], args.seconds)
+            # rounds alternate the two sides on the same chunks, so drifting load on the machine hits both alike;
+            # the idle server takes no CPU while the in-process side runs, and the other way round
+            for b in frames[n][:3]: local(b[0])
+            for b in bodies[n][:3]: post(b[0])
+            rounds, runs = 4, {'in_process': [], 'served': []}
+            for r in range(rounds):
+                part = slice(r * n_max[n] // rounds, (r + 1) * n_max[n] // rounds)
+                runs['in_process'].append(timed_calls(local, frames[n][part], args.seconds / rounds))
+                runs['served'].append(timed_calls(post, bodies[n][part], args.seconds / rounds))
+            results[n] = {k: summary(v) for k, v in runs.items()}
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(60)
+    load_after = open('/proc/loadavg').read().split()[:3]
 
     cores = len(os.sched_getaffinity(0))
     enc = 'tiny random BERT' if args.encoder == 'tiny' and not args.model_dir else ('all-MiniLM-L6-v2' if not args.model_dir else str(model_dir))
@@ -121,7 +139,7 @@ def main():
     print(f'Machine: {cores} cores, {platform.processor() or platform.machine()}, Python {platform.python_version()}, torch {torch.__version__}, '
           f'{"GPU" if torch.cuda.is_available() else "CPU"}. Model: {enc}, max length {max_len}, synthetic messaging rows (text + 3 categorical + 3 numeric).')
     print(f'Server: {settings.workers} worker(s) x {settings.torch_threads} torch thread(s), JSON requests, one client on the same machine, '
-          f'sequential requests on one keep-alive connection. In-process: {in_threads} torch threads.\n')
+          f'sequential requests on one keep-alive connection. In-process: `predict_frame` from a thread, {in_threads} torch threads.\n')
     print('| rows/request | served rows/s | in-process rows/s | served / in-process | served p50 ms | served p99 ms | in-process p50 ms | in-process p99 ms | p99 overhead ms |')
     print('|---|---|---|---|---|---|---|---|---|')
     for n in SIZES:
@@ -131,6 +149,7 @@ def main():
     r64, r1 = results[64], results[1]
     ok64 = r64['served']['rows_per_s'] >= 0.9 * r64['in_process']['rows_per_s']
     ok1 = r1['served']['p99_ms'] <= r1['in_process']['p99_ms'] + 15
+    print(f'\nLoad average before / after: {" ".join(load_before)} / {" ".join(load_after)} (other work on the machine skews both sides alike).')
     print(f'\nGoals: 64 rows/request at >= 0.9x in-process rows/s: {"met" if ok64 else "NOT met"}; '
           f'single-row p99 <= in-process + 15 ms: {"met" if ok1 else "NOT met"}.')
     (HERE/'out'/'serve_bench.json').write_text(json.dumps({'sizes': {str(k): v for k, v in results.items()}, 'cores': cores,

@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_artifacts.ipynb #8b0c54a1
 from __future__ import annotations
-import contextlib, json, os, shutil, uuid
+import contextlib, dataclasses, json, os, shutil, uuid
 from dataclasses import asdict
 from pathlib import Path
 import numpy as np, pandas as pd, torch
@@ -93,7 +93,8 @@ class ModelBundle:
         "One prediction per row, in order: `id`, probability column(s), `label`."
         ds = self.dataset(df)
         if not len(ds): return format_predictions(np.zeros((0, len(self.label_list))), [], self.label_list, self.threshold)
-        probs = predict_proba(self.model, make_dataloader(ds, self.config, pad_id=self.pad_id, batch_size=batch_size))
+        cfg = dataclasses.replace(self.config, num_workers=0) # no worker processes per request
+        probs = predict_proba(self.model, make_dataloader(ds, cfg, pad_id=self.pad_id, batch_size=batch_size))
         return format_predictions(probs, ds.ids, self.label_list, self.threshold)
 
 def read_meta(model_dir:Path)->dict:

@@ -59,6 +59,9 @@ class BSMConfig:
     metric_choices:list = field(default_factory=lambda: ['auroc', 'average_precision', 'f1_score']) # logged every epoch
     precision:str = 'auto' # auto (bf16-mixed on GPU, 32 on CPU) or any Lightning precision
     accumulate_grad_batches:int = 1 # batches per optimizer step
+    lr_scaling:str = 'none' # none / linear / sqrt: scale lr and head_lr with world size x accumulation
+    master_port:int = 7777 # rendezvous port of distributed training (env MASTER_PORT wins)
+    dist_timeout:int = 1800 # seconds to wait for the other ranks before failing
     checkpoint_every_n_steps:int = 500 # resumable checkpoint every N optimizer steps, besides every epoch end (0 = epoch ends only)
     val_split:float = 0.1 # share of train held out when there is no val channel
     seed:int = 42 # seeds data split, shuffling and initialisation
@@ -158,10 +161,11 @@ def _check_choices(cfg:BSMConfig):
     if cfg.fusion not in FUSIONS: bad('fusion', cfg.fusion, FUSIONS)
     if cfg.pooling not in POOLINGS: bad('pooling', cfg.pooling, POOLINGS)
     if cfg.model_class not in MODEL_CLASSES: bad('model_class', cfg.model_class, MODEL_CLASSES)
+    if cfg.lr_scaling not in ('none', 'linear', 'sqrt'): bad('lr_scaling', cfg.lr_scaling, ('none', 'linear', 'sqrt'))
     if cfg.class_weights not in ('none', 'balanced'): bad('class_weights', cfg.class_weights, ('none', 'balanced'))
     for s in cfg.text_cleaning:
         if s not in CLEANING_STEPS: bad('text_cleaning', s, CLEANING_STEPS)
-    for key in ('batch_size', 'max_epochs', 'max_seq_length', 'accumulate_grad_batches', 'early_stop_patience'):
+    for key in ('batch_size', 'max_epochs', 'max_seq_length', 'accumulate_grad_batches', 'early_stop_patience', 'master_port', 'dist_timeout'):
         if getattr(cfg, key) < 1: raise ConfigError(f'hyperparameter {key!r}: value {getattr(cfg, key)!r} must be at least 1')
     for key in ('reinit_layers', 'num_workers', 'num_threads', 'max_train_rows', 'checkpoint_every_n_steps'):
         if getattr(cfg, key) < 0: raise ConfigError(f'hyperparameter {key!r}: value {getattr(cfg, key)!r} must be 0 or more')

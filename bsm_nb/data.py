@@ -13,8 +13,8 @@ from .text import make_text_cleaner
 
 # %% auto #0
 __all__ = ['FORMATS', 'SKIPPED', 'DataError', 'InputError', 'file_format', 'channel_files', 'read_data_file', 'read_channel',
-           'normalise_category', 'to_numbers', 'fit_label_list', 'encode_labels', 'FeatureProcessor', 'BSMDataset',
-           'collate_batch', 'LengthBucketSampler', 'make_dataloader', 'split_train_val']
+           'normalise_category', 'to_numbers', 'check_rows', 'fit_label_list', 'encode_labels', 'FeatureProcessor',
+           'BSMDataset', 'collate_batch', 'LengthBucketSampler', 'make_dataloader', 'split_train_val']
 
 # %% ../nbs/03_data.ipynb #c0584f6a
 class DataError(ValueError):
@@ -66,6 +66,8 @@ def read_data_file(path:Path, # a data file
 def read_channel(channel_dir:Path, # directory of the channel
                  fields:list|None=None, # columns to keep
                  max_rows:int=0, # stop after this many rows (0 = all)
+                 numeric_fields:list=(), # checked per file, so an error names the file and its row
+                 required_fields:list=(), # must not be missing (e.g. the label)
                 )->pd.DataFrame:
     "All rows of a channel, files concatenated in name order."
     files = channel_files(channel_dir)
@@ -73,6 +75,7 @@ def read_channel(channel_dir:Path, # directory of the channel
     frames, n = [], 0
     for f in files:
         frames.append(read_data_file(f, fields)); n += len(frames[-1])
+        if numeric_fields or required_fields: check_rows(frames[-1], f, numeric_fields, required_fields) # defined below
         if max_rows and n >= max_rows: break
     df = pd.concat(frames, ignore_index=True)
     if max_rows: df = df.iloc[:max_rows].reset_index(drop=True)
@@ -105,6 +108,20 @@ def to_numbers(values:pd.Series, # raw values of one numeric field
         i = int(np.flatnonzero(bad.to_numpy())[0])
         raise InputError(f'row {i}, field {name!r}: {values.iloc[i]!r} is not a number')
     return np.where(np.isfinite(out.to_numpy()), out.to_numpy(), np.nan)
+
+def check_rows(df:pd.DataFrame, # rows of one file
+               path:Path, # the file, for the message
+               numeric_fields:list=(), required_fields:list=(),
+              ):
+    "Fail on a non-number in a numeric field or a missing required value, naming the file, row (0-based, header excluded) and field."
+    try:
+        for f in numeric_fields:
+            if f in df: to_numbers(df[f], f)
+    except InputError as e: raise DataError(f'{path}: {e}') from None
+    for f in required_fields:
+        if f not in df: continue
+        missing = df[f].map(normalise_category).isna().to_numpy()
+        if missing.any(): raise DataError(f'{path}: row {int(np.flatnonzero(missing)[0])}, field {f!r}: value is missing')
 
 # %% ../nbs/03_data.ipynb #7fd54ecf
 def fit_label_list(labels:pd.Series, # raw labels of train
@@ -187,7 +204,7 @@ class FeatureProcessor:
         for j, f in enumerate(cfg.cat_field_list):
             if f not in df: continue
             index = {v: i + 2 for i, v in enumerate(self.vocabs[f])}
-            cats[:, j] = [0 if v is None else index.get(v, 1) for v in df[f].map(normalise_category)]
+            cats[:, j] = [0 if pd.isna(v) else index.get(v, 1) for v in df[f].map(normalise_category)] # pandas may turn None into NaN
         nums = np.zeros((n, self.n_numeric), dtype=np.float32)
         for j, f in enumerate(cfg.tab_field_list):
             x = to_numbers(df[f], f) if f in df else np.full(n, np.nan)
@@ -243,10 +260,10 @@ def collate_batch(items:list, # items of a `BSMDataset`
     return out
 
 # %% ../nbs/03_data.ipynb #3ad5e51b
-def _min_over_ranks(n:int)->int:
-    "The smallest `n` over all ranks of the process group (`n` itself outside one)."
+def _min_over_ranks(n:int)->int|None:
+    "The smallest `n` over all ranks of the process group; None outside one."
     import torch.distributed as dist
-    if not (dist.is_available() and dist.is_initialized()): return n
+    if not (dist.is_available() and dist.is_initialized()): return None
     dev = torch.device('cuda', torch.cuda.current_device()) if dist.get_backend() == 'nccl' else torch.device('cpu')
     t = torch.tensor([n], dtype=torch.long, device=dev)
     dist.all_reduce(t, op=dist.ReduceOp.MIN)
@@ -307,18 +324,17 @@ class LengthBucketSampler(Sampler):
     def batches(self)->list:
         "This rank's batches for this epoch, as lists of row indices."
         world, rank = self.replicas()
-        if world == 1: return [b.tolist() for b in self.global_batches()]
-        if not self.shuffle: # evaluation: deal sorted rows out in turn, no duplicates
+        if not self.shuffle and world > 1: # evaluation: deal sorted rows out in turn, no duplicates
             order, n = np.argsort(-self.lengths, kind='stable'), len(self.lengths)
             mine = order[rank::world] if len(order[rank::world]) or not n else order[[rank % n]]
             return [mine[i:i+self.bs].tolist() for i in range(0, len(mine), self.bs)]
         out = []
         for b in self.global_batches(world):
-            part = np.array_split(b, world)[rank]
+            part = np.array_split(b, world)[rank] if world > 1 else b
             out.append((part if len(part) else b[[rank % len(b)]]).tolist())
-        if self.data_shards > 1:
-            if self._common is None: self._common = _min_over_ranks(len(out))
-            out = out[:self._common]
+        if self.data_shards > 1 and self.shuffle: # shards differ in size: every rank stops with the smallest
+            if self._common is None: self._common = _min_over_ranks(len(out)) # once the process group is up, then kept
+            if self._common is not None: out = out[:self._common]
         return out
 
     def __iter__(self):

@@ -19,9 +19,9 @@ log = logging.getLogger('bsm_nb')
 
 # %% auto #0
 __all__ = ['log', 'DEFAULT_MASTER_PORT', 'DEFAULT_TIMEOUT_S', 'DEFAULT_RESOLVE_TIMEOUT_S', 'LR_SCALINGS', 'DistributedError',
-           'read_config_json', 'Cluster', 'cluster_from_env', 'check_channels', 'resolve_host', 'SageMakerDDPStrategy',
-           'trainer_kwargs', 'setup_distributed', 'effective_batch_size', 'scale_lr', 'checkpoint_name_suffix',
-           'writes_checkpoints', 'weights_checksum', 'WeightChecksum', 'shard_summary', 'merge_summaries',
+           'read_config_json', 'Cluster', 'cluster_from_env', 'check_channels', 'resolve_host', 'weights_checksum',
+           'WeightChecksum', 'SageMakerDDPStrategy', 'ddp_trainer_kwargs', 'setup_distributed', 'effective_batch_size',
+           'scale_lr', 'checkpoint_name_suffix', 'writes_checkpoints', 'shard_summary', 'merge_summaries',
            'exchange_across_nodes', 'fit_processor']
 
 # %% ../nbs/11_distributed.ipynb #540441ff
@@ -143,6 +143,21 @@ def resolve_host(host:str, # a host name such as algo-1
         time.sleep(min(interval_s, max(0.0, deadline - time.monotonic())))
     raise DistributedError(f'distributed: master host {host!r} did not resolve within {timeout_s:g} s ({err})')
 
+# %% ../nbs/11_distributed.ipynb #45ae09ac
+def weights_checksum(module:torch.nn.Module)->str:
+    "SHA-256 over the names, dtypes, shapes and bytes of `module`'s state dict, in name order."
+    h = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f'{name}|{t.dtype}|{tuple(t.shape)}|'.encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+class WeightChecksum(L.Callback):
+    "Log each rank's final weight checksum."
+    def on_fit_end(self, trainer, pl_module):
+        log.info(f'distributed: rank={trainer.global_rank} weights_sha256={weights_checksum(pl_module)}')
+
 # %% ../nbs/11_distributed.ipynb #270c3289
 class SageMakerDDPStrategy(DDPStrategy):
     "Lightning's DDP; failing to form the process group in time raises a `DistributedError` that names the master."
@@ -151,11 +166,14 @@ class SageMakerDDPStrategy(DDPStrategy):
         except Exception as e:
             env, t = self.cluster_environment, self._timeout.total_seconds() if self._timeout else float('nan')
             first = str(e).strip().splitlines()[0] if str(e).strip() else ''
-            raise DistributedError(f'distributed: rank {self.global_rank} of {self.world_size} could not join the master '
-                                   f'{env.main_address}:{env.main_port} within {t:g} s: did every host start, and is the port open? '
-                                   f'({type(e).__name__}: {first})') from e
+            where, cause = f'{env.main_address}:{env.main_port}', f'({type(e).__name__}: {first})'
+            if self.global_rank == 0:
+                raise DistributedError(f'distributed: the master {where} (rank 0 of {self.world_size}) did not see every rank join within {t:g} s: '
+                                       f'did every host start, and can they reach this host on port {env.main_port}? {cause}') from e
+            raise DistributedError(f'distributed: rank {self.global_rank} of {self.world_size} could not join the master {where} within {t:g} s: '
+                                   f'did the master host start, and is the port open? {cause}') from e
 
-def trainer_kwargs(cluster:Cluster, # from `setup_distributed`
+def ddp_trainer_kwargs(cluster:Cluster, # from `setup_distributed`
                    find_unused_parameters:bool=True, # parameters without gradients (the pooler under mean pooling)
                   )->dict:
     "Arguments for `lightning.Trainer` (through `model_train`): {} for one process, DDP over the cluster otherwise."
@@ -213,21 +231,6 @@ def checkpoint_name_suffix(cluster:Cluster)->str:
 def writes_checkpoints(cluster:Cluster)->bool:
     "Whether this process may write and delete the shared resumable checkpoints: global rank 0 only."
     return cluster.global_rank == 0
-
-# %% ../nbs/11_distributed.ipynb #45ae09ac
-def weights_checksum(module:torch.nn.Module)->str:
-    "SHA-256 over the names, dtypes, shapes and bytes of `module`'s state dict, in name order."
-    h = hashlib.sha256()
-    for name, t in sorted(module.state_dict().items()):
-        t = t.detach().cpu().contiguous()
-        h.update(f'{name}|{t.dtype}|{tuple(t.shape)}|'.encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
-
-class WeightChecksum(L.Callback):
-    "Log each rank's final weight checksum."
-    def on_fit_end(self, trainer, pl_module):
-        log.info(f'distributed: rank={trainer.global_rank} weights_sha256={weights_checksum(pl_module)}')
 
 # %% ../nbs/11_distributed.ipynb #63f48fd7
 def shard_summary(df:pd.DataFrame, # this host's train rows

@@ -10,18 +10,19 @@ from pathlib import Path
 import numpy as np, pandas as pd, torch
 import lightning as L
 from .config import BSMConfig, SageMakerPaths, load_config
-from .data import BSMDataset, FeatureProcessor, make_dataloader, read_channel, split_train_val, channel_files
+from .data import BSMDataset, FeatureProcessor, make_dataloader, read_channel, split_train_val, channel_files, DataError, InputError
 from .model import MultimodalBert, load_tokenizer, resolve_encoder
 from .train import model_train, load_checkpoint, format_predictions, predict_proba, metric_line, mark_complete
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from .evaluate import evaluate_splits, roc_metric_plot, pr_metric_plot
 from .artifacts import staged_model_dir, save_model, save_artifacts, save_prediction
+from .distributed import Cluster, setup_distributed, scale_lr, fit_processor, ddp_trainer_kwargs
 
 log = logging.getLogger('bsm_nb')
 
 # %% auto #0
-__all__ = ['log', 'has_data', 'read_splits', 'class_weights_for', 'cross_entropy', 'run_training', 'write_failure',
-           'setup_logging', 'main']
+__all__ = ['log', 'has_data', 'read_splits', 'class_weights_for', 'encode_split', 'cross_entropy', 'run_training',
+           'write_failure', 'setup_logging', 'main']
 
 # %% ../nbs/10_entrypoint.ipynb #875bb355
 def has_data(channel:Path)->bool:
@@ -30,13 +31,14 @@ def has_data(channel:Path)->bool:
 
 def read_splits(cfg:BSMConfig, paths:SageMakerPaths)->dict:
     "Frames of train, val and (when given) test."
-    train = read_channel(paths.channel('train'), cfg.read_fields, cfg.max_train_rows)
-    if has_data(paths.channel('val')): splits = {'train': train, 'val': read_channel(paths.channel('val'), cfg.read_fields)}
+    read = lambda ch, n=0: read_channel(paths.channel(ch), cfg.read_fields, n, cfg.tab_field_list, [cfg.label_name])
+    train = read('train', cfg.max_train_rows)
+    if has_data(paths.channel('val')): splits = {'train': train, 'val': read('val')}
     else:
         log.info(f'no val channel: holding out {cfg.val_split:.0%} of train, stratified, seed {cfg.seed}')
         tr, va = split_train_val(train, cfg)
         splits = {'train': tr, 'val': va}
-    if has_data(paths.channel('test')): splits['test'] = read_channel(paths.channel('test'), cfg.read_fields)
+    if has_data(paths.channel('test')): splits['test'] = read('test')
     else: log.warning('no test channel: the model dir will hold val results only')
     return splits
 
@@ -48,15 +50,21 @@ def class_weights_for(labels:np.ndarray, n_classes:int, mode:str)->list|None:
     w = counts.sum() / (n_classes * np.maximum(counts, 1))
     return w.tolist()
 
+def encode_split(name:str, df:pd.DataFrame, cfg:BSMConfig, processor:FeatureProcessor)->BSMDataset:
+    "A `BSMDataset` of one split; a bad row is reported with the split's name."
+    try: return BSMDataset(cfg, processor, df=df)
+    except InputError as e: raise DataError(f'{name} channel: {e}') from None
+
 def cross_entropy(probs:np.ndarray, labels:np.ndarray)->float:
     "Mean negative log-likelihood of the true classes."
     return float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1)).mean())
 
 def run_training(cfg:BSMConfig, # the run's config
                  paths:SageMakerPaths, # where channels and outputs are
-                 trainer_kwargs:dict|None=None, # extra `lightning.Trainer` arguments (e.g. for distributed runs)
+                 trainer_kwargs:dict|None=None, # extra `lightning.Trainer` arguments
+                 cluster:Cluster|None=None, # from `setup_distributed`; None: a single process
                 )->dict:
-    "Train, evaluate and save; returns the metrics written to `metrics.json`."
+    "Train, evaluate and save; returns the metrics written to `metrics.json` ({} on ranks other than global rank 0)."
     t0 = time.time()
     torch.set_num_threads(cfg.num_threads or os.cpu_count() or 1)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -67,16 +75,19 @@ def run_training(cfg:BSMConfig, # the run's config
         encoder = resolve_encoder(cfg, paths.channel('pretrained'))
         tokenizer = load_tokenizer(encoder)
         log.info(f'encoder: {encoder}')
-    processor = FeatureProcessor.fit(splits['train'], cfg, tokenizer)
-    data = {k: BSMDataset(cfg, processor, df=v) for k, v in splits.items()}
+    processor = fit_processor(splits['train'], cfg, tokenizer, cluster) # merged over the hosts when train is ShardedByS3Key
+    data = {k: encode_split(k, v, cfg, processor) for k, v in splits.items()}
     pad_id = getattr(tokenizer, 'pad_token_id', 0) or 0
-    loaders = {k: make_dataloader(ds, cfg, train=k == 'train', pad_id=pad_id) for k, ds in data.items()}
+    shards = cluster.train_shards if cluster is not None else 1
+    loaders = {k: make_dataloader(ds, cfg, train=k == 'train', pad_id=pad_id, data_shards=shards if k == 'train' else 1) for k, ds in data.items()}
+    fit_val = make_dataloader(data['val'], cfg, pad_id=pad_id, split_ranks=True) # each rank validates its part; loaders['val'] stays whole for rank 0's predictions
     labels = processor.label_list
     model = MultimodalBert(asdict(cfg), processor.cat_cardinalities, processor.n_numeric, labels, encoder_path=encoder,
                            class_weights=class_weights_for(data['train'].arrays['label'], len(labels), cfg.class_weights))
     tb = L.pytorch.loggers.TensorBoardLogger(str(paths.output_dir), name='tensorboard', version='') if paths.output_dir else False
     t_fit = time.time()
-    trainer = model_train(model, cfg, loaders['train'], loaders['val'], logger=tb, checkpoint_dir=paths.checkpoint_dir, **(trainer_kwargs or {}))
+    kw = {**(ddp_trainer_kwargs(cluster) if cluster is not None else {}), **(trainer_kwargs or {})}
+    trainer = model_train(model, cfg, loaders['train'], fit_val, logger=tb, checkpoint_dir=paths.checkpoint_dir, **kw)
     t_fit = time.time() - t_fit
     if not trainer.is_global_zero: return {}
     best = load_checkpoint(trainer.checkpoint_callback.best_model_path, cfg.model_class, 'cuda' if torch.cuda.is_available() else 'cpu')
@@ -133,8 +144,11 @@ def main(argv:list|None=None, # arguments after the program name; `sys.argv[1:]`
         if any(a.replace('_', '-') == '--use-cuda' for a in argv):
             log.info('--use-cuda is accepted for compatibility; the device is chosen automatically')
         log.info(f'device: {"cuda x%d" % torch.cuda.device_count() if torch.cuda.is_available() else "cpu"}; model dir {paths.model_dir}')
-        run_training(cfg, paths)
-        log.info(f'model dir: {paths.model_dir} (predictions: {paths.model_dir/"predictions.csv"}, plots: roc_curve.png, pr_curve.png)')
+        cluster = setup_distributed(cfg, paths, env) # logs `distributed: world_size=... node_rank=... master=host:port` on every rank
+        cfg = scale_lr(cfg, cluster.world_size)
+        run_training(cfg, paths, cluster=cluster)
+        if cluster.global_rank == 0: log.info(f'model dir: {paths.model_dir} (predictions: {paths.model_dir/"predictions.csv"}, plots: roc_curve.png, pr_curve.png)')
+        else: log.info(f'distributed: rank {cluster.global_rank} done; global rank 0 on {cluster.hosts[0]} writes the model dir')
     except SIGTERMException as e: # a spot interruption or StopTrainingJob: a checkpoint was written, the next start resumes
         f = write_failure(paths, RuntimeError(f'training stopped by SIGTERM; it resumes from the newest checkpoint in {paths.checkpoint_dir} when started again'))
         log.error(f'stopped by SIGTERM; failure file: {f}')

@@ -5,7 +5,7 @@
 # %% ../nbs/08_serve.ipynb #46a628cf
 from __future__ import annotations
 import argparse, codecs, csv, io, json, logging, math, os, re, shutil, signal, subprocess, sys, tempfile, threading, time
-from dataclasses import dataclass, asdict, replace
+from dataclasses import dataclass, asdict
 from pathlib import Path
 import numpy as np, pandas as pd
 from flask import Flask, Response, request
@@ -20,8 +20,8 @@ log = logging.getLogger(__name__)
 __all__ = ['log', 'CSV', 'JSON', 'JSONLINES', 'MEDIA_TYPES', 'CANONICAL', 'INPUT_FORMATS', 'GRACEFUL_STOP_S', 'STOP_TIMEOUT_S',
            'RequestError', 'request_format', 'response_format', 'decode_body', 'headerless_columns', 'csv_has_header',
            'read_csv_rows', 'json_records', 'jsonlines_records', 'records_frame', 'check_inputs', 'parse_request',
-           'prediction_records', 'format_predictions', 'ServeSettings', 'ModelState', 'execution_parameters',
-           'create_app', 'read_input_file', 'write_output_file', 'predict', 'predict_main', 'render_nginx_conf',
+           'prediction_records', 'format_response', 'ServeSettings', 'ModelState', 'execution_parameters', 'create_app',
+           'read_input_file', 'write_output_file', 'predict', 'predict_main', 'render_nginx_conf',
            'reference_nginx_conf', 'gunicorn_options', 'run_app_server', 'stop_processes', 'serve', 'main']
 
 # %% ../nbs/08_serve.ipynb #9ebe921a
@@ -192,7 +192,7 @@ def prediction_records(pred:pd.DataFrame, # from `predict_frame`
     probs = pred[classes].to_numpy(dtype=float).tolist()
     return [{'id': i, 'probabilities': dict(zip([c[5:] for c in classes], ps)), 'label': l} for i, ps, l in zip(ids, probs, labels)]
 
-def format_predictions(pred:pd.DataFrame, # from `predict_frame`
+def format_response(pred:pd.DataFrame, # from `predict_frame`
                        mime:str=JSON, # JSON, CSV or JSONLINES
                        params:dict|None=None, # Accept parameters; CSV honours `header=present`
                       )->str:
@@ -213,7 +213,7 @@ def _env_int(env:dict, name:str, default:int, minimum:int=0)->int:
     return v
 
 def _count_gpus()->int:
-    "CUDA devices torch can see (0 without torch or CUDA); does not initialise CUDA."
+    "CUDA devices torch can see (0 without torch or CUDA). Called in the launcher, whose CUDA state no worker inherits."
     try:
         import torch
         return torch.cuda.device_count()
@@ -271,11 +271,14 @@ def _load_bundle(model_dir):
     from bsm_nb.artifacts import load_bundle
     return load_bundle(model_dir)
 
+_per_thread = threading.local()
+
 def _set_torch_threads(n:int):
-    "Use `n` torch CPU threads in the calling thread (0 = leave as is)."
-    if not n: return
+    "Use `n` torch CPU threads in the calling thread (0 = leave as is); OpenMP keeps the count per thread, so each request thread sets it once."
+    if not n or getattr(_per_thread, 'torch_threads', None) == n: return
     import torch
-    if torch.get_num_threads() != n: torch.set_num_threads(n)
+    torch.set_num_threads(n)
+    _per_thread.torch_threads = n
 
 class ModelState:
     "A model directory being loaded in a background thread; `status` is loading, ready or failed."
@@ -368,7 +371,7 @@ def create_app(settings:ServeSettings|None=None, # default: `ServeSettings.from_
             log.info('%d on /invocations: %s', status, e)
             return _json_response({'error': str(e)}, status)
         log.debug('%d rows in %.1f ms', len(rows), 1000 * (time.perf_counter() - t0))
-        return Response(format_predictions(pred, out_mime, out_params), mimetype=out_mime)
+        return Response(format_response(pred, out_mime, out_params), mimetype=out_mime)
 
     @app.errorhandler(HTTPException)
     def http_error(e):
@@ -412,7 +415,7 @@ def write_output_file(pred:pd.DataFrame, # from `predict_frame`
     path, fmt = Path(path), _file_format(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if fmt == 'parquet': pred.to_parquet(path, index=False)
-    else: path.write_text(format_predictions(pred, fmt, {'header': 'present'}))
+    else: path.write_text(format_response(pred, fmt, {'header': 'present'}), encoding='utf-8')
     return path
 
 def predict(model, # a model directory, or a loaded `ModelBundle`
@@ -447,7 +450,7 @@ def predict_main(argv:list|None=None, # arguments after the program name
 # %% ../nbs/08_serve.ipynb #b499453b
 def _template_text()->str:
     from importlib.resources import files
-    return (files('bsm_nb')/'templates'/'nginx.conf.tmpl').read_text()
+    return (files('bsm_nb')/'templates'/'nginx.conf.tmpl').read_text(encoding='utf-8')
 
 def _nginx_user(as_root:bool|None=None)->str:
     "The `user` directive: as root, workers drop to nobody; otherwise nginx runs as whoever started it."
@@ -547,6 +550,17 @@ def _die_with_parent():
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM) # PR_SET_PDEATHSIG
     except Exception: pass
 
+def _copy_lines(src, dst):
+    "Copy a child's output to ours, line by line, until it closes."
+    raw = getattr(dst, 'buffer', None)
+    for line in iter(src.readline, b''):
+        try:
+            if raw: raw.write(line)
+            else: dst.write(line.decode(errors='replace'))
+            dst.flush()
+        except (OSError, ValueError): pass
+    src.close()
+
 def stop_processes(procs:dict, # name -> Popen
                    timeout:float=STOP_TIMEOUT_S, # seconds before SIGKILL
                   ):
@@ -580,7 +594,9 @@ def serve(settings:ServeSettings, # from `ServeSettings.from_env`
     try:
         procs['gunicorn'] = subprocess.Popen([sys.executable, '-c', 'import sys; from bsm_nb.serve import run_app_server; run_app_server(*sys.argv[1:])',
                                               settings.to_json(), str(socket)], env=env, preexec_fn=_die_with_parent)
-        procs['nginx'] = subprocess.Popen([nginx, '-c', str(conf), '-p', str(run_dir), '-e', 'stderr'], preexec_fn=_die_with_parent)
+        # nginx's access log goes to /dev/stdout, which it reopens: a pipe of ours can always be reopened, a file of another user cannot
+        procs['nginx'] = subprocess.Popen([nginx, '-c', str(conf), '-p', str(run_dir), '-e', 'stderr'], stdout=subprocess.PIPE, preexec_fn=_die_with_parent)
+        threading.Thread(target=_copy_lines, args=(procs['nginx'].stdout, sys.stdout), name='nginx-access-log', daemon=True).start()
         while not stop.wait(0.2):
             dead = {n: p.returncode for n, p in procs.items() if p.poll() is not None}
             if dead:
@@ -607,12 +623,12 @@ def main(argv:list|None=None, # arguments after the program name
     p.add_argument('--print-nginx-conf', action='store_true', help='print the nginx config and exit')
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(name)s: %(message)s')
-    try: settings = ServeSettings.from_env()
+    # flags act as the variables they stand for, so defaults that depend on them (torch threads per worker) follow
+    flags = {'SM_MODEL_DIR': args.model_dir, 'SAGEMAKER_BIND_TO_PORT': args.port, 'BSM_SERVE_HOST': args.host, 'MODEL_SERVER_WORKERS': args.workers}
+    try: settings = ServeSettings.from_env({**os.environ, **{k: str(v) for k, v in flags.items() if v is not None}})
     except ValueError as e:
         print(f'bsm-serve: {e}', file=sys.stderr)
         return 2
-    over = {'model_dir': args.model_dir, 'port': args.port, 'host': args.host, 'workers': args.workers}
-    settings = replace(settings, **{k: v for k, v in over.items() if v is not None})
     if args.print_nginx_conf:
         print(render_nginx_conf(settings, Path('/tmp/bsm-serve-RUN')), end='')
         return 0

@@ -18,8 +18,9 @@ log = logging.getLogger('bsm_nb')
 # %% auto #0
 __all__ = ['log', 'CKPT_PATTERN', 'DONE_FILE', 'MODEL_CLASSES', 'metric_line', 'MetricLines', 'rng_states', 'set_rng_states',
            'ResumableBatches', 'resumable', 'SpotCheckpoint', 'list_checkpoints', 'is_readable_checkpoint',
-           'find_resume_checkpoint', 'clear_checkpoints', 'mark_complete', 'RestoreResumeState', 'resolve_precision',
-           'monitor_mode', 'model_train', 'load_checkpoint', 'predict_proba', 'format_predictions', 'model_inference']
+           'find_resume_checkpoint', 'is_primary_process', 'clear_checkpoints', 'mark_complete', 'RestoreResumeState',
+           'resolve_precision', 'monitor_mode', 'model_train', 'load_checkpoint', 'predict_proba', 'format_predictions',
+           'model_inference']
 
 # %% ../nbs/05_train.ipynb #28856ae2
 def metric_line(prefix:str, # words before the pairs, such as `epoch=3 step=120`
@@ -141,8 +142,13 @@ def find_resume_checkpoint(dirpath:Path, # the checkpoint directory
         return p
     return None
 
+def is_primary_process()->bool:
+    "Global rank 0 before the process group exists: node rank 0, local rank 0."
+    return os.environ.get('NODE_RANK', '0') == '0' and os.environ.get('LOCAL_RANK', '0') == '0'
+
 def clear_checkpoints(dirpath:Path):
-    "Remove resumable checkpoints, the best-epoch checkpoint and the finished mark."
+    "Remove resumable checkpoints, the best-epoch checkpoint and the finished mark (on the primary process only: SageMaker syncs deletions to S3)."
+    if not is_primary_process(): return
     d = Path(dirpath)
     for p in list_checkpoints(d) + [d/DONE_FILE]: p.unlink(missing_ok=True)
     shutil.rmtree(d/'best', ignore_errors=True)
