@@ -5,7 +5,7 @@
 Same protocol as the peer (bench/RESULTS.md): first 4,000 train rows, full val and test, the packaged MiniLM,
 1 epoch, batch 32, max length 128, encoder lr 5e-5, 2 threads, seed 42. The run is the real `train` program on a
 SageMaker-layout tree in a temp dir; figures come from its predictions files through bench_metrics.figures,
-speeds from its metrics.json (fit time and prediction time, measured inside), peak RSS from the child process.
+speeds from its metrics.json (time on training batches, validation excluded as in the peer's runs; prediction time), peak RSS from the child process.
 """
 import time
 
@@ -59,7 +59,7 @@ def main():
         fig = figures(y(val), val.probability, y(test), test.probability)
     name = f"bsm_nb {a.fusion}" + ("" if a.precision == "auto" else f" ({a.precision})")
     write_result(a.out, run=name, with_rating=a.with_rating, seed=a.seed, **fig,
-                 train_samples_per_s=round(m["train_rows"] / m["fit_s"], 1), infer_rows_per_s=m["predict_rows_per_s"],
+                 train_samples_per_s=m["train_samples_per_s"], infer_rows_per_s=m["predict_rows_per_s"],
                  peak_rss_mb=round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024), wall_s=round(wall))
 
 

@@ -12,7 +12,7 @@ import lightning as L
 from .config import BSMConfig, SageMakerPaths, load_config
 from .data import BSMDataset, FeatureProcessor, make_dataloader, read_channel, split_train_val, channel_files, DataError, InputError
 from .model import MultimodalBert, load_tokenizer, resolve_encoder
-from .train import model_train, load_checkpoint, format_predictions, predict_proba, metric_line, mark_complete
+from .train import model_train, load_checkpoint, format_predictions, predict_proba, metric_line, mark_complete, TrainTime
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from .evaluate import evaluate_splits, roc_metric_plot, pr_metric_plot
 from .artifacts import staged_model_dir, save_model, save_artifacts, save_prediction
@@ -90,6 +90,7 @@ def run_training(cfg:BSMConfig, # the run's config
     trainer = model_train(model, cfg, loaders['train'], fit_val, logger=tb, checkpoint_dir=paths.checkpoint_dir, **kw)
     t_fit = time.time() - t_fit
     if not trainer.is_global_zero: return {}
+    timer = next(c for c in trainer.callbacks if isinstance(c, TrainTime))
     best = load_checkpoint(trainer.checkpoint_callback.best_model_path, cfg.model_class, 'cuda' if torch.cuda.is_available() else 'cpu')
     t_pred = time.time()
     probs = {k: predict_proba(best, loaders[k]) for k in ('val', 'test') if k in loaders}
@@ -98,7 +99,7 @@ def run_training(cfg:BSMConfig, # the run's config
     for k, p in probs.items(): metrics[k]['loss'] = cross_entropy(p, data[k].arrays['label'])
     threshold = metrics.get('threshold', 0.5)
     metrics.update(epochs=trainer.current_epoch, steps=trainer.global_step, best_epoch_checkpoint=Path(trainer.checkpoint_callback.best_model_path).name,
-                   train_rows=len(data['train']), fit_s=round(t_fit, 1), predict_rows_per_s=round(sum(len(p) for p in probs.values()) / t_pred, 1),
+                   train_rows=len(data['train']), fit_s=round(t_fit, 1), train_samples_per_s=round(timer.samples / max(timer.seconds, 1e-9), 2), predict_rows_per_s=round(sum(len(p) for p in probs.values()) / t_pred, 1),
                    wall_s=None)
     with staged_model_dir(paths.model_dir) as stage:
         save_model(stage/'model.safetensors', best)

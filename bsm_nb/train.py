@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_train.ipynb #d02791c4
 from __future__ import annotations
-import json, logging, math, os, random, re, shutil, sys, zipfile
+import json, logging, math, os, random, re, shutil, sys, time, zipfile
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 import lightning as L
@@ -16,11 +16,11 @@ from .model import MultimodalBert
 log = logging.getLogger('bsm_nb')
 
 # %% auto #0
-__all__ = ['log', 'CKPT_PATTERN', 'DONE_FILE', 'MODEL_CLASSES', 'metric_line', 'MetricLines', 'rng_states', 'set_rng_states',
-           'ResumableBatches', 'resumable', 'SpotCheckpoint', 'list_checkpoints', 'is_readable_checkpoint',
-           'find_resume_checkpoint', 'is_primary_process', 'clear_checkpoints', 'mark_complete', 'RestoreResumeState',
-           'resolve_precision', 'monitor_mode', 'model_train', 'load_checkpoint', 'predict_proba', 'format_predictions',
-           'model_inference']
+__all__ = ['log', 'CKPT_PATTERN', 'DONE_FILE', 'MODEL_CLASSES', 'metric_line', 'MetricLines', 'TrainTime', 'rng_states',
+           'set_rng_states', 'ResumableBatches', 'resumable', 'SpotCheckpoint', 'list_checkpoints',
+           'is_readable_checkpoint', 'find_resume_checkpoint', 'is_primary_process', 'clear_checkpoints',
+           'mark_complete', 'RestoreResumeState', 'resolve_precision', 'monitor_mode', 'model_train', 'load_checkpoint',
+           'predict_proba', 'format_predictions', 'model_inference']
 
 # %% ../nbs/05_train.ipynb #28856ae2
 def metric_line(prefix:str, # words before the pairs, such as `epoch=3 step=120`
@@ -36,6 +36,14 @@ class MetricLines(L.Callback):
         if not trainer.is_global_zero: return
         m = {k.replace('_epoch', ''): v for k, v in trainer.callback_metrics.items() if k.startswith('val_') or k == 'train_loss_epoch'}
         print(metric_line(f'epoch={trainer.current_epoch + 1} step={trainer.global_step}', m), flush=True)
+
+class TrainTime(L.Callback):
+    "Seconds spent on training batches, data loading included and validation excluded: the figure behind samples/s."
+    def __init__(self): self.seconds, self.samples = 0.0, 0
+    def on_train_epoch_start(self, trainer, pl_module): self._t = time.perf_counter()
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        t = time.perf_counter(); self.seconds += t - self._t; self._t = t
+        self.samples += len(batch['label'])
 
 # %% ../nbs/05_train.ipynb #9e921a90
 CKPT_PATTERN = re.compile(r'^bsm-e(\d+)-s(\d+)\.ckpt$')
@@ -200,7 +208,7 @@ def model_train(model:MultimodalBert, # the model to fit
     stop = EarlyStopping(monitor=metric, mode=monitor_mode(metric), patience=config.early_stop_patience)
     n_batches = len(train_dataloader)
     kw = dict(max_epochs=config.max_epochs, accelerator='auto', devices=device, precision=resolve_precision(config.precision),
-              callbacks=[best, stop, MetricLines(), *callbacks], logger=logger, gradient_clip_val=1.0,
+              callbacks=[best, stop, MetricLines(), TrainTime(), *callbacks], logger=logger, gradient_clip_val=1.0,
               accumulate_grad_batches=config.accumulate_grad_batches, num_sanity_val_steps=0, enable_progress_bar=False,
               enable_model_summary=False, log_every_n_steps=max(1, min(50, n_batches)), deterministic=not torch.cuda.is_available(),
               default_root_dir=model_log_path)
