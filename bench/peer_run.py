@@ -43,8 +43,10 @@ METHODS = ["text_only", "concat", "mlp_on_categorical_then_concat",
 def parse_args():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--combine-feat-method", default="text_only", choices=METHODS)
-    ap.add_argument("--with-rating", action=argparse.BooleanOptionalAction, default=False,
-                    help="keep Rating among the numeric features (it nearly leaks the label)")
+    rating = ap.add_mutually_exclusive_group()
+    rating.add_argument("--with-rating", dest="with_rating", action="store_true",
+                        help="keep Rating among the numeric features (it nearly leaks the label)")
+    rating.add_argument("--without-rating", dest="with_rating", action="store_false", help="drop Rating (default)")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--train-rows", type=int, default=TRAIN_ROWS, help="protocol: 4000; smaller only for smoke tests")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "out", "peer.jsonl"))

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 out=bench/out
 mkdir -p "$out"
-rm -f "$out/peer.jsonl" "$out/baselines.jsonl"   # fresh peer/baseline rows; other *.jsonl (ours) are kept
+rm -f "$out"/{peer,baselines}.jsonl "$out"/{run_table,peer}.log  # fresh rows; other *.jsonl (ours) are kept
 log() { echo "$(date -u +%FT%TZ) load $(cut -d' ' -f1-3 /proc/loadavg) | $*" | tee -a "$out/run_table.log"; }
 
 bash bench/setup_peer.sh
@@ -20,6 +20,7 @@ for args in "gating_on_cat_and_num_feats_then_sum --with-rating" \
     log "peer $args"
     # shellcheck disable=SC2086  # $args is deliberately split into flags
     "$peer" bench/peer_run.py --seed 42 --out "$out/peer.jsonl" --combine-feat-method $args 2>>"$out/peer.log"
+    log "done (5- and 15-min load ~ load during the run)"
 done
 
 # bsm_nb ("ours") runs: the lead adds them here, writing the same JSON schema into $out/ours.jsonl.
