@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Rerun the whole benchmark table: bash bench/run_table.sh   (about 20 min on 2 cores)
+# Rerun the whole benchmark table: bash bench/run_table.sh   (about 55 min on 2 cores)
 # Peer runs go one at a time: the machine has 2 cores and each run uses both.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 out=bench/out
 mkdir -p "$out"
-rm -f "$out"/{peer,baselines}.jsonl "$out"/{run_table,peer}.log  # fresh rows; other *.jsonl (ours) are kept
+rm -f "$out"/{peer,baselines}.jsonl "$out"/{run_table,peer,ours}.log  # fresh rows
 log() { echo "$(date -u +%FT%TZ) load $(cut -d' ' -f1-3 /proc/loadavg) | $*" | tee -a "$out/run_table.log"; }
 
 bash bench/setup_peer.sh
@@ -23,7 +23,14 @@ for args in "gating_on_cat_and_num_feats_then_sum --with-rating" \
     log "done (5- and 15-min load ~ load during the run)"
 done
 
-# bsm_nb ("ours") runs: the lead adds them here, writing the same JSON schema into $out/ours.jsonl.
+# bsm_nb ("ours"): the exported train program, same protocol, each fusion and the ablations, then bf16 autocast on CPU.
+rm -f "$out/ours.jsonl"
+for args in "concat --without-rating" "gated --without-rating" "text_only --without-rating" "tab_only --without-rating" \
+            "concat --with-rating" "gated --with-rating" "tab_only --with-rating" "concat --without-rating --precision bf16-mixed"; do
+    log "ours $args"
+    # shellcheck disable=SC2086  # $args is deliberately split into flags
+    .venv/bin/python bench/ours_run.py --seed 42 --out "$out/ours.jsonl" --fusion $args 2>>"$out/ours.log"
+done
 
 log "make_table"
 .venv/bin/python bench/make_table.py

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np, pandas as pd, torch
 import lightning as L
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from .config import BSMConfig
 from .model import MultimodalBert
@@ -17,10 +18,10 @@ log = logging.getLogger('bsm_nb')
 
 # %% auto #0
 __all__ = ['log', 'CKPT_PATTERN', 'DONE_FILE', 'MODEL_CLASSES', 'metric_line', 'MetricLines', 'TrainTime', 'rng_states',
-           'set_rng_states', 'ResumableBatches', 'resumable', 'SpotCheckpoint', 'list_checkpoints',
-           'is_readable_checkpoint', 'find_resume_checkpoint', 'is_primary_process', 'clear_checkpoints',
-           'mark_complete', 'RestoreResumeState', 'resolve_precision', 'monitor_mode', 'model_train', 'load_checkpoint',
-           'predict_proba', 'format_predictions', 'model_inference']
+           'set_rng_states', 'ResumableBatches', 'resumable', 'SpotCheckpoint', 'StreamingCheckpointIO',
+           'list_checkpoints', 'is_readable_checkpoint', 'find_resume_checkpoint', 'is_primary_process',
+           'clear_checkpoints', 'mark_complete', 'RestoreResumeState', 'resolve_precision', 'monitor_mode',
+           'model_train', 'load_checkpoint', 'predict_proba', 'format_predictions', 'model_inference']
 
 # %% ../nbs/05_train.ipynb #28856ae2
 def metric_line(prefix:str, # words before the pairs, such as `epoch=3 step=120`
@@ -117,6 +118,14 @@ class SpotCheckpoint(L.Callback):
             self.save(trainer)
             log.warning(f'stopped by SIGTERM at epoch {trainer.current_epoch} step {trainer.global_step}; resumable checkpoint in {self.dirpath}')
 
+class StreamingCheckpointIO(TorchCheckpointIO):
+    "Writes checkpoints straight to a temporary file, then renames it: Lightning's default first serialises the whole checkpoint into memory (and copies it), which for BERT with AdamW states raises peak memory by hundreds of MB."
+    def save_checkpoint(self, checkpoint, path, storage_options=None):
+        path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f'.tmp-{path.name}')
+        torch.save(checkpoint, tmp)
+        os.replace(tmp, path)
+
 def list_checkpoints(dirpath:Path)->list:
     "Completed checkpoints in `dirpath`, newest (highest step) first."
     d = Path(dirpath)
@@ -212,6 +221,7 @@ def model_train(model:MultimodalBert, # the model to fit
               accumulate_grad_batches=config.accumulate_grad_batches, num_sanity_val_steps=0, enable_progress_bar=False,
               enable_model_summary=False, log_every_n_steps=max(1, min(50, n_batches)), deterministic=not torch.cuda.is_available(),
               default_root_dir=model_log_path)
+    kw['plugins'] = [StreamingCheckpointIO(), *trainer_kwargs.pop('plugins', [])]
     trainer = L.Trainer(**{**kw, **trainer_kwargs})
     model.train() # HF loads encoders in eval mode, and Lightning keeps each module's mode: dropout must be on
     if ckpt_path is not None:
