@@ -41,6 +41,7 @@ class MetricLines(L.Callback):
 class TrainTime(L.Callback):
     "Seconds spent on training batches, data loading included and validation excluded: the figure behind samples/s."
     def __init__(self): self.seconds, self.samples = 0.0, 0
+    def on_train_start(self, trainer, pl_module): self._t = time.perf_counter() # a resumed run starts mid-epoch
     def on_train_epoch_start(self, trainer, pl_module): self._t = time.perf_counter()
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         t = time.perf_counter(); self.seconds += t - self._t; self._t = t
