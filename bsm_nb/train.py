@@ -95,11 +95,8 @@ class SpotCheckpoint(L.Callback):
         if step == self.last_step: return
         self.last_step = step
         name = f'bsm-e{trainer.current_epoch:04d}-s{step:08d}.ckpt'
-        tmp = self.dirpath/f'.tmp-{name}'
-        if trainer.is_global_zero: self.dirpath.mkdir(parents=True, exist_ok=True)
-        trainer.save_checkpoint(tmp) # collective under DDP; rank 0 writes
+        trainer.save_checkpoint(self.dirpath/name) # collective under DDP; rank 0 writes, atomically (`StreamingCheckpointIO`)
         if trainer.is_global_zero:
-            os.replace(tmp, self.dirpath/name)
             for old in list_checkpoints(self.dirpath)[self.keep:]: old.unlink(missing_ok=True)
             log.info(f'checkpoint {self.dirpath/name}')
 
