@@ -48,6 +48,7 @@ def parse_args():
                         help="keep Rating among the numeric features (it nearly leaks the label)")
     rating.add_argument("--without-rating", dest="with_rating", action="store_false", help="drop Rating (default)")
     ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--bf16", action="store_true", help="TrainingArguments(bf16=True): bf16 autocast, as bsm_nb's default on a bf16 CPU")
     ap.add_argument("--train-rows", type=int, default=TRAIN_ROWS, help="protocol: 4000; smaller only for smoke tests")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "out", "peer.jsonl"))
     return ap.parse_args()
@@ -94,7 +95,7 @@ def main():
     out_dir = tempfile.mkdtemp(prefix="peer_trainer_")
     args = TrainingArguments(
         output_dir=out_dir, num_train_epochs=1, per_device_train_batch_size=32, per_device_eval_batch_size=32,
-        learning_rate=5e-5, seed=a.seed, use_cpu=True, save_strategy="no", eval_strategy="no",
+        learning_rate=5e-5, seed=a.seed, use_cpu=True, bf16=a.bf16, save_strategy="no", eval_strategy="no",
         logging_steps=25, report_to=[], disable_tqdm=True)
     trainer = Trainer(model=model, args=args, train_dataset=train_ds)
 
@@ -106,7 +107,7 @@ def main():
     p_test, test_s = positive_proba(trainer, test_ds)
     shutil.rmtree(out_dir, ignore_errors=True)
 
-    write_result(a.out, run=f"Multimodal-Toolkit 0.4.0, {a.combine_feat_method}", with_rating=a.with_rating,
+    write_result(a.out, run=f"Multimodal-Toolkit 0.4.0, {a.combine_feat_method}" + (" · bf16" if a.bf16 else ""), with_rating=a.with_rating,
                  seed=a.seed, **figures(val_ds.labels, p_val, test_ds.labels, p_test),
                  train_samples_per_s=len(train_ds) / train_s, infer_rows_per_s=len(test_ds) / test_s,
                  peak_rss_mb=peak_rss_mb(), wall_s=time.perf_counter() - T0)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Rerun the whole benchmark table: bash bench/run_table.sh   (about 55 min on 2 cores)
+# Rerun the whole benchmark table: bash bench/run_table.sh   (about 85 min on 2 cores)
 # Peer runs go one at a time: the machine has 2 cores and each run uses both.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -14,23 +14,34 @@ log "baselines"
 .venv/bin/python bench/baselines.py --out "$out/baselines.jsonl"
 
 peer=bench/.venv-peer/bin/python
+# gating (its best-known method), its two defaults (TabularConfig's text_only, which never sees the tabular columns,
+# so Rating is moot; its command line's individual_mlps_..._then_concat), then gating with bf16 autocast like ours.
 for args in "gating_on_cat_and_num_feats_then_sum --with-rating" \
             "gating_on_cat_and_num_feats_then_sum --without-rating" \
-            "text_only --without-rating"; do   # text_only never sees tabular columns, so Rating is moot
+            "text_only --without-rating" \
+            "individual_mlps_on_cat_and_numerical_feats_then_concat --with-rating" \
+            "individual_mlps_on_cat_and_numerical_feats_then_concat --without-rating" \
+            "gating_on_cat_and_num_feats_then_sum --without-rating --bf16"; do
     log "peer $args"
     # shellcheck disable=SC2086  # $args is deliberately split into flags
     "$peer" bench/peer_run.py --seed 42 --out "$out/peer.jsonl" --combine-feat-method $args 2>>"$out/peer.log"
     log "done (5- and 15-min load ~ load during the run)"
 done
 
-# bsm_nb ("ours"): the exported train program, same protocol, each fusion and the ablations, then bf16 autocast on CPU.
-rm -f "$out/ours.jsonl"
+# bsm_nb ("ours"): the exported train program, same protocol, defaults (precision auto: bf16-mixed where the CPU has
+# bf16 in hardware), each fusion and the ablations; then 32-true, and session 1's defaults, to show what each change gave.
+rm -f "$out/ours.jsonl" "$out/step_profile.txt"
 for args in "concat --without-rating" "gated --without-rating" "text_only --without-rating" "tab_only --without-rating" \
-            "concat --with-rating" "gated --with-rating" "tab_only --with-rating" "concat --without-rating --precision bf16-mixed"; do
+            "concat --with-rating" "gated --with-rating" "tab_only --with-rating" \
+            "concat --without-rating --precision 32-true" \
+            "concat --without-rating --precision 32-true --hp attention_dropout=0.1 --hp pad_multiple=1"; do
     log "ours $args"
     # shellcheck disable=SC2086  # $args is deliberately split into flags
     .venv/bin/python bench/ours_run.py --seed 42 --out "$out/ours.jsonl" --fusion $args 2>>"$out/ours.log"
 done
+
+log "step profile"
+.venv/bin/python bench/step_profile.py 80 > "$out/step_profile.txt" 2>>"$out/ours.log"
 
 log "make_table"
 .venv/bin/python bench/make_table.py

@@ -44,6 +44,7 @@ class BSMConfig:
     reinit_pooler:bool = False # re-initialise the encoder's pooler
     reinit_layers:int = 0 # re-initialise the top N encoder layers
     dropout:float = 0.1 # dropout before the classifier head
+    attention_dropout:float = 0.0 # dropout on the encoder's attention weights; 0 lets PyTorch use its fused attention in training (BERT's own is 0.1)
     cat_embedding_dim:int = 16 # largest embedding size of a categorical field
     tab_hidden_dim:int = 64 # width of the numeric/categorical MLP
     # optimisation
@@ -57,7 +58,7 @@ class BSMConfig:
     early_stop_metric:str = 'val_auroc' # monitored for early stopping and the best checkpoint
     early_stop_patience:int = 3 # epochs without improvement before stopping
     metric_choices:list = field(default_factory=lambda: ['auroc', 'average_precision', 'f1_score']) # logged every epoch
-    precision:str = 'auto' # auto (bf16-mixed on GPU, 32 on CPU) or any Lightning precision
+    precision:str = 'auto' # auto (bf16-mixed on a GPU or CPU with native bf16, else 32-true) or any Lightning precision
     accumulate_grad_batches:int = 1 # batches per optimizer step
     lr_scaling:str = 'none' # none / linear / sqrt: scale lr and head_lr with world size x accumulation
     master_port:int = 7777 # rendezvous port of distributed training (env MASTER_PORT wins)
@@ -68,6 +69,7 @@ class BSMConfig:
     num_workers:int = 0 # data-loader worker processes
     num_threads:int = 0 # torch CPU threads; 0 = all cores
     length_bucketing:bool = True # batch rows of similar length together in training
+    pad_multiple:int = 16 # pad each batch's token width up to a multiple of this: few distinct shapes, less memory; 1 = to the longest row
     max_train_rows:int = 0 # read only the first N rows of train (0 = all); for quick runs
 
     def __post_init__(self):
@@ -165,12 +167,14 @@ def _check_choices(cfg:BSMConfig):
     if cfg.class_weights not in ('none', 'balanced'): bad('class_weights', cfg.class_weights, ('none', 'balanced'))
     for s in cfg.text_cleaning:
         if s not in CLEANING_STEPS: bad('text_cleaning', s, CLEANING_STEPS)
-    for key in ('batch_size', 'max_epochs', 'max_seq_length', 'accumulate_grad_batches', 'early_stop_patience', 'master_port', 'dist_timeout'):
+    for key in ('batch_size', 'max_epochs', 'max_seq_length', 'accumulate_grad_batches', 'early_stop_patience', 'master_port', 'dist_timeout', 'pad_multiple'):
         if getattr(cfg, key) < 1: raise ConfigError(f'hyperparameter {key!r}: value {getattr(cfg, key)!r} must be at least 1')
     for key in ('reinit_layers', 'num_workers', 'num_threads', 'max_train_rows', 'checkpoint_every_n_steps'):
         if getattr(cfg, key) < 0: raise ConfigError(f'hyperparameter {key!r}: value {getattr(cfg, key)!r} must be 0 or more')
     for key in ('lr', 'head_lr'):
         if not 0 < getattr(cfg, key) < 1: raise ConfigError(f"hyperparameter {key!r}: value {getattr(cfg, key)!r} must be between 0 and 1")
+    for key in ('dropout', 'attention_dropout'):
+        if not 0 <= getattr(cfg, key) < 1: raise ConfigError(f"hyperparameter {key!r}: value {getattr(cfg, key)!r} must be in [0, 1)")
     if not 0 <= cfg.val_split < 1: raise ConfigError(f"hyperparameter 'val_split': value {cfg.val_split!r} must be in [0, 1)")
     if not 0 <= cfg.warmup_ratio < 1: raise ConfigError(f"hyperparameter 'warmup_ratio': value {cfg.warmup_ratio!r} must be in [0, 1)")
     if cfg.max_seq_length > 512: raise ConfigError(f"hyperparameter 'max_seq_length': value {cfg.max_seq_length} is more than BERT's 512 positions")

@@ -247,12 +247,13 @@ class BSMDataset(Dataset):
 
 def collate_batch(items:list, # items of a `BSMDataset`
                   pad_id:int=0, # the tokenizer's padding id
+                  multiple:int=1, # round the width up to a multiple of this
                  )->dict:
-    "Stack items into tensors, padding token ids to the longest row of this batch."
+    "Stack items into tensors, padding token ids to the longest row of this batch (rounded up to `multiple`)."
     out = {'cat': torch.stack([o['cat'] for o in items]), 'num': torch.stack([o['num'] for o in items]),
            'index': torch.tensor([o['index'] for o in items])}
     if 'input_ids' in items[0]:
-        width = max(len(o['input_ids']) for o in items)
+        width = -(-max(len(o['input_ids']) for o in items) // multiple) * multiple
         ids = torch.full((len(items), width), pad_id, dtype=torch.long)
         for r, o in enumerate(items): ids[r, :len(o['input_ids'])] = torch.tensor(o['input_ids'])
         out['input_ids'], out['attention_mask'] = ids, (torch.arange(width)[None] < torch.tensor([len(o['input_ids']) for o in items])[:, None]).long()
@@ -353,7 +354,7 @@ def make_dataloader(ds:BSMDataset, # encoded split
                    )->DataLoader:
     "A DataLoader over `ds` with per-batch padding, rank-aware for distributed training."
     bs = batch_size or cfg.batch_size
-    collate = lambda items: collate_batch(items, pad_id)
+    collate = lambda items: collate_batch(items, pad_id, cfg.pad_multiple)
     split = train if split_ranks is None else split_ranks
     sampler = LengthBucketSampler(ds.lengths, bs, shuffle=train, seed=cfg.seed, bucket=cfg.length_bucketing or not train,
                                   num_replicas=None if split else 1, rank=None if split else 0, data_shards=data_shards if split else 1)

@@ -93,13 +93,13 @@ def run_training(cfg:BSMConfig, # the run's config
     timer = next(c for c in trainer.callbacks if isinstance(c, TrainTime))
     best = load_checkpoint(trainer.checkpoint_callback.best_model_path, cfg.model_class, 'cuda' if torch.cuda.is_available() else 'cpu')
     t_pred = time.time()
-    probs = {k: predict_proba(best, loaders[k]) for k in ('val', 'test') if k in loaders}
+    probs = {k: predict_proba(best, loaders[k], precision=cfg.precision) for k in ('val', 'test') if k in loaders}
     t_pred = time.time() - t_pred
     metrics = evaluate_splits({k: (p, data[k].arrays['label']) for k, p in probs.items()}, ['auroc', 'average_precision', 'f1_score', 'accuracy'])
     for k, p in probs.items(): metrics[k]['loss'] = cross_entropy(p, data[k].arrays['label'])
     threshold = metrics.get('threshold', 0.5)
     metrics.update(epochs=trainer.current_epoch, steps=trainer.global_step, best_epoch_checkpoint=Path(trainer.checkpoint_callback.best_model_path).name,
-                   train_rows=len(data['train']), fit_s=round(t_fit, 1), train_samples_per_s=round(timer.samples / max(timer.seconds, 1e-9), 2), predict_rows_per_s=round(sum(len(p) for p in probs.values()) / t_pred, 1),
+                   precision=str(trainer.precision), train_rows=len(data['train']), fit_s=round(t_fit, 1), train_samples_per_s=round(timer.samples / max(timer.seconds, 1e-9), 2), predict_rows_per_s=round(sum(len(p) for p in probs.values()) / t_pred, 1),
                    wall_s=None)
     with staged_model_dir(paths.model_dir) as stage:
         save_model(stage/'model.safetensors', best)

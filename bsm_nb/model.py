@@ -18,8 +18,9 @@ log = logging.getLogger('bsm_nb')
 hf_logging.disable_progress_bar()
 
 # %% auto #0
-__all__ = ['log', 'packaged_encoder_path', 'resolve_encoder', 'is_bsm_model_dir', 'load_tokenizer', 'save_tiny_bert',
-           'reinit_module', 'reinit_encoder', 'build_metrics', 'metric_input', 'MultimodalBert', 'load_encoder_weights']
+__all__ = ['log', 'ATTENTION_DROPOUT_KEYS', 'packaged_encoder_path', 'resolve_encoder', 'is_bsm_model_dir', 'load_tokenizer',
+           'save_tiny_bert', 'reinit_module', 'reinit_encoder', 'build_metrics', 'metric_input', 'MultimodalBert',
+           'with_attention_dropout', 'load_encoder_weights']
 
 # %% ../nbs/04_model.ipynb #1951214d
 def packaged_encoder_path()->Path:
@@ -121,7 +122,7 @@ class MultimodalBert(L.LightningModule):
         d_text = d_tab = 0
         if self.fusion != 'tab_only':
             if encoder_config is not None: self.encoder = AutoModel.from_config(AutoConfig.for_model(**encoder_config))
-            elif encoder_path is not None: self.encoder = load_encoder_weights(encoder_path)
+            elif encoder_path is not None: self.encoder = load_encoder_weights(encoder_path, cfg.attention_dropout)
             else: raise ValueError('MultimodalBert needs encoder_path or encoder_config')
             self.hparams.encoder_config, self.hparams.encoder_path = self.encoder.config.to_dict(), None
             if encoder_config is None: reinit_encoder(self.encoder, cfg.reinit_layers, cfg.reinit_pooler)
@@ -192,12 +193,26 @@ class MultimodalBert(L.LightningModule):
         sched = get_linear_schedule_with_warmup(opt, int(cfg.warmup_ratio * total), total)
         return {'optimizer': opt, 'lr_scheduler': {'scheduler': sched, 'interval': 'step'}}
 
-def load_encoder_weights(path:str):
+ATTENTION_DROPOUT_KEYS = ('attention_probs_dropout_prob', 'attention_dropout', 'attn_pdrop') # BERT/RoBERTa, DistilBERT/BART, GPT-2
+
+def with_attention_dropout(config, # a transformers config
+                           p:float|None, # the new attention dropout; None leaves the config as it is
+                          ):
+    "`config` with its attention dropout set to `p`, whatever the architecture calls it."
+    if p is None: return config
+    keys = [k for k in ATTENTION_DROPOUT_KEYS if hasattr(config, k)]
+    if not keys: log.warning(f'attention_dropout={p}: {type(config).__name__} has none of {ATTENTION_DROPOUT_KEYS}; left as it is')
+    for k in keys: setattr(config, k, p)
+    return config
+
+def load_encoder_weights(path:str, # HF directory, hub name or bsm_nb model dir
+                         attention_dropout:float|None=None, # overrides the encoder's own; None keeps it
+                        ):
     "A pretrained encoder from an HF directory or hub name, or the encoder of an earlier bsm_nb model dir."
-    if not is_bsm_model_dir(path): return AutoModel.from_pretrained(path)
+    if not is_bsm_model_dir(path): return AutoModel.from_pretrained(path, config=with_attention_dropout(AutoConfig.from_pretrained(path), attention_dropout))
     from safetensors.torch import load_file
     meta = json.loads(Path(path, 'bsm_model.json').read_text())
-    enc = AutoModel.from_config(AutoConfig.for_model(**meta['encoder_config']))
+    enc = AutoModel.from_config(with_attention_dropout(AutoConfig.for_model(**meta['encoder_config']), attention_dropout))
     state = {k[len('encoder.'):]: v for k, v in load_file(Path(path)/'model.safetensors').items() if k.startswith('encoder.')}
     if not state: raise ValueError(f'{path}: the earlier bsm_nb model has no text encoder to start from')
     enc.load_state_dict(state, strict=False)
