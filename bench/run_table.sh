@@ -29,7 +29,7 @@ for args in "gating_on_cat_and_num_feats_then_sum --with-rating" \
 done
 
 # bsm_nb ("ours"): the exported train program, same protocol, defaults (precision auto: bf16-mixed where the CPU has
-# bf16 in hardware), each fusion and the ablations; then 32-true, and session 1's defaults, to show what each change gave.
+# bf16 in hardware), each fusion and the ablations; then 32-true, and the earlier defaults (fp32, BERT's attention dropout, no width rounding), to show what each change gave.
 rm -f "$out/ours.jsonl" "$out/step_profile.txt"
 for args in "concat --without-rating" "gated --without-rating" "text_only --without-rating" "tab_only --without-rating" \
             "concat --with-rating" "gated --with-rating" "tab_only --with-rating" \

@@ -58,7 +58,7 @@ class BSMConfig:
     early_stop_metric:str = 'val_auroc' # monitored for early stopping and the best checkpoint
     early_stop_patience:int = 3 # epochs without improvement before stopping
     metric_choices:list = field(default_factory=lambda: ['auroc', 'average_precision', 'f1_score']) # logged every epoch
-    precision:str = 'auto' # auto (bf16-mixed on a GPU or CPU with native bf16, else 32-true) or any Lightning precision
+    precision:str = 'auto' # auto: bf16-mixed on a GPU or a CPU with bf16 in hardware (AVX512-BF16, AMX), else 32-true; prediction follows; or any Lightning precision
     accumulate_grad_batches:int = 1 # batches per optimizer step
     lr_scaling:str = 'none' # none / linear / sqrt: scale lr and head_lr with world size x accumulation
     master_port:int = 7777 # rendezvous port of distributed training (env MASTER_PORT wins)
