@@ -168,7 +168,8 @@ SHARDED_RANK = textwrap.dedent('''
     lengths = np.arange([104, 61][rank]) % 17 + 1 # the two hosts hold shards of different sizes
     s = LengthBucketSampler(lengths, 8, seed=3, data_shards=2)
     batches = list(s)
-    print(json.dumps({'len': len(s), 'n': len(batches), 'rows': sorted(sum(batches, []))}))
+    print(json.dumps({'len': len(s), 'n': len(batches), 'rows': sorted(sum(batches, []))}), flush=True)
+    dist.barrier(); dist.destroy_process_group() # shut gloo down together: rank 0 hosts the store, and leaving first aborts the other
 ''')
 
 
