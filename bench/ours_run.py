@@ -37,17 +37,25 @@ def write_tree(base: Path, with_rating: bool, fusion: str, precision: str, seed:
     return base
 
 
+def key_value(s: str) -> tuple:
+    "--hp KEY=VALUE as a pair; argparse reports anything else as a bad value."
+    k, sep, v = s.partition("=")
+    if not (k and sep):
+        raise argparse.ArgumentTypeError(f"{s!r} is not KEY=VALUE (a hyperparameter name, '=', its value)")
+    return k, v
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--fusion", default="concat", choices=["concat", "gated", "text_only", "tab_only"])
     ap.add_argument("--with-rating", dest="with_rating", action="store_true")
     ap.add_argument("--without-rating", dest="with_rating", action="store_false")
     ap.add_argument("--precision", default="auto")
-    ap.add_argument("--hp", action="append", default=[], metavar="KEY=VALUE", help="another hyperparameter (repeatable)")
+    ap.add_argument("--hp", action="append", default=[], type=key_value, metavar="KEY=VALUE", help="another hyperparameter (repeatable)")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--out", default="bench/out/ours.jsonl")
     a = ap.parse_args()
-    extra = dict(kv.split("=", 1) for kv in a.hp)
+    extra = dict(a.hp)
     with tempfile.TemporaryDirectory(prefix="bsm_bench_") as d:
         base = write_tree(Path(d), a.with_rating, a.fusion, a.precision, a.seed, extra)
         env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}

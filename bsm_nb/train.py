@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_train.ipynb #d02791c4
 from __future__ import annotations
-import json, logging, math, os, random, re, shutil, sys, time, zipfile
+import functools, json, logging, math, os, random, re, shutil, sys, time, zipfile
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 import lightning as L
@@ -184,6 +184,7 @@ class RestoreResumeState(L.Callback):
         set_rng_states(self.state['rng'])
 
 # %% ../nbs/05_train.ipynb #ddd19388
+@functools.cache # asked on every prediction, serving requests included: probe the CPU once
 def cpu_has_native_bf16()->bool:
     "Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX), so bf16 autocast speeds training up."
     for name in ('_is_avx512_bf16_supported', '_is_amx_tile_supported'):
