@@ -6,9 +6,9 @@ PY := $(BIN)/python
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install nginx demo test check-clean nbtest pytest bench clean
+.PHONY: install nginx nginx-1.18 demo test check-clean nbtest pytest container-test bench clean
 
-install: $(VENV)/.installed nginx
+install: $(VENV)/.installed nginx nginx-1.18
 
 # torch==2.13.0 is a CPU build that this machine's pip takes from local disk; elsewhere any torch in setup.py's range will do.
 $(VENV)/.installed: setup.py settings.ini
@@ -23,6 +23,10 @@ nginx:
 	@command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx >/dev/null; \
 	  else echo "warning: nginx is missing and this is not root: serving tests will be skipped (apt-get install nginx)"; fi; }
+
+# nginx 1.18 (Ubuntu 22.04's, Debian bullseye's), unpacked under .cache/ for the serving test that runs through it; nothing is installed.
+nginx-1.18:
+	@bash tests/tools/fetch_nginx_1_18.sh .cache/nginx-1.18 || echo "warning: could not fetch nginx 1.18 from Debian bullseye: its serving test will be skipped"
 
 # Synthetic buyer-seller cases -> SageMaker layout under demo/ -> the exported train program with the packaged MiniLM on CPU.
 demo: install
@@ -48,6 +52,13 @@ pytest: install
 	$(BIN)/pytest tests/
 
 test: check-clean nbtest pytest
+
+# The image, built from docker/Dockerfile with podman and run as SageMaker runs it (train, stop and resume, serve).
+# As root; installs podman, runc and debootstrap from Debian's packages when missing. Settings: tests/container/build.sh.
+CONTAINER_IMAGE ?= localhost/bsm-nb:rehearsal
+container-test: install
+	time BSM_IMAGE=$(CONTAINER_IMAGE) bash tests/container/build.sh
+	BSM_CONTAINER_IMAGE=$(CONTAINER_IMAGE) $(BIN)/pytest -v tests/test_container.py
 
 clean:
 	rm -rf demo .pytest_cache

@@ -17,12 +17,13 @@ from .config import BSMConfig, SageMakerPaths
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'CSV', 'JSON', 'JSONLINES', 'MEDIA_TYPES', 'CANONICAL', 'INPUT_FORMATS', 'GRACEFUL_STOP_S', 'STOP_TIMEOUT_S',
-           'RequestError', 'request_format', 'response_format', 'decode_body', 'headerless_columns', 'csv_has_header',
-           'read_csv_rows', 'json_records', 'jsonlines_records', 'records_frame', 'check_inputs', 'parse_request',
-           'prediction_records', 'format_response', 'ServeSettings', 'ModelState', 'execution_parameters', 'create_app',
-           'read_input_file', 'write_output_file', 'predict', 'predict_main', 'render_nginx_conf',
-           'reference_nginx_conf', 'gunicorn_options', 'run_app_server', 'stop_processes', 'serve', 'main']
+__all__ = ['log', 'CSV', 'JSON', 'JSONLINES', 'MEDIA_TYPES', 'CANONICAL', 'INPUT_FORMATS', 'GRACEFUL_STOP_S',
+           'ERROR_LOG_FLAG_SINCE', 'STOP_TIMEOUT_S', 'RequestError', 'request_format', 'response_format', 'decode_body',
+           'headerless_columns', 'csv_has_header', 'read_csv_rows', 'json_records', 'jsonlines_records',
+           'records_frame', 'check_inputs', 'parse_request', 'prediction_records', 'format_response', 'ServeSettings',
+           'ModelState', 'execution_parameters', 'create_app', 'read_input_file', 'write_output_file', 'predict',
+           'predict_main', 'render_nginx_conf', 'reference_nginx_conf', 'gunicorn_options', 'run_app_server',
+           'nginx_version', 'nginx_command', 'stop_processes', 'serve', 'main']
 
 # %% ../nbs/08_serve.ipynb #9ebe921a
 CSV, JSON, JSONLINES = 'text/csv', 'application/json', 'application/jsonlines'
@@ -540,6 +541,26 @@ def run_app_server(settings_json:str, # `ServeSettings.to_json()`
     server.settings = settings
     server.run()
 
+# %% ../nbs/08_serve.ipynb #b2e4d027
+ERROR_LOG_FLAG_SINCE = (1, 19, 5) # nginx's `-e`; 1.18 refuses it ('invalid option: "e"')
+
+def nginx_version(nginx:str='nginx', # the nginx executable
+                 )->tuple:
+    "nginx's version as a tuple of ints, from `nginx -v`; `()` when it cannot be read."
+    try: r = subprocess.run([nginx, '-v'], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired): return ()
+    m = re.search(r'nginx/(\d+(?:\.\d+)*)', r.stderr + r.stdout)
+    return tuple(int(x) for x in m.group(1).split('.')) if m else ()
+
+def nginx_command(nginx:str, # the nginx executable
+                  conf:Path, # the rendered config
+                  run_dir:Path, # nginx's prefix: the run directory
+                  version:tuple, # from `nginx_version`; `()` = unknown, treated as old
+                 )->list:
+    "The command that runs nginx with `conf`, with `-e stderr` only where this nginx knows the flag."
+    cmd = [nginx, '-c', str(conf), '-p', str(run_dir)]
+    return cmd + ['-e', 'stderr'] if version >= ERROR_LOG_FLAG_SINCE else cmd
+
 # %% ../nbs/08_serve.ipynb #c55d82c1
 STOP_TIMEOUT_S = 25
 
@@ -595,7 +616,9 @@ def serve(settings:ServeSettings, # from `ServeSettings.from_env`
         procs['gunicorn'] = subprocess.Popen([sys.executable, '-c', 'import sys; from bsm_nb.serve import run_app_server; run_app_server(*sys.argv[1:])',
                                               settings.to_json(), str(socket)], env=env, preexec_fn=_die_with_parent)
         # nginx's access log goes to /dev/stdout, which it reopens: a pipe of ours can always be reopened, a file of another user cannot
-        procs['nginx'] = subprocess.Popen([nginx, '-c', str(conf), '-p', str(run_dir), '-e', 'stderr'], stdout=subprocess.PIPE, preexec_fn=_die_with_parent)
+        version = nginx_version(nginx)
+        log.info('nginx %s: %s', '.'.join(map(str, version)) or '(version unknown)', nginx)
+        procs['nginx'] = subprocess.Popen(nginx_command(nginx, conf, run_dir, version), stdout=subprocess.PIPE, preexec_fn=_die_with_parent)
         threading.Thread(target=_copy_lines, args=(procs['nginx'].stdout, sys.stdout), name='nginx-access-log', daemon=True).start()
         while not stop.wait(0.2):
             dead = {n: p.returncode for n, p in procs.items() if p.poll() is not None}

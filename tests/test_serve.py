@@ -314,6 +314,27 @@ def test_incompatible_model_is_refused_then_sigterm_stops_everything(base, tmp_p
     finally: s.stop()
 
 
+NGINX_1_18 = ROOT/'.cache'/'nginx-1.18'
+
+@needs_nginx
+def test_serves_through_nginx_1_18(base, bundle, rows, tmp_path):
+    "Ubuntu 22.04's and Debian bullseye's nginx, 1.18 (older than `-e`): started, answering, its own errors JSON, stopped."
+    if not (NGINX_1_18/'nginx').exists():
+        pytest.skip(f'nginx 1.18 is not in {NGINX_1_18}: `make install` puts it there (tests/tools/fetch_nginx_1_18.sh, from Debian bullseye)')
+    s = Server(base, tmp_path/'serve.log', PATH=f'{NGINX_1_18}{os.pathsep}{os.environ["PATH"]}')
+    try:
+        s.wait()
+        assert_same(decode(s.post(encode(rows.iloc[:10], CSV), CSV), JSON), bundle.predict_frame(rows.iloc[:10]))
+        r = s.post(b'x' * (6 * MB + 1), CSV) # refused by nginx itself
+        assert (r.status_code, r.headers['Content-Type']) == (413, JSON) and 'larger than 6 MB' in r.json()['error']
+        family = descendants(s.proc.pid)
+    finally: code = s.stop()
+    log = s.log.read_text()
+    assert code == 0, log[-3000:]
+    assert f'nginx 1.18.0: {NGINX_1_18/"nginx"}' in log, log[-3000:]
+    assert 'invalid option' not in log and [p for p in family if running(p)] == []
+
+
 def descendants(pid:int)->list:
     "Every process below `pid`, from /proc."
     children = {}
