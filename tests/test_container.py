@@ -35,7 +35,7 @@ def engine(*args, timeout:float=600, check:bool=False)->subprocess.CompletedProc
 
 def tree(tmp_path_factory, name:str, n_train:int=200, **hps)->Path:
     "A synthetic SageMaker tree (train/val/test channels, hyperparameters.json, model/, output/), for /opt/ml."
-    return write_sagemaker_tree(tmp_path_factory.mktemp(name)/'ml', n_train=n_train, n_val=60, n_test=60, seed=1,
+    return write_sagemaker_tree(tmp_path_factory.mktemp(name)/'ml', n_train=n_train, n_val=100, n_test=100, seed=1,
                                 hyperparameters={**HPS, **hps})
 
 
@@ -71,7 +71,7 @@ class Container:
 @pytest.fixture(scope='module')
 def trained(tmp_path_factory):
     "A tree trained by `IMAGE train`: (base, output)."
-    base = tree(tmp_path_factory, 'trained')
+    base = tree(tmp_path_factory, 'trained', n_train=600, max_epochs='2')
     r = run_image(base, 'train')
     out = r.stdout + r.stderr
     assert r.returncode == 0, out[-5000:]
@@ -224,7 +224,7 @@ def test_serve_on_sagemaker_bind_to_port_and_stop_within_30s(trained):
     try:
         s.wait_ready()
         procs = engine('top', s.name, 'args', check=True).stdout
-        assert 'nginx' in procs and 'gunicorn' in procs or 'run_app_server' in procs, procs
+        assert 'nginx' in procs and ('gunicorn' in procs or 'run_app_server' in procs), procs
         code, took = s.stop()
         logs = s.logs()
     finally: s.remove()

@@ -20,7 +20,7 @@ def tool(name:str)->str:
 
 
 def shell_scripts()->list:
-    scripts = sorted(DOCKER.rglob('*.sh'))
+    scripts = sorted(DOCKER.rglob('*.sh')) + sorted((ROOT/'tests').rglob('*.sh')) # the container rehearsal's too
     scripts += [p for p in sorted((DOCKER/'model').glob('*')) if p.is_file() and p.read_text().startswith(('#!/bin/bash', '#!/usr/bin/env bash', '#!/bin/sh'))]
     return scripts
 
@@ -68,7 +68,10 @@ def instructions()->list:
 def test_dockerfile_contract():
     ins = instructions()
     froms = [a for i, a in ins if i == 'FROM']
-    assert len(froms) == 1 and re.fullmatch(r'pytorch/pytorch:2\.\d+\.\d+-cuda\d+\.\d+-cudnn\d+-runtime', froms[0]), froms
+    # one Dockerfile, two bases: the rehearsal changes build arguments only
+    assert froms == ['${BASE_IMAGE}'] and ins[0] == ('ARG', 'BASE_IMAGE=debian:bookworm-slim'), (froms, ins[0])
+    assert ('LABEL', 'com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true') in ins
+    assert json.loads(dict(ins)['SHELL'])[:3] == ['/bin/bash', '-o', 'pipefail']
     assert json.loads(dict(ins)['ENTRYPOINT']) == ['/opt/program/entrypoint.sh'] # exec form
     assert json.loads(dict(ins)['CMD']) == ['train']
     env = ' '.join(a for i, a in ins if i == 'ENV')
@@ -76,10 +79,14 @@ def test_dockerfile_contract():
     runs = [a for i, a in ins if i == 'RUN']
     apt = next(r for r in runs if 'apt-get install' in r)
     assert '--no-install-recommends' in apt and ' nginx' in apt and 'rm -rf /var/lib/apt/lists/*' in apt
-    for r in runs:
-        for pip in re.findall(r'pip install[^&]*', r):
-            assert '--no-cache-dir' in pip
-            assert not re.search(r'\btorch\b', pip.replace('torch-constraint', '')), f'pip must not (re)install torch: {pip}'
+    pips = [pip for r in runs for pip in re.findall(r'pip install[^&;]*', r)]
+    assert len(pips) == 3, pips
+    for pip in pips:
+        assert '--no-cache-dir' in pip
+        # torch once, only where the base has none; afterwards every install is pinned to the torch there is
+        if '$TORCH_REQUIREMENT' not in pip: assert '--constraint /opt/venv/torch-constraint.txt' in pip, pip
+    torch_run = next(r for r in runs if '$TORCH_REQUIREMENT' in r)
+    assert torch_run.index("python3 -c 'import torch'") < torch_run.index('--system-site-packages') < torch_run.index('$TORCH_REQUIREMENT')
     for i, a in ins:
         assert '/opt/ml' not in a, f'{i} {a}: nothing may be baked under /opt/ml, SageMaker mounts it'
     assert any(i == 'EXPOSE' and a == '8080' for i, a in ins)
