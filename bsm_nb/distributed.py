@@ -20,9 +20,9 @@ log = logging.getLogger('bsm_nb')
 # %% auto #0
 __all__ = ['log', 'DEFAULT_MASTER_PORT', 'DEFAULT_TIMEOUT_S', 'DEFAULT_RESOLVE_TIMEOUT_S', 'LR_SCALINGS', 'DistributedError',
            'read_config_json', 'Cluster', 'cluster_from_env', 'check_channels', 'resolve_host', 'weights_checksum',
-           'WeightChecksum', 'SageMakerDDPStrategy', 'ddp_trainer_kwargs', 'setup_distributed', 'effective_batch_size',
-           'scale_lr', 'checkpoint_name_suffix', 'writes_checkpoints', 'shard_summary', 'merge_summaries',
-           'exchange_across_nodes', 'fit_processor']
+           'WeightChecksum', 'SageMakerDDPStrategy', 'ddp_trainer_kwargs', 'network_interfaces', 'socket_ifname',
+           'setup_distributed', 'effective_batch_size', 'scale_lr', 'checkpoint_name_suffix', 'writes_checkpoints',
+           'shard_summary', 'merge_summaries', 'exchange_across_nodes', 'fit_processor']
 
 # %% ../nbs/11_distributed.ipynb #540441ff
 class DistributedError(RuntimeError):
@@ -183,21 +183,41 @@ def ddp_trainer_kwargs(cluster:Cluster, # from `setup_distributed`
     return dict(accelerator=cluster.accelerator, devices=cluster.devices, num_nodes=cluster.num_nodes, strategy=strategy,
                 use_distributed_sampler=False, callbacks=[WeightChecksum()])
 
+# %% ../nbs/11_distributed.ipynb #1023ebe5
+def network_interfaces()->set:
+    "Names of this machine's network interfaces, e.g. {'lo', 'eth0'}; empty where the platform cannot list them."
+    try: return {name for _, name in socket.if_nameindex()}
+    except OSError: return set()
+
+# %% ../nbs/11_distributed.ipynb #0bc395dc
+def socket_ifname(cluster:Cluster, # from `cluster_from_env`
+                  available:set|None=None, # this machine's interfaces; `network_interfaces()` when None
+                 )->str:
+    "SageMaker's `network_interface_name` for NCCL and gloo on a multi-host run when this machine has it; '' otherwise."
+    name = cluster.network_interface
+    if cluster.num_nodes < 2 or not name: return ''
+    available = network_interfaces() if available is None else set(available)
+    if name in available: return name
+    log.warning(f"distributed: network interface {name!r} (network_interface_name in resourceconfig.json) is not on this machine, "
+                f"which has {', '.join(sorted(available)) or 'none that can be listed'}: NCCL_SOCKET_IFNAME and GLOO_SOCKET_IFNAME "
+                "stay unset and NCCL and gloo pick an interface themselves")
+    return ''
+
 # %% ../nbs/11_distributed.ipynb #69d2c04e
 def setup_distributed(cfg:BSMConfig|None=None, # for `master_port`/`dist_timeout` when the config has them
                       paths:SageMakerPaths|None=None, # the SageMaker tree; from `env` when None
                       env:dict|None=None, # environment to read; `os.environ` when None (Lightning's variables always go to `os.environ`)
                       resolve_timeout_s:float|None=None, # for the master's name; `BSM_RESOLVE_TIMEOUT` or 300 s when None
                      )->Cluster:
-    "Read and check the cluster, resolve the master, export MASTER_ADDR/MASTER_PORT/NODE_RANK, and log the rank's line."
+    "Read and check the cluster, resolve the master, export what Lightning (and, across hosts, NCCL and gloo) read, and log the rank's line."
     env = os.environ if env is None else env
     c = cluster_from_env(env, cfg, paths.base if paths is not None else None)
     if c.is_distributed:
         check_channels(c)
         if c.num_nodes > 1: resolve_host(c.master_addr, resolve_timeout_s or float(env.get('BSM_RESOLVE_TIMEOUT') or DEFAULT_RESOLVE_TIMEOUT_S))
         os.environ.update(MASTER_ADDR=c.master_addr, MASTER_PORT=str(c.master_port), NODE_RANK=str(c.node_rank))
-        if c.network_interface:
-            for k in ('NCCL_SOCKET_IFNAME', 'GLOO_SOCKET_IFNAME'): os.environ.setdefault(k, c.network_interface)
+        if ifname := socket_ifname(c):
+            for k in ('NCCL_SOCKET_IFNAME', 'GLOO_SOCKET_IFNAME'): os.environ.setdefault(k, ifname)
     log.info(c.describe())
     return c
 

@@ -4,16 +4,21 @@
 
 # %% ../nbs/09_launch.ipynb #36355720
 from __future__ import annotations
-import json, re, time
+import json, math, re, time
+from dataclasses import dataclass, field
 from pathlib import Path
 from .config import BSMConfig, config_from_dict, field_types, to_hyperparameters
 
 # %% auto #0
-__all__ = ['NUMBER', 'EPOCH_LINE', 'FINAL_LINE', 'CHECKPOINT_DIR', 'NAME_RE', 'DEFAULT_RANGES', 'SCALINGS', 'metric_definitions',
-           'metrics_from_log', 'hyperparameters_for', 'upload_channels', 'stopping_condition', 'checkpoint_uri',
-           'make_trainer', 'launch_training', 'model_data_uri', 'unique_name', 'create_model', 'deploy_endpoint',
+__all__ = ['NUMBER', 'EPOCH_LINE', 'FINAL_LINE', 'CHECKPOINT_DIR', 'SUBNET_RE', 'SECURITY_GROUP_RE', 'KMS_KEY_RE', 'NAME_RE',
+           'TENSORBOARD_DIR', 'DEFAULT_INFERENCE_AMI', 'DEFAULT_TRANSFORM_AMI', 'GPU_INSTANCE_RE', 'DEFAULT_RANGES',
+           'SCALINGS', 'RUNNING_STATUSES', 'metric_definitions', 'metrics_from_log', 'hyperparameters_for',
+           'upload_channels', 'stopping_condition', 'checkpoint_uri', 'vpc_config', 'Security',
+           'check_isolated_encoder', 'unique_name', 'tensorboard_uri', 'make_trainer', 'launch_training',
+           'model_data_uri', 'is_gpu_instance', 'ami_version', 'create_model', 'deploy_endpoint', 'delete_model',
            'delete_endpoint', 'request_body', 'invoke_endpoint', 'parameter_ranges', 's3_channel', 'tuning_job_request',
-           'submit_tuning_job', 'best_training_job', 'batch_transform_request', 'submit_transform_job']
+           'submit_tuning_job', 'best_training_job', 'wait_for_tuning_job', 'batch_transform_request',
+           'submit_transform_job', 'wait_for_transform_job']
 
 # %% ../nbs/09_launch.ipynb #a34b86a1
 NUMBER = r'([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)' # a finite decimal number; not nan or inf
@@ -99,6 +104,83 @@ def checkpoint_uri(checkpoint_s3_uri:str|None, # where checkpoints go; None = le
     if not checkpoint_s3_uri.startswith('s3://'): raise ValueError(f'checkpoint_s3_uri {checkpoint_s3_uri!r} is not an S3 URI; expected s3://bucket/prefix/')
     return checkpoint_s3_uri.rstrip('/') + '/'
 
+# %% ../nbs/09_launch.ipynb #eb52b69c
+SUBNET_RE, SECURITY_GROUP_RE = re.compile(r'^subnet-[0-9a-zA-Z]+$'), re.compile(r'^sg-[0-9a-zA-Z]+$')
+
+def vpc_config(subnets:list|str|None=None, # VPC subnet ids, subnet-...
+               security_group_ids:list|str|None=None, # security group ids, sg-...
+              )->dict|None:
+    "The API's `VpcConfig` for `subnets` and `security_group_ids`, which come together; None outside a VPC."
+    subnets, groups = [[v] if isinstance(v, str) else list(v or []) for v in (subnets, security_group_ids)]
+    if not subnets and not groups: return None
+    if not subnets or not groups:
+        raise ValueError(f'subnets {subnets} and security_group_ids {groups}: expected both (a VPC needs subnets and security groups) or neither')
+    if bad := [s for s in subnets if not SUBNET_RE.match(str(s))]: raise ValueError(f'subnets {bad}: expected subnet ids such as subnet-0123456789abcdef0')
+    if bad := [g for g in groups if not SECURITY_GROUP_RE.match(str(g))]: raise ValueError(f'security_group_ids {bad}: expected security group ids such as sg-0123456789abcdef0')
+    if len(subnets) > 16 or len(groups) > 5: raise ValueError(f'{len(subnets)} subnets, {len(groups)} security groups: SageMaker takes at most 16 subnets and 5 security groups')
+    return {'Subnets': subnets, 'SecurityGroupIds': groups}
+
+# %% ../nbs/09_launch.ipynb #ca14f35a
+KMS_KEY_RE = re.compile(r'^[a-zA-Z0-9:/_-]+$') # the API's pattern for KmsKeyId and VolumeKmsKeyId, less the empty string
+
+@dataclass
+class Security:
+    "Where jobs, models and endpoints run and how their data is encrypted; given once, applied by every request made here."
+    subnets:list = field(default_factory=list) # VPC subnet ids (subnet-...), with `security_group_ids`; empty = no VPC
+    security_group_ids:list = field(default_factory=list) # security group ids (sg-...), with `subnets`
+    network_isolation:bool = False # no network for the container (training, tuning, model); SageMaker still moves data and model
+    encrypt_inter_container_traffic:bool = False # encrypt the traffic between the hosts of a training or tuning job
+    volume_kms_key:str|None = None # KMS key of the instances' storage volumes (training, tuning, endpoint, transform)
+    output_kms_key:str|None = None # KMS key of what goes to S3: model.tar.gz, the transform's output
+
+    def __post_init__(self):
+        vpc = vpc_config(self.subnets, self.security_group_ids) or {}
+        self.subnets, self.security_group_ids = vpc.get('Subnets', []), vpc.get('SecurityGroupIds', [])
+        for name in ('volume_kms_key', 'output_kms_key'):
+            key = getattr(self, name)
+            if key is not None and not KMS_KEY_RE.match(key):
+                raise ValueError(f'{name} {key!r}: expected a KMS key id, key ARN, alias/NAME or alias ARN')
+
+    @property
+    def vpc(self)->dict|None:
+        "The API's `VpcConfig`, or None outside a VPC."
+        return vpc_config(self.subnets, self.security_group_ids)
+
+# %% ../nbs/09_launch.ipynb #296b73e8
+def check_isolated_encoder(cfg:BSMConfig, # the run's config
+                           security:Security|None, # the job's settings
+                          ):
+    "Refuse a hub name as `pretrained_model` when the container has no network."
+    name = cfg.pretrained_model
+    if security is not None and security.network_isolation and name and not name.startswith(('/', '.', '~')):
+        raise ValueError(f'pretrained_model {name!r} is a hub name, which a container under network_isolation cannot download: leave '
+                         'pretrained_model empty (the packaged all-MiniLM-L6-v2), or upload the encoder as the `pretrained` channel')
+
+# %% ../nbs/09_launch.ipynb #68d319cc
+NAME_RE = re.compile(r'^[a-zA-Z0-9](-*[a-zA-Z0-9])*$')
+
+def unique_name(base:str, # e.g. 'bsm-endpoint'
+                max_len:int=63, # SageMaker's limit: 63 for models and endpoints, 32 for tuning jobs
+                when:float|None=None, # a time.time() value; None = now
+               )->str:
+    "`<base>-<yyyymmdd-hhmmss>`, shortened to `max_len`, valid as a SageMaker name."
+    stamp = time.strftime('%Y%m%d-%H%M%S', time.gmtime(time.time() if when is None else when))
+    name = f'{base[:max(1, max_len - len(stamp) - 1)].rstrip("-")}-{stamp}'
+    if not NAME_RE.match(name) or len(name) > max_len:
+        raise ValueError(f'{name!r} is not a valid SageMaker name: expected letters, digits and hyphens, not starting or ending with a hyphen, at most {max_len} characters')
+    return name
+
+# %% ../nbs/09_launch.ipynb #56595322
+TENSORBOARD_DIR = '/opt/ml/output/tensorboard' # where `train`'s TensorBoard logger writes
+
+def tensorboard_uri(root:str, # S3 prefix holding one folder per run
+                    base_job_name:str='bsm', # the run's folder is `<base_job_name>-<timestamp>`
+                    when:float|None=None, # a time.time() value; None = now
+                   )->str:
+    "`<root>/<base_job_name>-<yyyymmdd-hhmmss>/`: one run's TensorBoard folder on S3."
+    if not root.startswith('s3://'): raise ValueError(f'tensorboard_s3_uri {root!r} is not an S3 URI; expected s3://bucket/prefix/')
+    return f"{root.rstrip('/')}/{unique_name(base_job_name, when=when)}/"
+
 # %% ../nbs/09_launch.ipynb #1c8fb672
 def _sdk_configs():
     "The SDK v3 config classes, wherever this SDK release keeps them."
@@ -122,30 +204,41 @@ def make_trainer(image_uri:str, # the ECR image from build_and_push.sh
                  tags:dict|None=None, # tag key -> value on the job
                  sagemaker_session=None, # a `sagemaker.core.helper.session_helper.Session`; None = the default
                  local:bool=False, # SDK local mode on this machine's Docker
+                 tensorboard_s3_uri:str|None=None, # root of the runs' TensorBoard folders; None = `<output path>/tensorboard/`, '' = no upload
+                 security:Security|None=None, # VPC, network isolation, KMS keys; None = none; not in local mode
                 ):
     "A `ModelTrainer` for the bsm_nb image, ready for `launch_training`."
     from sagemaker.train.model_trainer import ModelTrainer, Mode
-    c = _sdk_configs()
+    c, sec = _sdk_configs(), security or Security()
     stop = stopping_condition(max_run_s, spot, max_wait_s)
     kw = {}
     if local:
         instance_type = instance_type if instance_type.startswith('local') else 'local'
         kw['training_mode'] = Mode.LOCAL_CONTAINER
     else:
-        if output_s3_uri: kw['output_data_config'] = c.OutputDataConfig(s3_output_path=output_s3_uri)
+        check_isolated_encoder(cfg, sec)
+        if output_s3_uri or sec.output_kms_key: kw['output_data_config'] = c.OutputDataConfig(s3_output_path=output_s3_uri, kms_key_id=sec.output_kms_key)
         if spot or checkpoint_s3_uri:
             kw['checkpoint_config'] = c.CheckpointConfig(s3_uri=checkpoint_uri(checkpoint_s3_uri), local_path=CHECKPOINT_DIR)
+        if sec.vpc or sec.network_isolation or sec.encrypt_inter_container_traffic:
+            kw['networking'] = c.Networking(subnets=sec.subnets or None, security_group_ids=sec.security_group_ids or None,
+                                            enable_network_isolation=sec.network_isolation or None,
+                                            enable_inter_container_traffic_encryption=sec.encrypt_inter_container_traffic or None)
     trainer = ModelTrainer(
         training_image=image_uri, role=role, sagemaker_session=sagemaker_session, base_job_name=base_job_name,
         compute=c.Compute(instance_type=instance_type, instance_count=instance_count, volume_size_in_gb=volume_size_gb,
-                          enable_managed_spot_training=spot or None),
+                          volume_kms_key_id=None if local else sec.volume_kms_key, enable_managed_spot_training=spot or None),
         stopping_condition=c.StoppingCondition(max_runtime_in_seconds=stop['MaxRuntimeInSeconds'],
                                                max_wait_time_in_seconds=stop.get('MaxWaitTimeInSeconds')),
         hyperparameters=hyperparameters_for(cfg), environment=dict(environment or {}),
         tags=[c.Tag(key=k, value=str(v)) for k, v in (tags or {}).items()] or None, **kw)
+    if not local and tensorboard_s3_uri != '':
+        root = tensorboard_s3_uri or trainer.output_data_config.s3_output_path.rstrip('/') + '/tensorboard/'
+        trainer.with_tensorboard_output_config(c.TensorBoardOutputConfig(s3_output_path=tensorboard_uri(root, base_job_name), local_path=TENSORBOARD_DIR))
     return trainer.with_metric_definitions([c.MetricDefinition(name=d['Name'], regex=d['Regex'])
                                             for d in metric_definitions(cfg.metric_choices)])
 
+# %% ../nbs/09_launch.ipynb #65432407
 def launch_training(trainer, # from `make_trainer`
                     channels:dict, # channel name -> S3 URI (or a local path in local mode)
                     wait:bool=False, # block, streaming the log, until the job ends
@@ -173,19 +266,24 @@ def model_data_uri(training_job_name:str, # a completed training job
         raise RuntimeError(f'training job {training_job_name} is {status}{reason}; its model exists once it is Completed')
     return job['ModelArtifacts']['S3ModelArtifacts']
 
-# %% ../nbs/09_launch.ipynb #68d319cc
-NAME_RE = re.compile(r'^[a-zA-Z0-9](-*[a-zA-Z0-9])*$')
+# %% ../nbs/09_launch.ipynb #3973d91e
+DEFAULT_INFERENCE_AMI = 'al2-ami-sagemaker-inference-gpu-3-1' # GPU endpoints: NVIDIA driver 550, CUDA 12.4
+DEFAULT_TRANSFORM_AMI = 'al2-ami-sagemaker-batch-gpu-535' # GPU batch transform: NVIDIA driver 535
+GPU_INSTANCE_RE = re.compile(r'^ml\.[gp][a-z]*[0-9]') # ml.g4dn, ml.g5, ml.g6e, ml.p3, ml.p4d, ml.p5, ...
 
-def unique_name(base:str, # e.g. 'bsm-endpoint'
-                max_len:int=63, # SageMaker's limit: 63 for models and endpoints, 32 for tuning jobs
-                when:float|None=None, # a time.time() value; None = now
-               )->str:
-    "`<base>-<yyyymmdd-hhmmss>`, shortened to `max_len`, valid as a SageMaker name."
-    stamp = time.strftime('%Y%m%d-%H%M%S', time.gmtime(time.time() if when is None else when))
-    name = f'{base[:max(1, max_len - len(stamp) - 1)].rstrip("-")}-{stamp}'
-    if not NAME_RE.match(name) or len(name) > max_len:
-        raise ValueError(f'{name!r} is not a valid SageMaker name: expected letters, digits and hyphens, not starting or ending with a hyphen, at most {max_len} characters')
-    return name
+def is_gpu_instance(instance_type:str, # a SageMaker instance type, e.g. ml.g5.xlarge
+                   )->bool:
+    "Whether `instance_type` has NVIDIA GPUs: the ml.g* and ml.p* families."
+    return bool(GPU_INSTANCE_RE.match(instance_type))
+
+# %% ../nbs/09_launch.ipynb #1e5f54a6
+def ami_version(instance_type:str, # the instances' type
+                version:str|None, # asked for; None = `gpu_default` on a GPU instance and none elsewhere; '' = none
+                gpu_default:str, # `DEFAULT_INFERENCE_AMI` or `DEFAULT_TRANSFORM_AMI`
+               )->str|None:
+    "The AMI version to request for `instance_type`, or None to leave SageMaker's default."
+    if version is None: return gpu_default if is_gpu_instance(instance_type) else None
+    return version or None
 
 # %% ../nbs/09_launch.ipynb #0f836854
 def create_model(model_name:str, # SageMaker model name
@@ -194,14 +292,19 @@ def create_model(model_name:str, # SageMaker model name
                  role:str, # execution role ARN that can read the model and pull the image
                  environment:dict|None=None, # container environment, e.g. {'MODEL_SERVER_TIMEOUT': '120'}
                  sagemaker_client=None, # boto3 SageMaker client; None = a new one
+                 security:Security|None=None, # the VPC and network isolation of the container (endpoints and transforms)
                 )->str:
     "Register the trained model with its serving image; returns the model name."
-    _client('sagemaker', sagemaker_client).create_model(
-        ModelName=model_name, ExecutionRoleArn=role,
-        PrimaryContainer={'Image': image_uri, 'ModelDataUrl': model_data_s3,
-                          'Environment': {k: str(v) for k, v in (environment or {}).items()}})
+    sec = security or Security()
+    req = {'ModelName': model_name, 'ExecutionRoleArn': role,
+           'PrimaryContainer': {'Image': image_uri, 'ModelDataUrl': model_data_s3,
+                                'Environment': {k: str(v) for k, v in (environment or {}).items()}}}
+    if sec.vpc: req['VpcConfig'] = sec.vpc
+    if sec.network_isolation: req['EnableNetworkIsolation'] = True
+    _client('sagemaker', sagemaker_client).create_model(**req)
     return model_name
 
+# %% ../nbs/09_launch.ipynb #38050cb1
 def deploy_endpoint(model_data_s3:str, # the training job's model.tar.gz
                     image_uri:str, # the bsm_nb image
                     role:str, # execution role ARN
@@ -211,18 +314,32 @@ def deploy_endpoint(model_data_s3:str, # the training job's model.tar.gz
                     environment:dict|None=None, # container environment; see `bsm_nb.serve.ServeSettings`
                     wait:bool=False, # block until the endpoint is InService
                     sagemaker_client=None, # boto3 SageMaker client; None = a new one
+                    inference_ami_version:str|None=None, # None = `DEFAULT_INFERENCE_AMI` on GPU instances, none elsewhere; '' = none
+                    security:Security|None=None, # VPC and isolation of the model, KMS key of the instances' volumes
                    )->dict:
     "Create the model, an endpoint configuration and the endpoint; returns their names."
-    sm = _client('sagemaker', sagemaker_client)
-    model_name = create_model(unique_name(endpoint_name), model_data_s3, image_uri, role, environment, sm)
+    sm, sec = _client('sagemaker', sagemaker_client), security or Security()
+    model_name = create_model(unique_name(endpoint_name), model_data_s3, image_uri, role, environment, sm, security=sec)
     config_name = unique_name(f'{endpoint_name}-config')
-    sm.create_endpoint_config(EndpointConfigName=config_name, ProductionVariants=[{
-        'VariantName': 'AllTraffic', 'ModelName': model_name, 'InstanceType': instance_type,
-        'InitialInstanceCount': instance_count, 'InitialVariantWeight': 1.0}])
+    variant = {'VariantName': 'AllTraffic', 'ModelName': model_name, 'InstanceType': instance_type,
+               'InitialInstanceCount': instance_count, 'InitialVariantWeight': 1.0}
+    if ami := ami_version(instance_type, inference_ami_version, DEFAULT_INFERENCE_AMI): variant['InferenceAmiVersion'] = ami
+    config = {'EndpointConfigName': config_name, 'ProductionVariants': [variant]}
+    if sec.volume_kms_key: config['KmsKeyId'] = sec.volume_kms_key
+    sm.create_endpoint_config(**config)
     sm.create_endpoint(EndpointName=endpoint_name, EndpointConfigName=config_name)
     if wait: sm.get_waiter('endpoint_in_service').wait(EndpointName=endpoint_name)
     return {'model_name': model_name, 'endpoint_config_name': config_name, 'endpoint_name': endpoint_name}
 
+# %% ../nbs/09_launch.ipynb #5864835a
+def delete_model(model_name:str, # a model from `create_model`, no longer used by an endpoint or a running transform
+                 sagemaker_client=None, # boto3 SageMaker client; None = a new one
+                )->str:
+    "Delete the model (the registration, not model.tar.gz on S3); returns its name."
+    _client('sagemaker', sagemaker_client).delete_model(ModelName=model_name)
+    return model_name
+
+# %% ../nbs/09_launch.ipynb #43c0c9f8
 def delete_endpoint(endpoint_name:str, # an endpoint made by `deploy_endpoint`
                     sagemaker_client=None, # boto3 SageMaker client; None = a new one
                    )->dict:
@@ -232,8 +349,8 @@ def delete_endpoint(endpoint_name:str, # an endpoint made by `deploy_endpoint`
     variants = sm.describe_endpoint_config(EndpointConfigName=config_name)['ProductionVariants']
     sm.delete_endpoint(EndpointName=endpoint_name)
     sm.delete_endpoint_config(EndpointConfigName=config_name)
-    for v in variants: sm.delete_model(ModelName=v['ModelName'])
-    return {'endpoint_name': endpoint_name, 'endpoint_config_name': config_name, 'model_names': [v['ModelName'] for v in variants]}
+    models = [delete_model(v['ModelName'], sm) for v in variants]
+    return {'endpoint_name': endpoint_name, 'endpoint_config_name': config_name, 'model_names': models}
 
 # %% ../nbs/09_launch.ipynb #eb038e22
 def request_body(records, # list of row dicts, a pandas DataFrame, or a str/bytes body
@@ -318,8 +435,11 @@ def tuning_job_request(tuning_job_name:str, # at most 32 characters; see `unique
                        max_wait_s:int|None=None, # per trial, spot only
                        volume_size_gb:int=30,
                        environment:dict|None=None, # extra container environment
+                       security:Security|None=None, # VPC, network isolation, traffic encryption and KMS keys of every trial
                       )->dict:
     "The `CreateHyperParameterTuningJob` request for the bsm_nb image."
+    sec = security or Security()
+    check_isolated_encoder(cfg, sec)
     defs = metric_definitions(cfg.metric_choices)
     names = [d['Name'] for d in defs]
     if objective not in names: raise ValueError(f'objective {objective!r} is not among the metric definitions: {", ".join(names)}')
@@ -339,6 +459,11 @@ def tuning_job_request(tuning_job_name:str, # at most 32 characters; see `unique
         'EnableManagedSpotTraining': spot,
     }
     if environment: definition['Environment'] = {k: str(v) for k, v in environment.items()}
+    if sec.output_kms_key: definition['OutputDataConfig']['KmsKeyId'] = sec.output_kms_key
+    if sec.volume_kms_key: definition['ResourceConfig']['VolumeKmsKeyId'] = sec.volume_kms_key
+    if sec.vpc: definition['VpcConfig'] = sec.vpc
+    if sec.network_isolation: definition['EnableNetworkIsolation'] = True
+    if sec.encrypt_inter_container_traffic: definition['EnableInterContainerTrafficEncryption'] = True
     return {'HyperParameterTuningJobName': tuning_job_name,
             'HyperParameterTuningJobConfig': {
                 'Strategy': strategy,
@@ -364,6 +489,34 @@ def best_training_job(tuning_job_name:str, # a tuning job with at least one comp
     return {'name': best['TrainingJobName'], 'objective': best.get('FinalHyperParameterTuningJobObjectiveMetric', {}).get('Value'),
             'hyperparameters': best.get('TunedHyperParameters', {})}
 
+# %% ../nbs/09_launch.ipynb #7e34c88a
+RUNNING_STATUSES = ('InProgress', 'Stopping') # statuses of a job that has not ended
+
+def _finished(job:dict, # a Describe*Job answer
+              status_key:str, # e.g. 'TransformJobStatus'
+              what:str, # e.g. 'transform job bsm-transform-1', for the message
+              timeout_s:float, # how long it was waited for
+             )->dict:
+    "`job` when it Completed; else an error saying what became of it, with SageMaker's FailureReason."
+    status = job[status_key]
+    if status == 'Completed': return job
+    if status in RUNNING_STATUSES: raise TimeoutError(f'{what} is still {status} after {timeout_s:g} s; wait again, or stop it')
+    raise RuntimeError(f"{what} ended {status}: {job.get('FailureReason') or 'SageMaker gave no FailureReason'}")
+
+# %% ../nbs/09_launch.ipynb #a90c81a3
+def wait_for_tuning_job(tuning_job_name:str, # a submitted tuning job
+                        sagemaker_client=None, # boto3 SageMaker client; None = a new one
+                        timeout_s:float=48*3600, # give up waiting after this long
+                        poll_s:float=60, # between two DescribeHyperParameterTuningJob calls
+                       )->dict:
+    "Block until the tuning job ends; its description when Completed, else an error naming the status and FailureReason."
+    sm, deadline = _client('sagemaker', sagemaker_client), time.monotonic() + timeout_s
+    while True:
+        job = sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=tuning_job_name)
+        if job['HyperParameterTuningJobStatus'] not in RUNNING_STATUSES or time.monotonic() >= deadline: break
+        time.sleep(max(0.0, min(poll_s, deadline - time.monotonic())))
+    return _finished(job, 'HyperParameterTuningJobStatus', f'tuning job {tuning_job_name}', timeout_s)
+
 # %% ../nbs/09_launch.ipynb #fc73b99c
 def batch_transform_request(transform_job_name:str, # at most 63 characters
                             model_name:str, # from `create_model` or `deploy_endpoint`
@@ -376,19 +529,24 @@ def batch_transform_request(transform_job_name:str, # at most 63 characters
                             max_payload_mb:int=6, # largest mini-batch; SageMaker's limit is 100
                             max_concurrent_transforms:int|None=None, # requests in flight per instance; None = the container's choice
                             environment:dict|None=None, # container environment
+                            transform_ami_version:str|None=None, # None = `DEFAULT_TRANSFORM_AMI` on GPU instances, none elsewhere; '' = none
+                            security:Security|None=None, # KMS keys of the output and the volumes; the VPC comes with the model
                            )->dict:
     "The `CreateTransformJob` request for the bsm_nb image."
     if not input_s3_uri.startswith('s3://') or not output_s3_uri.startswith('s3://'):
         raise ValueError(f'input {input_s3_uri!r} and output {output_s3_uri!r} must both be S3 URIs')
     if len(transform_job_name) > 63 or not NAME_RE.match(transform_job_name):
         raise ValueError(f'transform job name {transform_job_name!r}: expected at most 63 letters, digits and inner hyphens')
-    line_split = content_type in ('application/jsonlines', 'text/csv')
+    line_split, sec = content_type in ('application/jsonlines', 'text/csv'), security or Security()
     req = {'TransformJobName': transform_job_name, 'ModelName': model_name, 'MaxPayloadInMB': max_payload_mb,
            'BatchStrategy': 'MultiRecord' if line_split else 'SingleRecord',
            'TransformInput': {'DataSource': {'S3DataSource': {'S3DataType': 'S3Prefix', 'S3Uri': input_s3_uri}},
                               'ContentType': content_type, 'SplitType': 'Line' if line_split else 'None'},
            'TransformOutput': {'S3OutputPath': output_s3_uri, 'Accept': accept, 'AssembleWith': 'Line' if line_split else 'None'},
            'TransformResources': {'InstanceType': instance_type, 'InstanceCount': instance_count}}
+    if ami := ami_version(instance_type, transform_ami_version, DEFAULT_TRANSFORM_AMI): req['TransformResources']['TransformAmiVersion'] = ami
+    if sec.volume_kms_key: req['TransformResources']['VolumeKmsKeyId'] = sec.volume_kms_key
+    if sec.output_kms_key: req['TransformOutput']['KmsKeyId'] = sec.output_kms_key
     if max_concurrent_transforms: req['MaxConcurrentTransforms'] = max_concurrent_transforms
     if environment: req['Environment'] = {k: str(v) for k, v in environment.items()}
     return req
@@ -398,3 +556,18 @@ def submit_transform_job(request:dict, # from `batch_transform_request`
                         )->str:
     "Start the batch transform; returns its ARN."
     return _client('sagemaker', sagemaker_client).create_transform_job(**request)['TransformJobArn']
+
+# %% ../nbs/09_launch.ipynb #6e505a3a
+def wait_for_transform_job(transform_job_name:str, # a submitted transform job
+                           sagemaker_client=None, # boto3 SageMaker client; None = a new one
+                           timeout_s:float=6*3600, # give up waiting after this long
+                           poll_s:float=60, # between two DescribeTransformJob calls
+                          )->dict:
+    "Block until the transform job ends; its description when Completed, else an error naming the status and FailureReason."
+    from botocore.exceptions import WaiterError
+    sm = _client('sagemaker', sagemaker_client)
+    config = {'Delay': poll_s, 'MaxAttempts': max(1, math.ceil(timeout_s / max(poll_s, 1)))}
+    try: sm.get_waiter('transform_job_completed_or_stopped').wait(TransformJobName=transform_job_name, WaiterConfig=config)
+    except WaiterError: pass # Failed, or still running at the deadline: the description says which
+    job = sm.describe_transform_job(TransformJobName=transform_job_name)
+    return _finished(job, 'TransformJobStatus', f'transform job {transform_job_name}', timeout_s)

@@ -184,3 +184,74 @@ def test_sharded_train_ranks_agree_on_the_number_of_batches(tmp_path):
     assert got[0]['len'] == got[1]['len'] == got[0]['n'] == got[1]['n'] == 8 # ceil(61 / 8): the smaller shard
     assert len(got[1]['rows']) == 61 and set(got[1]['rows']) == set(range(61)) # the smaller shard is read whole, not split again
     assert len(got[0]['rows']) == 64 # the larger one is cut at 8 batches this epoch
+
+
+# --- the socket interface NCCL and gloo are told to use ------------------------------------------------------------
+
+IFNAMES = ('NCCL_SOCKET_IFNAME', 'GLOO_SOCKET_IFNAME')
+
+
+@pytest.fixture
+def dist_env(monkeypatch):
+    """os.environ without the variables `setup_distributed` exports (all restored afterwards), and the warnings of the
+    `bsm_nb` logger collected in a list."""
+    for k in ('MASTER_ADDR', 'MASTER_PORT', 'NODE_RANK', 'LOCAL_RANK', *IFNAMES):
+        monkeypatch.setenv(k, 'x'); monkeypatch.delenv(k) # recorded first, so that teardown removes what the test sets
+    import logging
+    from bsm_nb.distributed import log
+    warnings = []
+    class Keep(logging.Handler):
+        def emit(self, r): warnings.append(r.getMessage())
+    handler = Keep(level=logging.WARNING)
+    log.addHandler(handler)
+    yield warnings
+    log.removeHandler(handler)
+
+
+def cluster_tree(root:Path, hosts:list, current:str, ifname:str)->dict:
+    conf = root/'input'/'config'
+    conf.mkdir(parents=True)
+    (conf/'resourceconfig.json').write_text(json.dumps({'current_host': current, 'hosts': hosts, 'network_interface_name': ifname}))
+    return {'SAGEMAKER_BASE_DIR': str(root)}
+
+
+def test_multi_node_run_uses_an_interface_this_machine_has(tmp_path, dist_env):
+    import os
+    from bsm_nb.distributed import setup_distributed
+    c = setup_distributed(env=cluster_tree(tmp_path, HOSTS, HOSTS[1], 'lo'))
+    assert c.num_nodes == 2
+    assert [os.environ.get(k) for k in IFNAMES] == ['lo', 'lo']
+    assert dist_env == []
+
+
+def test_multi_node_run_leaves_a_missing_interface_unset(tmp_path, dist_env):
+    "The SDK's local mode writes `ethwe`, which no local container has: a warning, and NCCL and gloo choose themselves."
+    import os
+    from bsm_nb.distributed import network_interfaces, setup_distributed
+    assert 'ethwe' not in network_interfaces()
+    setup_distributed(env=cluster_tree(tmp_path, HOSTS, HOSTS[0], 'ethwe'))
+    assert os.environ['MASTER_ADDR'] == HOSTS[0] # the rest of the setup happened
+    assert [k for k in IFNAMES if k in os.environ] == []
+    assert len(dist_env) == 1 and "network interface 'ethwe'" in dist_env[0] and 'lo' in dist_env[0], dist_env
+
+
+def test_a_value_in_the_environment_wins(tmp_path, dist_env, monkeypatch):
+    import os
+    from bsm_nb.distributed import setup_distributed
+    monkeypatch.setenv('NCCL_SOCKET_IFNAME', 'eth7')
+    setup_distributed(env=cluster_tree(tmp_path, HOSTS, HOSTS[1], 'lo'))
+    assert (os.environ['NCCL_SOCKET_IFNAME'], os.environ['GLOO_SOCKET_IFNAME']) == ('eth7', 'lo')
+
+
+@pytest.mark.parametrize('ifname', ['ethwe', 'lo'])
+def test_single_host_multi_gpu_run_never_sets_the_interface(tmp_path, dist_env, monkeypatch, ifname):
+    "One host with 4 GPUs (faked): DDP over 127.0.0.1, so neither variable is exported, whether the interface exists or not."
+    import os, torch
+    from bsm_nb.distributed import setup_distributed
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'device_count', lambda: 4)
+    c = setup_distributed(env=cluster_tree(tmp_path, ['algo-1'], 'algo-1', ifname))
+    assert (c.is_distributed, c.num_nodes, c.world_size, c.backend) == (True, 1, 4, 'nccl')
+    assert os.environ['MASTER_ADDR'] == '127.0.0.1'
+    assert [k for k in IFNAMES if k in os.environ] == []
+    assert dist_env == []

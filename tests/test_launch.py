@@ -1,6 +1,6 @@
 """`bsm_nb.launch` against moto, an offline AWS: the exact requests that start training, hosting, tuning
 and batch transform, and the metric regexes on training logs."""
-import json, re
+import dataclasses, datetime, json, re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -23,7 +23,7 @@ CFG = BSMConfig(id_name='case_id', text_name=['message'], cat_field_list=['marke
 
 @pytest.fixture
 def aws(monkeypatch, tmp_path):
-    "moto with an execution role and a bucket; `calls(op)` lists the parameters of each `op` request."
+    "moto with an execution role and a bucket; `calls(op)` lists the parameters of each `op` request, `ops()` every operation in order."
     env = {'AWS_ACCESS_KEY_ID': 'testing', 'AWS_SECRET_ACCESS_KEY': 'testing', 'AWS_SESSION_TOKEN': 'testing',
            'AWS_DEFAULT_REGION': REGION, 'AWS_REGION': REGION, 'SAGEMAKER_VALIDATE_ROLE': 'false',
            # keep the developer's own AWS files out
@@ -40,7 +40,8 @@ def aws(monkeypatch, tmp_path):
         role = boto.client('iam').create_role(RoleName='bsm-sagemaker', AssumeRolePolicyDocument=json.dumps(TRUST))['Role']['Arn']
         boto.client('s3').create_bucket(Bucket=BUCKET)
         yield SimpleNamespace(boto=boto, role=role, sm=boto.client('sagemaker'), s3=boto.client('s3'),
-                              calls=lambda op: [p for name, p in requests if name == op])
+                              calls=lambda op: [p for name, p in requests if name == op],
+                              ops=lambda: [name for name, _ in requests])
 
 
 def sdk_session(aws):
@@ -201,6 +202,259 @@ def test_batch_transform_request(aws):
     assert d['TransformOutput']['S3OutputPath'] == f's3://{BUCKET}/score/out/'
     assert d['TransformResources'] == {'InstanceType': 'ml.m5.xlarge', 'InstanceCount': 1}
     assert d['Environment'] == {'MODEL_SERVER_WORKERS': '1'}
+
+
+# --- the GPU driver of hosting and batch transform ---------------------------------------------------------------
+
+MODEL_DATA = f's3://{BUCKET}/bsm/models/job-1/output/model.tar.gz'
+SCORE_IN, SCORE_OUT = f's3://{BUCKET}/score/in/', f's3://{BUCKET}/score/out/'
+
+
+# moto knows the instance types of its own release (g4dn, p3, inf1, not g5): the notebook checks ml.g5, g6e and p4d offline
+@pytest.mark.parametrize('instance_type, ami', [
+    ('ml.g4dn.xlarge', 'al2-ami-sagemaker-inference-gpu-3-1'), ('ml.g4dn.12xlarge', 'al2-ami-sagemaker-inference-gpu-3-1'),
+    ('ml.p3.2xlarge', 'al2-ami-sagemaker-inference-gpu-3-1'), ('ml.m5.xlarge', None), ('ml.c5.2xlarge', None), ('ml.inf1.xlarge', None)])
+def test_gpu_endpoints_ask_for_a_cuda_12_driver(aws, instance_type, ami):
+    "The default AMI of g4dn/g5/p4d endpoints has driver 470 (CUDA 11.4); the image's CUDA 12 needs >= 525."
+    names = launch.deploy_endpoint(MODEL_DATA, IMAGE, aws.role, 'bsm-test', instance_type=instance_type, sagemaker_client=aws.sm)
+    [config] = aws.calls('CreateEndpointConfig')
+    [variant] = config['ProductionVariants']
+    assert (variant['InstanceType'], variant.get('InferenceAmiVersion')) == (instance_type, ami)
+    assert aws.sm.describe_endpoint_config(EndpointConfigName=names['endpoint_config_name'])['ProductionVariants'][0]['InstanceType'] == instance_type
+
+
+def test_endpoint_ami_version_can_be_chosen_or_left_out(aws):
+    launch.deploy_endpoint(MODEL_DATA, IMAGE, aws.role, 'bsm-a', instance_type='ml.g4dn.xlarge',
+                           inference_ami_version='al2023-ami-sagemaker-inference-gpu-4-1', sagemaker_client=aws.sm)
+    launch.deploy_endpoint(MODEL_DATA, IMAGE, aws.role, 'bsm-b', instance_type='ml.g4dn.xlarge', inference_ami_version='', sagemaker_client=aws.sm)
+    chosen, left_out = [c['ProductionVariants'][0] for c in aws.calls('CreateEndpointConfig')]
+    assert chosen['InferenceAmiVersion'] == 'al2023-ami-sagemaker-inference-gpu-4-1'
+    assert left_out['InstanceType'] == 'ml.g4dn.xlarge' and 'InferenceAmiVersion' not in left_out
+
+
+@pytest.mark.parametrize('instance_type, ami', [('ml.g5.xlarge', 'al2-ami-sagemaker-batch-gpu-535'), ('ml.p3.2xlarge', 'al2-ami-sagemaker-batch-gpu-535'),
+                                                ('ml.m5.xlarge', None), ('ml.c5.xlarge', None)])
+def test_gpu_transform_jobs_ask_for_a_cuda_12_driver(aws, instance_type, ami):
+    launch.create_model('bsm-model-1', MODEL_DATA, IMAGE, aws.role, sagemaker_client=aws.sm)
+    launch.submit_transform_job(launch.batch_transform_request('bsm-transform-1', 'bsm-model-1', SCORE_IN, SCORE_OUT, instance_type=instance_type), aws.sm)
+    [sent] = aws.calls('CreateTransformJob')
+    assert (sent['TransformResources']['InstanceType'], sent['TransformResources'].get('TransformAmiVersion')) == (instance_type, ami)
+
+
+def test_transform_ami_version_can_be_chosen_or_left_out(aws):
+    chosen = launch.batch_transform_request('t-1', 'm', SCORE_IN, SCORE_OUT, transform_ami_version='al2-ami-sagemaker-batch-gpu-470')
+    left_out = launch.batch_transform_request('t-2', 'm', SCORE_IN, SCORE_OUT, transform_ami_version='')
+    launch.create_model('m', MODEL_DATA, IMAGE, aws.role, sagemaker_client=aws.sm)
+    for req in (chosen, left_out): launch.submit_transform_job(req, aws.sm)
+    sent = [r['TransformResources'] for r in aws.calls('CreateTransformJob')]
+    assert sent == [{'InstanceType': 'ml.g5.xlarge', 'InstanceCount': 1, 'TransformAmiVersion': 'al2-ami-sagemaker-batch-gpu-470'},
+                    {'InstanceType': 'ml.g5.xlarge', 'InstanceCount': 1}]
+
+
+# --- TensorBoard -----------------------------------------------------------------------------------------------
+
+TB_FOLDER = r'bsm-[0-9]{8}-[0-9]{6}/' # one folder per trainer: <base_job_name>-<timestamp>/
+
+
+def test_training_job_uploads_its_tensorboard_logs(aws, tmp_path):
+    "`train` logs to /opt/ml/output/tensorboard (tests/test_train.py finds the events there); the job must upload that folder."
+    uris = upload_tree(aws, tmp_path)
+    trainer = launch.make_trainer(IMAGE, aws.role, CFG, output_s3_uri=f's3://{BUCKET}/bsm/models/', sagemaker_session=sdk_session(aws))
+    job = launch.launch_training(trainer, uris)
+    [req] = aws.calls('CreateTrainingJob')
+    tb = req['TensorBoardOutputConfig']
+    assert tb['LocalPath'] == '/opt/ml/output/tensorboard'
+    assert re.fullmatch(rf's3://{BUCKET}/bsm/models/tensorboard/{TB_FOLDER}', tb['S3OutputPath']), tb
+    assert job.training_job_name.startswith('bsm-')
+
+
+def test_tensorboard_root_can_be_chosen_or_the_upload_turned_off(aws, tmp_path):
+    uris = upload_tree(aws, tmp_path)
+    for root in (f's3://{BUCKET}/tb/', ''):
+        launch.launch_training(launch.make_trainer(IMAGE, aws.role, CFG, tensorboard_s3_uri=root, sagemaker_session=sdk_session(aws)), uris)
+    chosen, off = aws.calls('CreateTrainingJob')
+    assert re.fullmatch(rf's3://{BUCKET}/tb/{TB_FOLDER}', chosen['TensorBoardOutputConfig']['S3OutputPath'])
+    assert 'TensorBoardOutputConfig' not in off
+    with pytest.raises(ValueError, match="tensorboard_s3_uri 'tb/' is not an S3 URI"):
+        launch.make_trainer(IMAGE, aws.role, CFG, tensorboard_s3_uri='tb/', sagemaker_session=sdk_session(aws))
+
+
+def test_tensorboard_logs_default_to_the_sessions_output_path(aws, tmp_path):
+    uris = upload_tree(aws, tmp_path)
+    launch.launch_training(launch.make_trainer(IMAGE, aws.role, CFG, sagemaker_session=sdk_session(aws)), uris)
+    [req] = aws.calls('CreateTrainingJob')
+    out = req['OutputDataConfig']['S3OutputPath'].rstrip('/')
+    assert out.startswith(f's3://{BUCKET}/')
+    assert re.fullmatch(rf'{re.escape(out)}/tensorboard/{TB_FOLDER}', req['TensorBoardOutputConfig']['S3OutputPath'])
+
+
+# --- VPC, network isolation and KMS keys ------------------------------------------------------------------------
+
+SUBNETS, GROUPS = ['subnet-0a1b2c3d4e5f6a7b8', 'subnet-1a2b3c4d5e6f7a8b9'], ['sg-0a1b2c3d4e5f6a7b8']
+VPC = {'Subnets': SUBNETS, 'SecurityGroupIds': GROUPS}
+VOLUME_KEY = 'arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab'
+OUTPUT_KEY = 'alias/bsm-output'
+
+
+def locked_down()->launch.Security:
+    "What a VPC-only Studio domain with KMS policies sets."
+    return launch.Security(subnets=SUBNETS, security_group_ids=GROUPS, network_isolation=True, encrypt_inter_container_traffic=True,
+                           volume_kms_key=VOLUME_KEY, output_kms_key=OUTPUT_KEY)
+
+
+def test_training_job_in_a_vpc_with_kms_keys(aws, tmp_path):
+    uris = upload_tree(aws, tmp_path)
+    trainer = launch.make_trainer(IMAGE, aws.role, CFG, instance_type='ml.m5.xlarge', instance_count=2, output_s3_uri=f's3://{BUCKET}/bsm/models/',
+                                  security=locked_down(), sagemaker_session=sdk_session(aws))
+    job = launch.launch_training(trainer, uris)
+    [req] = aws.calls('CreateTrainingJob')
+    assert req['VpcConfig'] == VPC
+    assert (req['EnableNetworkIsolation'], req['EnableInterContainerTrafficEncryption']) == (True, True)
+    assert req['ResourceConfig'] == {'InstanceType': 'ml.m5.xlarge', 'InstanceCount': 2, 'VolumeSizeInGB': 30, 'VolumeKmsKeyId': VOLUME_KEY}
+    assert (req['OutputDataConfig']['S3OutputPath'], req['OutputDataConfig']['KmsKeyId']) == (f's3://{BUCKET}/bsm/models/', OUTPUT_KEY)
+    d = aws.sm.describe_training_job(TrainingJobName=job.training_job_name)
+    assert d['VpcConfig'] == VPC and d['EnableNetworkIsolation'] is True
+
+
+def test_training_job_outside_a_vpc_sends_no_network_or_key_settings(aws, tmp_path):
+    uris = upload_tree(aws, tmp_path)
+    launch.launch_training(launch.make_trainer(IMAGE, aws.role, CFG, sagemaker_session=sdk_session(aws)), uris)
+    [req] = aws.calls('CreateTrainingJob')
+    assert not {'VpcConfig', 'EnableNetworkIsolation', 'EnableInterContainerTrafficEncryption'} & set(req)
+    assert 'VolumeKmsKeyId' not in req['ResourceConfig'] and 'KmsKeyId' not in req['OutputDataConfig']
+
+
+def test_output_key_alone_keeps_the_default_output_path(aws, tmp_path):
+    uris = upload_tree(aws, tmp_path)
+    trainer = launch.make_trainer(IMAGE, aws.role, CFG, security=launch.Security(output_kms_key=OUTPUT_KEY), sagemaker_session=sdk_session(aws))
+    launch.launch_training(trainer, uris)
+    [req] = aws.calls('CreateTrainingJob')
+    assert req['OutputDataConfig']['KmsKeyId'] == OUTPUT_KEY and req['OutputDataConfig']['S3OutputPath'].startswith(f's3://{BUCKET}/')
+    assert 'VpcConfig' not in req
+
+
+def test_network_isolation_refuses_a_hub_encoder_before_any_request(aws):
+    hub = dataclasses.replace(CFG, pretrained_model='bert-base-uncased')
+    isolated = launch.Security(network_isolation=True)
+    with pytest.raises(ValueError, match="'bert-base-uncased' is a hub name"):
+        launch.make_trainer(IMAGE, aws.role, hub, security=isolated, sagemaker_session=sdk_session(aws))
+    with pytest.raises(ValueError, match="'bert-base-uncased' is a hub name"):
+        launch.tuning_job_request('bsm-hpo-test', IMAGE, aws.role, hub, {'train': f's3://{BUCKET}/d/train/'}, f's3://{BUCKET}/hpo/', security=isolated)
+    assert not {'CreateTrainingJob', 'CreateHyperParameterTuningJob'} & set(aws.ops())
+
+
+def test_endpoint_in_a_vpc_with_a_volume_key(aws):
+    names = launch.deploy_endpoint(MODEL_DATA, IMAGE, aws.role, 'bsm-test', instance_type='ml.m5.xlarge', security=locked_down(), sagemaker_client=aws.sm)
+    [model], [config] = aws.calls('CreateModel'), aws.calls('CreateEndpointConfig')
+    assert (model['VpcConfig'], model['EnableNetworkIsolation']) == (VPC, True)
+    assert config['KmsKeyId'] == VOLUME_KEY
+    assert aws.sm.describe_model(ModelName=names['model_name'])['VpcConfig'] == VPC
+
+
+def test_transform_job_with_kms_keys_on_a_model_in_the_vpc(aws):
+    sec = locked_down()
+    launch.create_model('bsm-model-1', MODEL_DATA, IMAGE, aws.role, sagemaker_client=aws.sm, security=sec)
+    launch.submit_transform_job(launch.batch_transform_request('bsm-transform-1', 'bsm-model-1', SCORE_IN, SCORE_OUT, instance_type='ml.m5.xlarge',
+                                                               security=sec), aws.sm)
+    [model], [sent] = aws.calls('CreateModel'), aws.calls('CreateTransformJob')
+    assert (model['VpcConfig'], model['EnableNetworkIsolation']) == (VPC, True) # the transform runs the model's container
+    assert sent['TransformOutput']['KmsKeyId'] == OUTPUT_KEY
+    assert sent['TransformResources'] == {'InstanceType': 'ml.m5.xlarge', 'InstanceCount': 1, 'VolumeKmsKeyId': VOLUME_KEY}
+
+
+def test_tuning_job_in_a_vpc_with_kms_keys(aws):
+    channels = {'train': f's3://{BUCKET}/d/train/', 'val': f's3://{BUCKET}/d/val/'}
+    launch.submit_tuning_job(launch.tuning_job_request('bsm-hpo-vpc', IMAGE, aws.role, CFG, channels, f's3://{BUCKET}/bsm/hpo/',
+                                                       instance_type='ml.m5.xlarge', security=locked_down()), aws.sm)
+    [sent] = aws.calls('CreateHyperParameterTuningJob')
+    job = sent['TrainingJobDefinition']
+    assert job['VpcConfig'] == VPC
+    assert (job['EnableNetworkIsolation'], job['EnableInterContainerTrafficEncryption']) == (True, True)
+    assert job['ResourceConfig']['VolumeKmsKeyId'] == VOLUME_KEY
+    assert job['OutputDataConfig'] == {'S3OutputPath': f's3://{BUCKET}/bsm/hpo/', 'KmsKeyId': OUTPUT_KEY}
+
+
+@pytest.mark.parametrize('kw, message', [
+    ({'subnets': SUBNETS}, r'expected both \(a VPC needs subnets and security groups\) or neither'),
+    ({'security_group_ids': GROUPS}, 'expected both'),
+    ({'subnets': ['vpc-0a1b2c3d'], 'security_group_ids': GROUPS}, r"subnets \['vpc-0a1b2c3d'\]: expected subnet ids such as subnet-"),
+    ({'subnets': SUBNETS, 'security_group_ids': ['default']}, r"security_group_ids \['default'\]: expected security group ids such as sg-"),
+    ({'volume_kms_key': 'my key'}, "volume_kms_key 'my key': expected a KMS key id, key ARN, alias/NAME or alias ARN"),
+    ({'output_kms_key': ''}, "output_kms_key '': expected a KMS key id")])
+def test_security_settings_are_checked_before_any_request(kw, message):
+    with pytest.raises(ValueError, match=message): launch.Security(**kw)
+
+
+# --- waiting for transform and tuning jobs, and the walk-through's order ---------------------------------------
+
+def transform_description(status:str, reason:str|None=None)->dict:
+    "A DescribeTransformJob answer (the fields the API requires) for botocore's Stubber."
+    d = {'TransformJobName': 'bsm-transform-1', 'TransformJobArn': f'arn:aws:sagemaker:{REGION}:123456789012:transform-job/bsm-transform-1',
+         'TransformJobStatus': status, 'ModelName': 'bsm-model-1', 'CreationTime': datetime.datetime(2024, 6, 1),
+         'TransformInput': {'DataSource': {'S3DataSource': {'S3DataType': 'S3Prefix', 'S3Uri': SCORE_IN}}},
+         'TransformResources': {'InstanceType': 'ml.g5.xlarge', 'InstanceCount': 1}}
+    return {**d, 'FailureReason': reason} if reason else d
+
+
+def tuning_description(status:str, reason:str|None=None)->dict:
+    "A DescribeHyperParameterTuningJob answer (the fields the API requires) for botocore's Stubber."
+    d = {'HyperParameterTuningJobName': 'bsm-hpo-test', 'HyperParameterTuningJobArn': f'arn:aws:sagemaker:{REGION}:123456789012:hyper-parameter-tuning-job/bsm-hpo-test',
+         'HyperParameterTuningJobConfig': {'Strategy': 'Bayesian', 'ResourceLimits': {'MaxParallelTrainingJobs': 2}},
+         'HyperParameterTuningJobStatus': status, 'CreationTime': datetime.datetime(2024, 6, 1), 'TrainingJobStatusCounters': {}, 'ObjectiveStatusCounters': {}}
+    return {**d, 'FailureReason': reason} if reason else d
+
+
+def stubbed(client, op:str, answers:list, **params):
+    "botocore's Stubber on `client`, answering `op` (called with `params`) with `answers` in turn."
+    from botocore.stub import Stubber
+    stub = Stubber(client)
+    for a in answers: stub.add_response(op, a, params)
+    return stub
+
+
+def test_batch_transform_walk_through_deletes_the_model_after_the_transform(aws, tmp_path):
+    (tmp_path/'score').mkdir()
+    (tmp_path/'score'/'cases.jsonl').write_text('{"case_id": "c1", "message": "Where is my parcel?"}\n')
+    score_in = launch.upload_channels(aws.s3, {'in': tmp_path/'score'}, BUCKET, 'bsm/score/demo')['in']
+    model = launch.create_model('bsm-demo-model-1', MODEL_DATA, IMAGE, aws.role, sagemaker_client=aws.sm)
+    transform = launch.batch_transform_request('bsm-demo-transform-1', model, score_in, f's3://{BUCKET}/bsm/score/demo/out/')
+    launch.submit_transform_job(transform, aws.sm)
+    done = launch.wait_for_transform_job('bsm-demo-transform-1', aws.sm, poll_s=0) # moto's jobs complete at once
+    assert (done['TransformJobStatus'], done['ModelName']) == ('Completed', model)
+    assert launch.delete_model(model, aws.sm) == model
+    ops = [op for op in aws.ops() if op in ('CreateModel', 'CreateTransformJob', 'DescribeTransformJob', 'DeleteModel')]
+    assert ops == ['CreateModel', 'CreateTransformJob', 'DescribeTransformJob', 'DescribeTransformJob', 'DeleteModel']
+    from botocore.exceptions import ClientError
+    with pytest.raises(ClientError): aws.sm.describe_model(ModelName=model)
+
+
+def test_wait_for_transform_job_names_the_failure(aws):
+    answers = [transform_description('InProgress')] + [transform_description('Failed', 'ClientError: See job logs for more information')] * 2
+    with stubbed(aws.sm, 'describe_transform_job', answers, TransformJobName='bsm-transform-1') as stub:
+        with pytest.raises(RuntimeError, match='transform job bsm-transform-1 ended Failed: ClientError: See job logs'):
+            launch.wait_for_transform_job('bsm-transform-1', aws.sm, poll_s=0)
+        stub.assert_no_pending_responses()
+
+
+def test_wait_for_transform_job_gives_up_at_the_deadline(aws):
+    with stubbed(aws.sm, 'describe_transform_job', [transform_description('InProgress')] * 3, TransformJobName='bsm-transform-1') as stub:
+        with pytest.raises(TimeoutError, match='transform job bsm-transform-1 is still InProgress after 2 s'):
+            launch.wait_for_transform_job('bsm-transform-1', aws.sm, timeout_s=2, poll_s=0) # two polls, then the verdict
+        stub.assert_no_pending_responses()
+
+
+def test_wait_for_tuning_job(aws):
+    channels = {'train': f's3://{BUCKET}/d/train/', 'val': f's3://{BUCKET}/d/val/'}
+    launch.submit_tuning_job(launch.tuning_job_request('bsm-hpo-test', IMAGE, aws.role, CFG, channels, f's3://{BUCKET}/bsm/hpo/'), aws.sm)
+    assert launch.wait_for_tuning_job('bsm-hpo-test', aws.sm, poll_s=0)['HyperParameterTuningJobStatus'] == 'Completed'
+    answers = [tuning_description('InProgress'), tuning_description('Failed', 'All training jobs failed')]
+    with stubbed(aws.sm, 'describe_hyper_parameter_tuning_job', answers, HyperParameterTuningJobName='bsm-hpo-test') as stub:
+        with pytest.raises(RuntimeError, match='tuning job bsm-hpo-test ended Failed: All training jobs failed'):
+            launch.wait_for_tuning_job('bsm-hpo-test', aws.sm, poll_s=0)
+        stub.assert_no_pending_responses()
+    with stubbed(aws.sm, 'describe_hyper_parameter_tuning_job', [tuning_description('Stopped')], HyperParameterTuningJobName='bsm-hpo-test'):
+        with pytest.raises(RuntimeError, match='ended Stopped: SageMaker gave no FailureReason'):
+            launch.wait_for_tuning_job('bsm-hpo-test', aws.sm, poll_s=0)
 
 
 # --- metric regexes on training logs -------------------------------------------------------------
