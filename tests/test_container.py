@@ -231,3 +231,31 @@ def test_serve_on_sagemaker_bind_to_port_and_stop_within_30s(trained):
     assert code == 0, logs[-4000:] # 137 would mean SageMaker's SIGKILL had to end it
     assert took < 30, took
     assert 'stopped' in logs
+
+
+# --- a base that brings its own torch (an AWS Deep Learning Container, pytorch/pytorch) ---------------------
+
+WHEELS = Path(os.environ.get('BSM_TORCH_BASE_WHEELS', '/opt/wheels'))
+BASE = os.environ.get('BSM_BASE_IMAGE', 'localhost/bsm-rehearsal-base:bookworm')
+
+def test_a_base_with_its_own_torch_keeps_it(tmp_path):
+    "The Dockerfile on a base whose python3 already imports torch: that torch stays, the rest installs beside it."
+    torch_wheels = sorted(WHEELS.glob('torch-*.whl'))
+    if not torch_wheels: pytest.skip(f'no torch wheel in {WHEELS} to make a base with torch (BSM_TORCH_BASE_WHEELS)')
+    wheel = torch_wheels[-1].name
+    (tmp_path/'Containerfile').write_text(
+        f'FROM {BASE}\n'
+        'RUN apt-get update && apt-get install -y --no-install-recommends python3 python3-pip python3-venv && rm -rf /var/lib/apt/lists/*\n'
+        f'RUN pip install --no-cache-dir --break-system-packages /wheels/{wheel}\n')
+    base_with_torch, image = 'localhost/bsm-test-base-with-torch:latest', 'localhost/bsm-nb:test-base-with-torch'
+    engine('build', '--format', 'docker', '--network', 'host', '-v', f'{WHEELS}:/wheels:ro', '-t', base_with_torch, tmp_path, timeout=900, check=True)
+    engine('build', '--format', 'docker', '--network', 'host', '-f', ROOT/'docker'/'Dockerfile', '--build-arg', f'BASE_IMAGE={base_with_torch}',
+           '-t', image, ROOT, timeout=1200, check=True)
+    probe = ('import importlib.metadata as m, torch, bsm_nb.entrypoint, bsm_nb.serve; '
+             'print(m.version("torch"), torch.__file__, open("/opt/venv/torch-constraint.txt").read().strip())')
+    r = engine('run', '--rm', '--network', 'none', image, 'python', '-c', probe, timeout=300, check=True)
+    version, path, pin = r.stdout.split()
+    assert path.startswith('/usr/local/lib/python3') or path.startswith('/usr/lib/python3'), path # the base's, not the venv's
+    assert not path.startswith('/opt/venv') and pin == f'torch=={version}' and version in wheel, (r.stdout, wheel)
+    r = engine('run', '--rm', '--network', 'none', image, 'serve', '--print-nginx-conf', timeout=300, check=True)
+    assert 'listen 8080;' in r.stdout

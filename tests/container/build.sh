@@ -10,9 +10,10 @@
 #   BSM_DEBIAN_MIRROR  where debootstrap gets bookworm (default http://deb.debian.org/debian)
 #   BSM_CA_CERTS       extra CA certificates the base trusts, for a TLS-intercepting proxy
 #                      (default: /usr/local/share/ca-certificates/*.crt)
-#   BSM_WHEELS_DIR     a folder of wheels mounted into the build and preferred by pip (default /opt/wheels when it
-#                      exists: this machine's CPU build of torch, instead of PyPI's CUDA build of several GB)
-#   BSM_TORCH          the Dockerfile's TORCH_REQUIREMENT (default: the Dockerfile's own)
+#   BSM_TORCH          the Dockerfile's TORCH_REQUIREMENT (default: the Dockerfile's own, PyPI's CUDA build, as in
+#                      production: about 3 GB of wheels, downloaded once and kept in the build cache)
+#   BSM_WHEELS_DIR     a folder of wheels mounted into the build and preferred by pip (default none). For a quicker,
+#                      smaller CPU-only rehearsal on this kind of machine: BSM_TORCH=torch==2.13.0 BSM_WHEELS_DIR=/opt/wheels
 #   BSM_BUILD_ARGS     more `podman build` arguments, split on spaces
 #   CONTAINERS_CONF    podman's settings (default tests/container/containers.conf)
 set -euo pipefail
@@ -76,8 +77,11 @@ fi
 
 # --- the image: the real Dockerfile, with build arguments only --------------------------------------
 args=(--format docker --network host -f "$repo_root/docker/Dockerfile" -t "$image" --build-arg "BASE_IMAGE=$base")
-wheels="${BSM_WHEELS_DIR-/opt/wheels}"
-if [[ -n "$wheels" && -d "$wheels" ]]; then args+=(-v "$wheels:/wheels:ro" --build-arg WHEELS_DIR=/wheels); fi
+wheels="${BSM_WHEELS_DIR:-}"
+if [[ -n "$wheels" ]]; then
+    [[ -d "$wheels" ]] || die "BSM_WHEELS_DIR=$wheels is not a folder of wheels"
+    args+=(-v "$wheels:/wheels:ro" --build-arg WHEELS_DIR=/wheels)
+fi
 if [[ -n "${BSM_TORCH:-}" ]]; then args+=(--build-arg "TORCH_REQUIREMENT=$BSM_TORCH"); fi
 if [[ -n "${BSM_BUILD_ARGS:-}" ]]; then read -r -a extra <<< "$BSM_BUILD_ARGS"; args+=("${extra[@]}"); fi
 say "building $image from docker/Dockerfile on $base"
