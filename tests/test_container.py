@@ -101,9 +101,10 @@ def test_bad_hyperparameter_exits_255_with_a_failure_file_naming_it(tmp_path_fac
     assert not (base/'model'/'bsm_model.json').exists()
 
 
-def test_sigterm_mid_training_exits_143_and_the_next_run_resumes(tmp_path_factory):
-    "SageMaker stops a job (spot reclaim, StopTrainingJob) with SIGTERM; the next run, here with no command as local mode starts it, resumes."
-    base = tree(tmp_path_factory, 'spot', n_train=600, max_epochs='2', checkpoint_every_n_steps='5')
+def test_sigterm_mid_training_exits_143_and_the_next_run_resumes(tmp_path_factory, trained):
+    """SageMaker stops a job (spot reclaim, StopTrainingJob) with SIGTERM; the next run, here with no command as local
+    mode starts it, resumes and ends where the uninterrupted run of the same data (`trained`) ended."""
+    base = tree(tmp_path_factory, 'spot', n_train=600, max_epochs='2', checkpoint_every_n_steps='5') # `trained`'s data
     c = Container('--network', 'none', '-v', f'{base}:/opt/ml', IMAGE, 'train')
     try:
         c.wait_for_log('bsm-e0000-s00000010.ckpt')
@@ -125,6 +126,8 @@ def test_sigterm_mid_training_exits_143_and_the_next_run_resumes(tmp_path_factor
     assert re.search(r'resumed from \S+bsm-e0000-s\d+\.ckpt at epoch 0 step \d+', out), out[-5000:]
     assert MODEL_FILES <= {p.name for p in (base/'model').iterdir()}
     assert any(l.startswith('final ') for l in out.splitlines())
+    got, ref = (json.loads((b/'model'/'metrics.json').read_text()) for b in (base, trained[0]))
+    assert got['steps'] == ref['steps'] and got['test']['auroc'] == pytest.approx(ref['test']['auroc'], abs=1e-4), (got, ref)
 
 
 def test_unknown_command_is_refused(tmp_path_factory):

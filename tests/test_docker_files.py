@@ -209,6 +209,25 @@ def test_build_and_push_explains_what_is_missing(build_and_push, args, stubs, en
     assert not any(c.startswith('docker build') for c in calls)
 
 
+# --- tests/container/build.sh: what it needs, said before anything is built -------------------------
+
+BUILD = ROOT/'tests'/'container'/'build.sh'
+
+@pytest.mark.parametrize('uid, tools, env, message', [
+    ('1000', (), {}, 'missing podman'), # a laptop without podman: what to install, and that it runs as root
+    ('1000', ('podman', 'runc', 'debootstrap'), {}, 'the rehearsal runs as root'),
+    ('0', ('podman', 'runc', 'debootstrap'), {'BSM_WHEELS_DIR': '/nonexistent/wheels'}, 'BSM_WHEELS_DIR=/nonexistent/wheels is not a folder of wheels'),
+])
+def test_container_build_says_what_is_missing_and_builds_nothing(tmp_path, uid, tools, env, message):
+    log = tmp_path/'calls'
+    stubs = {'id': f'echo {uid}', **{t: f'echo "{t} $*" >> {log}' for t in tools}}
+    bin_dir = stub_bin(tmp_path, stubs, tools=('bash', 'dirname'))
+    r = run(['bash', BUILD], env={'PATH': str(bin_dir), **env})
+    assert r.returncode == 2 and message in r.stderr, r.stderr
+    if 'missing' in message: assert 'sudo apt-get install podman runc debootstrap' in r.stderr
+    calls = log.read_text() if log.exists() else ''
+    assert 'podman build' not in calls and 'debootstrap' not in calls and 'podman import' not in calls, calls
+
 # --- docker/local_test -----------------------------------------------------------------------------
 
 def tree_digest(path:Path)->str:
