@@ -7,30 +7,65 @@ from __future__ import annotations
 import json, logging, os, shutil, sys, tempfile, time, traceback
 from dataclasses import asdict
 from pathlib import Path
-import numpy as np, pandas as pd, torch
-import lightning as L
+from typing import TYPE_CHECKING
 from .config import BSMConfig, SageMakerPaths, load_config
-from .data import BSMDataset, FeatureProcessor, make_dataloader, read_channel, split_train_val, channel_files, DataError, InputError
-from .model import MultimodalBert, load_tokenizer, resolve_encoder
-from .train import model_train, load_checkpoint, format_predictions, predict_proba, metric_line, mark_complete, TrainTime
-from lightning.pytorch.utilities.exceptions import SIGTERMException
-from .evaluate import evaluate_splits, roc_metric_plot, pr_metric_plot
-from .artifacts import staged_model_dir, save_model, save_artifacts, save_prediction
-from .distributed import Cluster, setup_distributed, scale_lr, fit_processor, ddp_trainer_kwargs
+if TYPE_CHECKING: # names of the annotations only; the modules are imported where they are used (see "Failing fast")
+    import numpy as np, pandas as pd
+    from bsm_nb.data import BSMDataset, FeatureProcessor
+    from bsm_nb.distributed import Cluster
 
 log = logging.getLogger('bsm_nb')
 
 # %% auto #0
-__all__ = ['log', 'has_data', 'read_splits', 'class_weights_for', 'encode_split', 'cross_entropy', 'run_training',
-           'write_failure', 'setup_logging', 'main']
+__all__ = ['log', 'SetupError', 'check_model_dir', 'check_input_channels', 'check_pretrained_path', 'check_before_imports',
+           'has_data', 'read_splits', 'class_weights_for', 'encode_split', 'cross_entropy', 'run_training', 'train_job',
+           'write_failure', 'setup_logging', 'is_sigterm_stop', 'main']
+
+# %% ../nbs/10_entrypoint.ipynb #2ac00968
+class SetupError(ValueError):
+    "A model dir, channel or `pretrained_model` that cannot be used, found before any data is read."
+
+def check_model_dir(model_dir:Path):
+    "Create `model_dir` if needed and write a file into it, so that a bad mount fails now and not when the model is saved."
+    d = Path(model_dir)
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=d, prefix='.write-test-'): pass
+    except OSError as e:
+        raise SetupError(f'model dir {d} cannot be created or written ({type(e).__name__}: {e.strerror or e}); '
+                         'the model is saved there at the end of the run') from e
+
+def check_input_channels(paths:SageMakerPaths, required:tuple=('train',)):
+    "Fail unless each required channel directory exists (its files are read, and checked, later)."
+    for name in required:
+        d = paths.channel(name)
+        if not d.is_dir(): raise SetupError(f'channel directory {d} does not exist; the {name} channel is required')
+
+def check_pretrained_path(cfg:BSMConfig)->bool:
+    "Fail if `pretrained_model` looks like a local path but is no directory; True when it is a hub name, to check once transformers is imported."
+    name = cfg.pretrained_model
+    if not name or cfg.effective_fusion == 'tab_only': return False
+    looks_local = name.startswith(('/', '.', '~')) or os.path.exists(name) # as `resolve_encoder` decides
+    if looks_local and not Path(name).expanduser().is_dir():
+        raise SetupError(f'pretrained_model {name!r}: no such directory; expected an encoder directory, '
+                         'an earlier bsm_nb model dir, or a hub name (online only)')
+    return not looks_local
+
+def check_before_imports(cfg:BSMConfig, paths:SageMakerPaths)->bool:
+    "Every check that needs neither data nor torch; True when `pretrained_model` is a hub name still to check."
+    check_input_channels(paths)
+    check_model_dir(paths.model_dir)
+    return check_pretrained_path(cfg)
 
 # %% ../nbs/10_entrypoint.ipynb #875bb355
 def has_data(channel:Path)->bool:
     "Whether a channel directory exists and holds a data file."
+    from bsm_nb.data import channel_files
     return Path(channel).is_dir() and bool(channel_files(channel))
 
 def read_splits(cfg:BSMConfig, paths:SageMakerPaths)->dict:
     "Frames of train, val and (when given) test."
+    from bsm_nb.data import read_channel, split_train_val
     read = lambda ch, n=0: read_channel(paths.channel(ch), cfg.read_fields, n, cfg.tab_field_list, [cfg.label_name])
     train = read('train', cfg.max_train_rows)
     if has_data(paths.channel('val')): splits = {'train': train, 'val': read('val')}
@@ -46,17 +81,20 @@ def read_splits(cfg:BSMConfig, paths:SageMakerPaths)->dict:
 def class_weights_for(labels:np.ndarray, n_classes:int, mode:str)->list|None:
     "Inverse class frequencies (mean 1) for `mode='balanced'`, else None."
     if mode != 'balanced': return None
+    import numpy as np
     counts = np.bincount(labels, minlength=n_classes).astype(float)
     w = counts.sum() / (n_classes * np.maximum(counts, 1))
     return w.tolist()
 
 def encode_split(name:str, df:pd.DataFrame, cfg:BSMConfig, processor:FeatureProcessor)->BSMDataset:
     "A `BSMDataset` of one split; a bad row is reported with the split's name."
+    from bsm_nb.data import BSMDataset, DataError, InputError
     try: return BSMDataset(cfg, processor, df=df)
     except InputError as e: raise DataError(f'{name} channel: {e}') from None
 
 def cross_entropy(probs:np.ndarray, labels:np.ndarray)->float:
     "Mean negative log-likelihood of the true classes."
+    import numpy as np
     return float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1)).mean())
 
 def run_training(cfg:BSMConfig, # the run's config
@@ -65,14 +103,21 @@ def run_training(cfg:BSMConfig, # the run's config
                  cluster:Cluster|None=None, # from `setup_distributed`; None: a single process
                 )->dict:
     "Train, evaluate and save; returns the metrics written to `metrics.json` ({} on ranks other than global rank 0)."
+    import torch, lightning as L
+    from bsm_nb.data import make_dataloader
+    from bsm_nb.model import MultimodalBert, load_tokenizer, resolve_encoder
+    from bsm_nb.train import model_train, load_checkpoint, format_predictions, predict_proba, metric_line, mark_complete, TrainTime
+    from bsm_nb.evaluate import evaluate_splits, roc_metric_plot, pr_metric_plot
+    from bsm_nb.artifacts import staged_model_dir, save_model, save_artifacts, save_prediction
+    from bsm_nb.distributed import fit_processor, ddp_trainer_kwargs
     t0 = time.time()
     torch.set_num_threads(cfg.num_threads or os.cpu_count() or 1)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
+    tokenizer = encoder = None
+    if cfg.effective_fusion != 'tab_only': encoder = resolve_encoder(cfg, paths.channel('pretrained')) # a hub name is checked before any data is read
     splits = read_splits(cfg, paths)
     log.info('rows: ' + ', '.join(f'{k}={len(v)}' for k, v in splits.items()))
-    tokenizer = encoder = None
-    if cfg.effective_fusion != 'tab_only':
-        encoder = resolve_encoder(cfg, paths.channel('pretrained'))
+    if encoder is not None:
         tokenizer = load_tokenizer(encoder)
         log.info(f'encoder: {encoder}')
     processor = fit_processor(splits['train'], cfg, tokenizer, cluster) # merged over the hosts when train is ShardedByS3Key
@@ -117,6 +162,24 @@ def run_training(cfg:BSMConfig, # the run's config
     print(metric_line('final', {**final, 'threshold': threshold}), flush=True)
     return metrics
 
+# %% ../nbs/10_entrypoint.ipynb #1a034d15
+def train_job(cfg:BSMConfig, # from `load_config`, checked by `check_before_imports`
+              paths:SageMakerPaths, # where channels and outputs are
+              env:dict|None=None, # environment; `os.environ` when None
+              hub_name:bool=False, # `pretrained_model` is a hub name still to check
+             ):
+    "Import the heavy modules, check a hub encoder, join the cluster (if any) and run the training."
+    import torch
+    from bsm_nb.model import check_hub_model
+    from bsm_nb.distributed import setup_distributed, scale_lr
+    log.info(f'device: {"cuda x%d" % torch.cuda.device_count() if torch.cuda.is_available() else "cpu"}; model dir {paths.model_dir}')
+    if hub_name: check_hub_model(cfg.pretrained_model) # in the cache, or reachable now
+    cluster = setup_distributed(cfg, paths, env) # logs `distributed: world_size=... node_rank=... master=host:port` on every rank
+    cfg = scale_lr(cfg, cluster.world_size)
+    run_training(cfg, paths, cluster=cluster)
+    if cluster.global_rank == 0: log.info(f'model dir: {paths.model_dir} (predictions: {paths.model_dir/"predictions.csv"}, plots: roc_curve.png, pr_curve.png)')
+    else: log.info(f'distributed: rank {cluster.global_rank} done; global rank 0 on {cluster.hosts[0]} writes the model dir')
+
 # %% ../nbs/10_entrypoint.ipynb #677aefb4
 def write_failure(paths:SageMakerPaths, exc:BaseException)->Path:
     "Write the failure file: a one-line reason, then the traceback."
@@ -133,6 +196,11 @@ def setup_logging(level=logging.INFO):
     log.handlers[:] = [h]; log.setLevel(level); log.propagate = False
     for name in ('lightning', 'lightning.pytorch', 'lightning.fabric'): logging.getLogger(name).setLevel(logging.WARNING)
 
+def is_sigterm_stop(exc:BaseException)->bool:
+    "Whether `exc` is Lightning's `SIGTERMException` (a `SystemExit`), without importing Lightning when it was never loaded."
+    mod = sys.modules.get('lightning.pytorch.utilities.exceptions')
+    return mod is not None and isinstance(exc, mod.SIGTERMException)
+
 def main(argv:list|None=None, # arguments after the program name; `sys.argv[1:]` when None
          env:dict|None=None, # environment; `os.environ` when None
         )->int:
@@ -144,13 +212,11 @@ def main(argv:list|None=None, # arguments after the program name; `sys.argv[1:]`
         cfg, paths = load_config(argv, env)
         if any(a.replace('_', '-') == '--use-cuda' for a in argv):
             log.info('--use-cuda is accepted for compatibility; the device is chosen automatically')
-        log.info(f'device: {"cuda x%d" % torch.cuda.device_count() if torch.cuda.is_available() else "cpu"}; model dir {paths.model_dir}')
-        cluster = setup_distributed(cfg, paths, env) # logs `distributed: world_size=... node_rank=... master=host:port` on every rank
-        cfg = scale_lr(cfg, cluster.world_size)
-        run_training(cfg, paths, cluster=cluster)
-        if cluster.global_rank == 0: log.info(f'model dir: {paths.model_dir} (predictions: {paths.model_dir/"predictions.csv"}, plots: roc_curve.png, pr_curve.png)')
-        else: log.info(f'distributed: rank {cluster.global_rank} done; global rank 0 on {cluster.hosts[0]} writes the model dir')
-    except SIGTERMException as e: # a spot interruption or StopTrainingJob: a checkpoint was written, the next start resumes
+        hub_name = check_before_imports(cfg, paths) # no torch yet: a bad config, model dir or channel fails in well under a second
+        train_job(cfg, paths, env, hub_name)
+    except SystemExit as e:
+        if not is_sigterm_stop(e): raise
+        # a spot interruption or StopTrainingJob: a checkpoint was written, the next start resumes
         f = write_failure(paths, RuntimeError(f'training stopped by SIGTERM; it resumes from the newest checkpoint in {paths.checkpoint_dir} when started again'))
         log.error(f'stopped by SIGTERM; failure file: {f}')
         return 143

@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_train.ipynb #d02791c4
 from __future__ import annotations
-import functools, json, logging, math, os, random, re, shutil, sys, time, zipfile
+import errno, functools, json, logging, math, os, random, re, shutil, sys, time, zipfile
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 import lightning as L
@@ -17,12 +17,13 @@ from .model import MultimodalBert
 log = logging.getLogger('bsm_nb')
 
 # %% auto #0
-__all__ = ['log', 'CKPT_PATTERN', 'DONE_FILE', 'MODEL_CLASSES', 'metric_line', 'MetricLines', 'TrainTime', 'rng_states',
-           'set_rng_states', 'ResumableBatches', 'resumable', 'SpotCheckpoint', 'StreamingCheckpointIO',
-           'list_checkpoints', 'is_readable_checkpoint', 'find_resume_checkpoint', 'is_primary_process',
-           'clear_checkpoints', 'mark_complete', 'RestoreResumeState', 'cpu_has_native_bf16', 'native_bf16',
-           'resolve_precision', 'monitor_mode', 'model_train', 'load_checkpoint', 'predict_proba', 'format_predictions',
-           'model_inference']
+__all__ = ['log', 'CKPT_PATTERN', 'DONE_FILE', 'WRITE_ERRORS', 'TORCH_WRITE_FAILURE', 'MODEL_CLASSES', 'metric_line',
+           'MetricLines', 'TrainTime', 'resume_config', 'rng_states', 'set_rng_states', 'ResumableBatches', 'resumable',
+           'SpotCheckpoint', 'StreamingCheckpointIO', 'list_checkpoints', 'is_readable_checkpoint',
+           'find_resume_checkpoint', 'is_primary_process', 'clear_checkpoints', 'mark_complete', 'RestoreResumeState',
+           'CheckpointWriteError', 'file_size_limit', 'write_errno', 'write_error_message', 'atomic_write',
+           'cpu_has_native_bf16', 'native_bf16', 'resolve_precision', 'monitor_mode', 'model_train', 'load_checkpoint',
+           'predict_proba', 'format_predictions', 'model_inference']
 
 # %% ../nbs/05_train.ipynb #28856ae2
 def metric_line(prefix:str, # words before the pairs, such as `epoch=3 step=120`
@@ -47,6 +48,18 @@ class TrainTime(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         t = time.perf_counter(); self.seconds += t - self._t; self._t = t
         self.samples += len(batch['label'])
+
+# %% ../nbs/05_train.ipynb #7c1146b4
+def resume_config(p:Path)->dict:
+    "The run config saved in a `bsm-train` checkpoint; `ValueError` saying why when the file is not one."
+    try: ck = torch.load(p, map_location='cpu', weights_only=True)
+    except Exception as e: raise ValueError(f'it is not a torch checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ""})') from None
+    if not isinstance(ck, dict): raise ValueError(f'it holds a {type(ck).__name__}, not a bsm-train checkpoint')
+    hp = ck.get('hyper_parameters')
+    cfg = hp.get('config') if isinstance(hp, dict) else None
+    missing = [k for k, v in [('state_dict', ck.get('state_dict')), ('hyper_parameters.config', cfg), ('bsm_resume', ck.get('bsm_resume'))] if not isinstance(v, dict)]
+    if missing: raise ValueError(f'it is not a bsm-train checkpoint (no {", ".join(missing)})')
+    return dict(cfg)
 
 # %% ../nbs/05_train.ipynb #9e921a90
 CKPT_PATTERN = re.compile(r'^bsm-e(\d+)-s(\d+)\.ckpt$')
@@ -120,10 +133,7 @@ class SpotCheckpoint(L.Callback):
 class StreamingCheckpointIO(TorchCheckpointIO):
     "Writes checkpoints straight to a temporary file, then renames it: Lightning's default first serialises the whole checkpoint into memory (and copies it), which for BERT with AdamW states raises peak memory by hundreds of MB."
     def save_checkpoint(self, checkpoint, path, storage_options=None):
-        path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f'.tmp-{path.name}')
-        torch.save(checkpoint, tmp)
-        os.replace(tmp, path)
+        atomic_write(path, lambda f: torch.save(checkpoint, f)) # through a Python file: a failed write keeps its errno
 
 def list_checkpoints(dirpath:Path)->list:
     "Completed checkpoints in `dirpath`, newest (highest step) first."
@@ -149,8 +159,10 @@ def find_resume_checkpoint(dirpath:Path, # the checkpoint directory
     for p in list_checkpoints(d):
         if not is_readable_checkpoint(p):
             log.warning(f'skipping checkpoint {p}: it is incomplete or corrupted'); continue
+        try: saved = resume_config(p)
+        except ValueError as e:
+            log.warning(f'skipping checkpoint {p}: {e}'); continue
         if config is not None:
-            saved = torch.load(p, map_location='cpu', weights_only=True)['hyper_parameters']['config']
             changed = sorted(k for k in set(saved) | set(config) if k != 'max_epochs' and saved.get(k) != config.get(k))
             if changed:
                 log.warning(f'checkpoint {p} was written with another config (differs in {changed}): starting afresh')
@@ -182,6 +194,66 @@ class RestoreResumeState(L.Callback):
         if not self.state: return
         self.loader.batch_sampler.skip = (self.state['epoch'], self.state['batches_done'])
         set_rng_states(self.state['rng'])
+
+# %% ../nbs/05_train.ipynb #e68c8017
+class CheckpointWriteError(RuntimeError):
+    "A checkpoint file could not be written: the message names the file, the cause in plain words and what to do."
+
+WRITE_ERRORS = { # errno -> (cause in plain words, what to do)
+    errno.ENOSPC: ('no space left on device', 'free space in {dir} or raise the volume size (SageMaker: VolumeSizeInGB)'),
+    errno.EDQUOT: ('disk quota exceeded', 'free space in {dir} or raise the disk quota'),
+    errno.EFBIG: ('file size limit reached{limit}', 'raise the file size limit (ulimit -f) or write checkpoints to a file system that allows larger files'),
+}
+TORCH_WRITE_FAILURE = re.compile(r'inline_container|PytorchStreamWriter|unexpected pos|iostream error')
+
+def file_size_limit()->int|None:
+    "The process's limit on the size of a file it writes (RLIMIT_FSIZE), in bytes; None when unlimited."
+    try: import resource
+    except ImportError: return None # not on Linux
+    soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    return None if soft == resource.RLIM_INFINITY else soft
+
+def write_errno(exc:BaseException, # what the write raised
+                tmp:Path, # the partial file, still there
+               )->int|None:
+    "The errno behind a failed write: an `OSError`'s in the exception's chain, else told from torch's zip-writer error by the file-size limit and the free space."
+    e, seen = exc, set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno: return e.errno
+        e = e.__cause__ or e.__context__
+    if not (isinstance(exc, RuntimeError) and TORCH_WRITE_FAILURE.search(str(exc))): return None
+    limit, size = file_size_limit(), tmp.stat().st_size if tmp.exists() else 0
+    if limit is not None and size >= limit: return errno.EFBIG
+    try: st = os.statvfs(tmp.parent)
+    except OSError: return None
+    return errno.ENOSPC if st.f_bavail * st.f_frsize < 2**20 else None
+
+def write_error_message(path:Path, exc:BaseException, err:int|None)->str:
+    "One line: which checkpoint could not be written, why in plain words, and what to do."
+    if err not in WRITE_ERRORS:
+        why = f'{type(exc).__name__}: {exc}'.splitlines()[0][:300]
+        return f'could not write checkpoint {path}: {why}; check that {path.parent} is writable and has free space'
+    cause, todo = WRITE_ERRORS[err]
+    limit = file_size_limit()
+    cause = cause.format(limit=f' (files may be at most {limit/2**20:.1f} MB)' if limit is not None else '')
+    return f'could not write checkpoint {path}: {cause}; {todo.format(dir=path.parent)}'
+
+def atomic_write(path:Path, # the file to write
+                 write, # `write(f)` writes the content to the open binary file `f`
+                ):
+    "Write `path` under a temporary `.tmp-` name renamed when complete; on failure the temporary file is removed and `CheckpointWriteError` says which file and why."
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f'.tmp-{path.name}')
+    try:
+        with open(tmp, 'wb') as f: write(f)
+        os.replace(tmp, path)
+    except BaseException as e:
+        err = write_errno(e, tmp) if isinstance(e, (OSError, RuntimeError)) else None
+        try: tmp.unlink(missing_ok=True)
+        except OSError as u: log.warning(f'could not remove the partial checkpoint {tmp}: {u}')
+        if isinstance(e, (OSError, RuntimeError)): raise CheckpointWriteError(write_error_message(path, e, err)) from e
+        raise
 
 # %% ../nbs/05_train.ipynb #ddd19388
 @functools.cache # asked on every prediction, serving requests included: probe the CPU once

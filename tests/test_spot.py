@@ -68,3 +68,32 @@ def test_sigterm_mid_epoch_then_resume_matches_uninterrupted(tmp_path, spot_tiny
     assert again.returncode == 0
     assert 'belong to a run that already finished: starting afresh' in again.stdout
     assert 'resumed from' not in again.stdout
+
+def test_checkpoint_write_past_file_size_limit_fails_cleanly(tmp_path, spot_tiny):
+    "A checkpoint that cannot be written (here: past the file-size limit) leaves no temporary file, and the failure line names it and the cause."
+    import resource
+    base = _tree(tmp_path, 'fsize')
+    limit = 2**20 # the tiny model's checkpoints (weights and AdamW states) are bigger; logs and the failure file are smaller
+    def small_files(): resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)) # CPython ignores SIGXFSZ: writes past it raise EFBIG
+    res = subprocess.run([BIN/'bsm-train', '--pretrained_model', str(spot_tiny)], env=_env(base), capture_output=True, text=True,
+                         timeout=300, preexec_fn=small_files)
+    out = res.stdout[-3000:] + res.stderr[-3000:]
+    assert res.returncode == 255, out
+    first = (base/'output/failure').read_text().splitlines()[0]
+    assert re.search(r'could not write checkpoint \S+/checkpoints/\S*\.ckpt: file size limit reached', first), first
+    assert 'ulimit -f' in first, first
+    assert not list((base/'checkpoints').rglob('.tmp-*')), list((base/'checkpoints').rglob('*'))
+    assert not (base/'model/bsm_model.json').exists()
+
+def test_foreign_zip_named_like_a_checkpoint_is_skipped(tmp_path, spot_tiny):
+    "A valid zip that bsm-train did not write, named like a checkpoint, is skipped with a warning; training starts afresh and completes."
+    import zipfile
+    base = write_sagemaker_tree(tmp_path/'foreign', n_train=200, n_val=100, n_test=100, seed=3, hyperparameters={**HPS, 'max_epochs': '1'})
+    (base/'checkpoints').mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(base/'checkpoints/bsm-e0000-s00000099.ckpt', 'w') as z: z.writestr('notes.txt', 'not a checkpoint')
+    res = _train(base, spot_tiny)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert re.search(r'skipping checkpoint \S+bsm-e0000-s00000099\.ckpt: it is not a torch checkpoint', res.stdout), res.stdout[-3000:]
+    assert 'resumed from' not in res.stdout
+    assert (base/'model/metrics.json').exists()
+    assert not (base/'checkpoints/bsm-e0000-s00000099.ckpt').exists() # a fresh start clears it

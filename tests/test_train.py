@@ -441,3 +441,78 @@ def test_bad_input_fails_with_a_reason(case, bad_runs):
     assert 'Traceback' in failure.read_text() # the details follow the reason
     model = base/'model'
     assert not (model/'bsm_model.json').exists() and not staging_left(model), sorted(p.name for p in model.iterdir())
+
+
+# --- 5. fail fast: config and setup errors come before torch, Lightning and transformers are imported -----
+
+HEAVY = ('torch', 'lightning', 'transformers')
+# `main` in a fresh interpreter; prints which heavy modules were imported by the time it returned
+PROBE = ("import sys; from bsm_nb.entrypoint import main; rc = main(sys.argv[1:]); "
+         "print('HEAVY', ','.join(m for m in %r if m in sys.modules), 'RC', rc)" % (HEAVY,))
+
+def main_in_fresh_process(env:dict, *args)->tuple:
+    "(exit code of `main`, heavy modules imported when it returned, output) of `main(args)` in a new interpreter."
+    import subprocess, sys
+    r = subprocess.run([sys.executable, '-c', PROBE, *map(str, args)], env=env, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    m = re.search(r'^HEAVY (\S*) RC (\d+)$', r.stdout, re.M)
+    assert m, r.stdout[-3000:] + r.stderr[-3000:]
+    return int(m.group(2)), [x for x in m.group(1).split(',') if x], r.stdout + r.stderr
+
+def first_failure_line(base:Path)->str: return (base/'output'/'failure').read_text().splitlines()[0]
+
+
+def test_config_error_fails_before_the_heavy_imports(train_tree, train_env):
+    """A hyperparameter typo writes the failure file and exits 255 before torch, Lightning or transformers is imported:
+    checked in-process through `sys.modules`, and for the real `bsm-train` script with `python -X importtime`."""
+    import subprocess, sys
+    BSM_TRAIN = Path(sys.executable).parent/'bsm-train'
+    base = train_tree('fast_typo', n_train=40, n_val=10, n_test=10, hyperparameters={'batch_sise': '8'})
+    rc, heavy, out = main_in_fresh_process(train_env(base))
+    assert rc == 255 and heavy == [], (rc, heavy, out[-3000:])
+    assert "unknown hyperparameter 'batch_sise'" in first_failure_line(base)
+    (base/'output'/'failure').unlink()
+    r = subprocess.run([sys.executable, '-X', 'importtime', str(BSM_TRAIN)], env=train_env(base), capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert r.returncode == 255, r.stdout[-3000:] + r.stderr[-3000:]
+    imported = {ln.rsplit('|', 1)[-1].strip() for ln in r.stderr.splitlines() if ln.startswith('import time:')}
+    assert 'bsm_nb.entrypoint' in imported and 'bsm_nb.config' in imported, sorted(imported)[:50]
+    assert not imported & set(HEAVY), sorted(imported & set(HEAVY))
+    assert "unknown hyperparameter 'batch_sise'" in first_failure_line(base)
+
+
+def _file_in_the_way(b:Path): (b/'a_file').write_text('not a directory')
+
+# name, first-line substrings, prepare(base), extra environment (base -> dict)
+SETUP_CASES = [
+    ('missing_train_channel', ['SetupError', 'input/data/train', 'does not exist'], lambda b: shutil.rmtree(b/'input/data/train'), lambda b: {}),
+    ('model_dir_under_a_file', ['SetupError', 'model dir', 'a_file/model', 'cannot be created or written'], _file_in_the_way,
+     lambda b: {'SM_MODEL_DIR': b/'a_file'/'model'}),
+    ('model_dir_is_a_file', ['SetupError', 'model dir', 'a_file', 'cannot be created or written'], _file_in_the_way,
+     lambda b: {'SM_MODEL_DIR': b/'a_file'}),
+    ('local_pretrained_model_missing', ['SetupError', "pretrained_model '/no/such/encoder'", 'no such directory'], None,
+     lambda b: {}),
+]
+
+@pytest.mark.parametrize('name,expect,prepare,extra', SETUP_CASES, ids=[c[0] for c in SETUP_CASES])
+def test_setup_errors_fail_before_data_is_read(name, expect, prepare, extra, train_tree, train_env):
+    """A missing train channel, a model dir that cannot be created or written, and a local `pretrained_model` that is
+    not there fail with exit 255 before any heavy module is imported, so before any data is read or encoder loaded."""
+    hps = {'max_epochs': '1', **({'pretrained_model': '/no/such/encoder'} if name == 'local_pretrained_model_missing' else {})}
+    base = train_tree(f'fast_{name}', n_train=40, n_val=10, n_test=10, hyperparameters=hps)
+    if prepare: prepare(base)
+    rc, heavy, out = main_in_fresh_process(train_env(base, **extra(base)))
+    assert rc == 255 and heavy == [], (rc, heavy, out[-3000:])
+    first = first_failure_line(base)
+    for want in expect: assert want in first, (want, first)
+    assert not (base/'model'/'bsm_model.json').exists()
+
+
+def test_hub_name_is_checked_before_data_is_read(train_tree, train_run):
+    """A hub `pretrained_model` that is neither cached nor reachable (offline) is reported even when the train channel
+    also holds a file that reading would reject: the hub check comes right after the imports, before the data."""
+    base = train_tree('fast_hub', n_train=40, n_val=10, n_test=10, hyperparameters={'max_epochs': '1', 'pretrained_model': 'no-such-org/no-such-bert'})
+    (base/'input/data/train/notes.txt').write_text('not data') # reading the channel would fail on this file
+    rc, out, _ = train_run(base)
+    assert rc == 255, out[-3000:]
+    first = first_failure_line(base)
+    assert "pretrained_model 'no-such-org/no-such-bert'" in first and 'notes.txt' not in first, first
+    assert 'rows: ' not in out # no split was read
