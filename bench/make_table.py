@@ -14,6 +14,7 @@ import statistics
 import subprocess
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+KEPT_FROM = "## Time to failure" # sections from here on are written by other scripts and kept
 ROOT = os.path.dirname(HERE)
 VENVS = {"project (.venv)": os.path.join(ROOT, ".venv"), "peer (bench/.venv-peer)": os.path.join(HERE, ".venv-peer")}
 PKGS = ["torch", "transformers", "multimodal-transformers", "scikit-learn", "numpy"]
@@ -240,8 +241,14 @@ peak RSS of the run's own process; wall s = the whole process (imports, data, tr
 {loads}
 ```
 """
-    with open(os.path.join(HERE, "RESULTS.md"), "w") as f:
-        f.write(md)
+    path = os.path.join(HERE, "RESULTS.md")
+    # sections measured by other scripts (e.g. fail_fast.py's "Time to failure") follow the table's part: keep them
+    kept = ""
+    if os.path.exists(path):
+        old = open(path).read()
+        if (i := old.find(KEPT_FROM)) >= 0: kept = "\n" + old[i:]
+    with open(path, "w") as f:
+        f.write(md + kept)
     print(f"wrote bench/RESULTS.md ({sum(len(v) for v in groups.values())} result rows)")
 
 
