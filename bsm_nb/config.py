@@ -12,7 +12,7 @@ from pathlib import Path
 __all__ = ['FUSIONS', 'POOLINGS', 'MODEL_CLASSES', 'METRICS', 'CLEANING_STEPS', 'RANGES', 'ALIASES', 'IGNORED', 'PATH_FLAGS',
            'BSMConfig', 'ConfigError', 'parse_value', 'in_range', 'range_text', 'check_ranges', 'field_types',
            'config_from_dict', 'to_hyperparameters', 'SageMakerPaths', 'parse_cli', 'read_hyperparameters',
-           'load_config']
+           'load_config', 'local_encoder_dir']
 
 # %% ../nbs/00_config.ipynb #cd898dc9
 FUSIONS = ('concat', 'gated', 'text_only', 'tab_only')
@@ -346,3 +346,13 @@ def load_config(argv:list|None=None, # command-line arguments after the program 
         if k == 'channels': paths.channels.update(v)
         else: setattr(paths, k, v)
     return cfg, paths
+
+# %% ../nbs/00_config.ipynb #f6b2d8e3
+def local_encoder_dir(name:str, # `pretrained_model`
+                     )->Path|None:
+    "The directory `pretrained_model` names; None for a hub name (or none); a `ConfigError` when it looks like a path but is no directory."
+    if not name or not (name.startswith(('/', '.', '~')) or os.path.exists(name)): return None
+    d = Path(name).expanduser()
+    if not d.is_dir(): raise ConfigError(f'pretrained_model {name!r}: no such directory; expected an encoder directory, '
+                                         'an earlier bsm_nb model dir, or a hub name (online only)')
+    return d

@@ -8,7 +8,7 @@ import json, logging, os, shutil, sys, tempfile, time, traceback
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
-from .config import BSMConfig, SageMakerPaths, load_config
+from .config import BSMConfig, ConfigError, SageMakerPaths, load_config, local_encoder_dir
 if TYPE_CHECKING: # names of the annotations only; the modules are imported where they are used (see "Failing fast")
     import numpy as np, pandas as pd
     from bsm_nb.data import BSMDataset, FeatureProcessor
@@ -45,11 +45,8 @@ def check_pretrained_path(cfg:BSMConfig)->bool:
     "Fail if `pretrained_model` looks like a local path but is no directory; True when it is a hub name, to check once transformers is imported."
     name = cfg.pretrained_model
     if not name or cfg.effective_fusion == 'tab_only': return False
-    looks_local = name.startswith(('/', '.', '~')) or os.path.exists(name) # as `resolve_encoder` decides
-    if looks_local and not Path(name).expanduser().is_dir():
-        raise SetupError(f'pretrained_model {name!r}: no such directory; expected an encoder directory, '
-                         'an earlier bsm_nb model dir, or a hub name (online only)')
-    return not looks_local
+    try: return local_encoder_dir(name) is None
+    except ConfigError as e: raise SetupError(str(e)) from None
 
 def check_before_imports(cfg:BSMConfig, paths:SageMakerPaths)->bool:
     "Every check that needs neither data nor torch; True when `pretrained_model` is a hub name still to check."

@@ -12,7 +12,7 @@ import lightning as L
 import torchmetrics
 from transformers import AutoConfig, AutoModel, AutoTokenizer, BertConfig, BertModel, get_linear_schedule_with_warmup
 from transformers.utils import logging as hf_logging
-from .config import BSMConfig
+from .config import BSMConfig, local_encoder_dir
 
 log = logging.getLogger('bsm_nb')
 hf_logging.disable_progress_bar()
@@ -44,11 +44,7 @@ def resolve_encoder(cfg:BSMConfig, # `pretrained_model` may name a path or hub i
                    )->str:
     "Path (or hub name) of the encoder to start from."
     if cfg.pretrained_model:
-        looks_local = cfg.pretrained_model.startswith(('/', '.', '~')) or os.path.exists(cfg.pretrained_model)
-        if looks_local and not Path(cfg.pretrained_model).expanduser().is_dir():
-            raise ValueError(f'pretrained_model {cfg.pretrained_model!r}: no such directory; expected an encoder directory, '
-                             'an earlier bsm_nb model dir, or a hub name (online only)')
-        if looks_local: return str(Path(cfg.pretrained_model).expanduser())
+        if (d := local_encoder_dir(cfg.pretrained_model)) is not None: return str(d)
         check_hub_model(cfg.pretrained_model)
         return cfg.pretrained_model
     if pretrained_channel is not None and Path(pretrained_channel).is_dir() and any(Path(pretrained_channel).iterdir()):
