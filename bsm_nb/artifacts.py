@@ -89,12 +89,14 @@ class ModelBundle:
 
     def predict_frame(self, df:pd.DataFrame, # rows with (some of) the model's fields
                       batch_size:int=64, # rows per forward pass
+                      before_batch=None, # see `predict_proba`: a server stops a request that runs past its deadline through it
                      )->pd.DataFrame:
         "One prediction per row, in order: `id`, probability column(s), `label`."
         ds = self.dataset(df)
         if not len(ds): return format_predictions(np.zeros((0, len(self.label_list))), [], self.label_list, self.threshold)
         cfg = dataclasses.replace(self.config, num_workers=0) # no worker processes per request
-        probs = predict_proba(self.model, make_dataloader(ds, cfg, pad_id=self.pad_id, batch_size=batch_size), precision=cfg.precision)
+        probs = predict_proba(self.model, make_dataloader(ds, cfg, pad_id=self.pad_id, batch_size=batch_size), precision=cfg.precision,
+                              before_batch=before_batch)
         return format_predictions(probs, ds.ids, self.label_list, self.threshold)
 
 def read_meta(model_dir:Path)->dict:

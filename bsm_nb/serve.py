@@ -4,8 +4,10 @@
 
 # %% ../nbs/08_serve.ipynb #46a628cf
 from __future__ import annotations
-import argparse, codecs, csv, io, json, logging, math, os, re, shutil, signal, subprocess, sys, tempfile, threading, time
-from dataclasses import dataclass, asdict
+import argparse, codecs, csv, fcntl, io, json, logging, math, os, re, select, shutil, signal, subprocess, sys, tempfile, threading, time
+from dataclasses import dataclass, asdict, replace
+from socket import MSG_PEEK
+from fastcore.basics import patch
 from pathlib import Path
 import numpy as np, pandas as pd
 from flask import Flask, Response, request
@@ -17,13 +19,15 @@ from .config import BSMConfig, SageMakerPaths
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'CSV', 'JSON', 'JSONLINES', 'MEDIA_TYPES', 'CANONICAL', 'INPUT_FORMATS', 'GRACEFUL_STOP_S',
-           'ERROR_LOG_FLAG_SINCE', 'STOP_TIMEOUT_S', 'RequestError', 'request_format', 'response_format', 'decode_body',
-           'headerless_columns', 'csv_has_header', 'read_csv_rows', 'json_records', 'jsonlines_records',
-           'records_frame', 'check_inputs', 'parse_request', 'prediction_records', 'format_response', 'ServeSettings',
-           'ModelState', 'execution_parameters', 'create_app', 'read_input_file', 'write_output_file', 'predict',
-           'predict_main', 'render_nginx_conf', 'reference_nginx_conf', 'gunicorn_options', 'run_app_server',
-           'nginx_version', 'nginx_command', 'stop_processes', 'serve', 'main']
+__all__ = ['log', 'CSV', 'JSON', 'JSONLINES', 'MEDIA_TYPES', 'CANONICAL', 'CHUNK_ROWS', 'WORKER_STUCK_EXIT', 'ROW_BYTES',
+           'INPUT_FORMATS', 'GRACEFUL_STOP_S', 'ERROR_LOG_FLAG_SINCE', 'STOP_TIMEOUT_S', 'RequestError',
+           'request_format', 'response_format', 'decode_body', 'headerless_columns', 'csv_has_header', 'read_csv_rows',
+           'json_records', 'jsonlines_records', 'records_frame', 'check_inputs', 'parse_request', 'prediction_records',
+           'format_response', 'ServeSettings', 'deadline_margin', 'request_deadline', 'client_gone', 'longest_rows',
+           'measure_pace', 'rows_that_fit', 'shared_pace', 'ModelState', 'execution_parameters', 'create_app',
+           'read_input_file', 'write_output_file', 'predict', 'predict_main', 'render_nginx_conf',
+           'reference_nginx_conf', 'gunicorn_options', 'run_app_server', 'nginx_version', 'nginx_command',
+           'stop_processes', 'serve', 'main']
 
 # %% ../nbs/08_serve.ipynb #9ebe921a
 CSV, JSON, JSONLINES = 'text/csv', 'application/json', 'application/jsonlines'
@@ -32,12 +36,13 @@ MEDIA_TYPES = {CSV: CSV, 'application/csv': CSV, JSON: JSON, JSONLINES: JSONLINE
 CANONICAL = (JSON, CSV, JSONLINES) # JSON first: the answer to `*/*`
 
 class RequestError(Exception):
-    "A client mistake: answered with HTTP `status` and a message that says what to fix."
-    def __init__(self, status:int, # HTTP status, such as 400, 406 or 415
+    "A request answered without predictions: HTTP `status` (4xx the caller's mistake, 503/504 the server's limits) and a message that says what to do."
+    def __init__(self, status:int, # HTTP status, such as 400, 413, 415 or 503
                  message:str, # what was wrong, in words the caller can act on
+                 headers:dict|None=None, # extra response headers, such as `Retry-After`
                 ):
         super().__init__(message)
-        self.status = status
+        self.status, self.headers = status, headers or {}
 
 def request_format(content_type:str|None, # the request's Content-Type header
                   )->tuple:
@@ -116,11 +121,16 @@ def read_csv_rows(text:str, # a CSV body
 # %% ../nbs/08_serve.ipynb #eea319ed
 _JSON_TYPES = {dict: 'an object', list: 'an array', str: 'a string', int: 'a number', float: 'a number', bool: 'a boolean', type(None): 'null'}
 
+def _json_value(text:str, what:str='JSON'):
+    "`json.loads(text)`; a 400 naming `what` for anything the parser refuses."
+    try: return json.loads(text)
+    except RecursionError: raise RequestError(400, f'{what} is nested too deeply to read; send flat records') from None
+    except ValueError as e: raise RequestError(400, f'malformed {what}: {e}') from None
+
 def json_records(text:str, # a JSON body
                 )->list:
     "The records of a JSON document; 400 when it is malformed or holds no records."
-    try: doc = json.loads(text)
-    except json.JSONDecodeError as e: raise RequestError(400, f'malformed JSON: {e}') from None
+    doc = _json_value(text)
     if isinstance(doc, dict): doc = doc['instances'] if 'instances' in doc else [doc]
     if not isinstance(doc, list):
         raise RequestError(400, f'a JSON body must be a list of records or {{"instances": [...]}}, not {_JSON_TYPES.get(type(doc), "that")}')
@@ -133,8 +143,7 @@ def jsonlines_records(text:str, # a JSON Lines body
     records = []
     for i, line in enumerate(text.splitlines(), 1):
         if not line.strip(): continue
-        try: records.append(json.loads(line))
-        except json.JSONDecodeError as e: raise RequestError(400, f'malformed JSON Lines: line {i}: {e}') from None
+        records.append(_json_value(line, f'JSON Lines: line {i}'))
     return records
 
 # %% ../nbs/08_serve.ipynb #98e8c8a1
@@ -156,13 +165,16 @@ def records_frame(records:list, # objects by field name, or arrays in CSV column
 def check_inputs(df:pd.DataFrame, # rows as parsed
                  config:BSMConfig, # the model's config
                 )->pd.DataFrame:
-    "`df` restricted to the id and input fields, in order; 400 when a row has a value for none of the input fields."
+    "`df` restricted to the id and input fields, in order; 400 when a row has a value for none of them, or a number field holds a non-number."
     if not len(df): raise RequestError(400, 'no records to predict')
     inputs = [f for f in config.feature_fields if f in df.columns]
     if not inputs: raise RequestError(400, f'none of the model\'s input fields is in the request; it reads {", ".join(config.feature_fields)}')
     empty = ~df[inputs].notna().any(axis=1).to_numpy()
     if empty.any():
         raise RequestError(400, f'row {int(np.flatnonzero(empty)[0])} has no value for any of the model\'s input fields ({", ".join(config.feature_fields)})')
+    from bsm_nb.data import to_numbers
+    for f in config.tab_field_list: # here, so that the row named is the row of the whole request
+        if f in df: to_numbers(df[f], f)
     return df[[c for c in [config.id_name, *config.feature_fields] if c in df.columns]].reset_index(drop=True)
 
 # %% ../nbs/08_serve.ipynb #0f8fbb8c
@@ -240,8 +252,12 @@ class ServeSettings:
     batch_strategy:str = 'MULTI_RECORD' # SAGEMAKER_BATCH_STRATEGY, advertised by /execution-parameters
     max_concurrent_transforms:int = 0 # SAGEMAKER_MAX_CONCURRENT_TRANSFORMS; 0 = one per worker
     batch_size:int = 64 # BSM_SERVE_BATCH_SIZE: rows per forward pass
+    max_rows:int = 0 # MAX_ROWS_PER_REQUEST: rows one request may hold; 0 = what fits in the timeout, measured at load
+    max_queue:int = 14 # BSM_MAX_QUEUE: requests a worker holds, running or waiting; beyond it 503 (default: threads - 2)
+    stuck_after:int = 120 # BSM_STUCK_AFTER: seconds one prediction may run before its worker is replaced (default: 2 x timeout)
     n_gpus:int = 0 # GPUs to spread the workers over
     nginx_workers:int = 2 # nginx worker processes; proxying is light work
+    run_dir:str = '' # the server's private directory (set by `serve`): its workers share the measured pace there
 
     @classmethod
     def from_env(cls, env:dict|None=None, # environment (default `os.environ`)
@@ -253,11 +269,12 @@ class ServeSettings:
         n_cpus = _count_cpus() if n_cpus is None else n_cpus
         batch = str(env.get('SAGEMAKER_BATCH', '')).strip().lower() in ('1', 'true', 'yes')
         workers = _env_int(env, 'MODEL_SERVER_WORKERS', n_gpus or max(1, min(4, n_cpus // 2)), 1)
+        threads, timeout = _env_int(env, 'MODEL_SERVER_THREADS', 16, 2), _env_int(env, 'MODEL_SERVER_TIMEOUT', 600 if batch else 60, 1)
         return cls(model_dir=SageMakerPaths.from_env(env).model_dir, port=_env_int(env, 'SAGEMAKER_BIND_TO_PORT', 8080, 1),
-                   host=env.get('BSM_SERVE_HOST', '').strip(), workers=workers,
-                   threads=_env_int(env, 'MODEL_SERVER_THREADS', 16, 2),
-                   torch_threads=_env_int(env, 'BSM_TORCH_THREADS', max(1, n_cpus // workers), 1),
-                   timeout=_env_int(env, 'MODEL_SERVER_TIMEOUT', 600 if batch else 60, 1),
+                   host=env.get('BSM_SERVE_HOST', '').strip(), workers=workers, threads=threads,
+                   torch_threads=_env_int(env, 'BSM_TORCH_THREADS', max(1, n_cpus // workers), 1), timeout=timeout,
+                   max_rows=_env_int(env, 'MAX_ROWS_PER_REQUEST', 0, 0), max_queue=_env_int(env, 'BSM_MAX_QUEUE', max(1, threads - 2), 1),
+                   stuck_after=_env_int(env, 'BSM_STUCK_AFTER', 2 * timeout, 1),
                    max_payload_mb=_env_int(env, 'SAGEMAKER_MAX_PAYLOAD_IN_MB', 6, 0), batch=batch,
                    batch_strategy=env.get('SAGEMAKER_BATCH_STRATEGY', '').strip().upper() or 'MULTI_RECORD',
                    max_concurrent_transforms=_env_int(env, 'SAGEMAKER_MAX_CONCURRENT_TRANSFORMS', 0, 0),
@@ -266,6 +283,72 @@ class ServeSettings:
     def to_json(self)->str: return json.dumps({**asdict(self), 'model_dir': str(self.model_dir)})
     @classmethod
     def from_json(cls, s:str): d = json.loads(s); return cls(**{**d, 'model_dir': Path(d['model_dir'])})
+
+# %% ../nbs/08_serve.ipynb #54738108
+def deadline_margin(timeout:float, # MODEL_SERVER_TIMEOUT
+                   )->float:
+    "Seconds of the timeout kept back to send the answer: 5 %, between 1 and 5 s."
+    return min(5.0, max(1.0, 0.05 * timeout))
+
+def request_deadline(stamp:str|None, # nginx's `X-Request-Start`: `t=<epoch s> elapsed=<s since the request's first byte>`
+                     timeout:float, # MODEL_SERVER_TIMEOUT
+                     now:float|None=None, # `time.time()`, for tests
+                    )->float:
+    "The `time.monotonic()` by which the answer must leave: arrival + timeout - margin; arrival is now without nginx's stamp."
+    now = time.time() if now is None else now
+    m = re.fullmatch(r't=(\d+(?:\.\d+)?)(?: elapsed=(\d+(?:\.\d+)?))?', (stamp or '').strip())
+    arrived = min(now, float(m.group(1)) - float(m.group(2) or 0)) if m else now
+    return time.monotonic() + (arrived + timeout - deadline_margin(timeout) - now)
+
+def client_gone(environ:dict, # the WSGI environ; gunicorn puts the connection in `gunicorn.socket`
+               )->bool:
+    "Whether the connection the request came on has been closed; False where that cannot be known (no socket)."
+    sock = environ.get('gunicorn.socket')
+    if sock is None: return False
+    try: return bool(select.select([sock], [], [], 0)[0]) and sock.recv(1, MSG_PEEK) == b''
+    except (OSError, ValueError): return True
+
+# %% ../nbs/08_serve.ipynb #93c2999f
+def longest_rows(config:BSMConfig, # the model's config
+                 n:int, # rows
+                )->pd.DataFrame:
+    "`n` rows that cost the most to predict: every text field fills `max_seq_length` tokens, every other field is set."
+    text = ' '.join(['word'] * config.max_seq_length)
+    values = {f: text if f in config.text_name else 'x' if f in config.cat_field_list else 1.0 for f in config.feature_fields}
+    return pd.DataFrame({f: [v] * n for f, v in values.items()}, dtype=object)
+
+def measure_pace(bundle, # a loaded `ModelBundle`
+                 batch_size:int=64, # rows per forward pass, as served
+                 repeats:int=2, # timed runs; the fastest counts, as the first may still be warming up
+                )->float:
+    "Seconds per row for the slowest rows the model can be sent, tokenizing included (one batch of at most 64 rows timed)."
+    rows, best = longest_rows(bundle.config, min(batch_size, 64)), math.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        bundle.predict_frame(rows, batch_size=batch_size)
+        best = min(best, time.perf_counter() - t0)
+    return best / len(rows)
+
+def rows_that_fit(pace:float, # seconds per row
+                  budget:float, # seconds for the request: timeout - margin
+                  spare:float=0.5, # part of the budget kept back: a machine busy with other work runs slower than when measured
+                 )->int:
+    "Rows at `pace` that one request can hold and still be answered within `budget` (at least 1, at most a million)."
+    return max(1, min(10**6, int((1 - spare) * budget / max(pace, 1e-9))))
+
+def shared_pace(path:Path|None, # a file the server's workers share; None = measure here
+                measure, # () -> seconds per row
+               )->float:
+    "`measure()`, once per server: the first worker measures under a lock on `path` and writes it; the others read it."
+    if path is None: return measure()
+    with open(path, 'a+') as f:
+        fcntl.flock(f, fcntl.LOCK_EX) # released when the file closes
+        f.seek(0)
+        try: return float(json.loads(f.read())['seconds_per_row'])
+        except (ValueError, KeyError, TypeError): pass
+        pace = measure()
+        f.seek(0); f.truncate(); f.write(json.dumps({'seconds_per_row': pace})); f.flush()
+        return pace
 
 # %% ../nbs/08_serve.ipynb #4a054219
 def _load_bundle(model_dir):
@@ -286,10 +369,24 @@ class ModelState:
     def __init__(self, model_dir:Path, # directory written by `bsm-train`
                  loader=None, # model_dir -> bundle; default `bsm_nb.artifacts.load_bundle`
                  torch_threads:int=0, # torch CPU threads for inference; 0 = torch's default
+                 timeout:float=60, # seconds from a request's arrival to its answer (MODEL_SERVER_TIMEOUT)
+                 max_rows:int=0, # rows a request may hold; 0 = `rows_that_fit` at the pace measured at load
+                 max_queue:int=14, # requests held at once, running or waiting
+                 batch_size:int=64, # rows per forward pass
+                 pace_file:Path|None=None, # see `shared_pace`
                 ):
         self.model_dir, self.loader, self.torch_threads = Path(model_dir), loader or _load_bundle, torch_threads
+        self.timeout, self.max_rows, self.max_queue, self.batch_size, self.pace_file = timeout, max_rows, max_queue, batch_size, pace_file
         self.status, self.reason, self.bundle, self.load_seconds = 'loading', '', None, None
-        self.lock, self._thread = threading.Lock(), None
+        self.lock, self._thread = threading.Lock(), None # the lock: one forward pass at a time
+        self.pace, self.overhead = None, 0.0 # measured at load: seconds per row of the slowest rows; seconds a request costs whatever its rows
+        self.recent = [0.0, 0.0] # seconds and rows of the larger requests served lately (decaying sums): their pace
+        self.queue_lock, self.held, self.rows_held, self.busy_since = threading.Lock(), 0, 0, None
+
+    @property
+    def budget(self)->float: return self.timeout - deadline_margin(self.timeout)
+    @property
+    def recent_pace(self)->float: return self.recent[0] / self.recent[1] if self.recent[1] else self.pace
 
     def start(self):
         "Start loading in a daemon thread; returns self."
@@ -304,10 +401,15 @@ class ModelState:
             bundle = self.loader(self.model_dir)
             cfg = bundle.config
             warm = pd.DataFrame({f: ['warm up' if f in cfg.text_name else None] for f in cfg.feature_fields}, dtype=object)
-            with self.lock: bundle.predict_frame(warm)
+            with self.lock:
+                bundle.predict_frame(warm)
+                t1 = time.perf_counter(); bundle.predict_frame(warm); self.overhead = time.perf_counter() - t1
+                self.pace = shared_pace(self.pace_file, lambda: measure_pace(bundle, self.batch_size))
+            self.max_rows = self.max_rows or rows_that_fit(self.pace, self.budget)
             self.bundle, self.load_seconds = bundle, time.monotonic() - t0
             self.status = 'ready'
-            log.info('model from %s ready in %.1f s (%d classes)', self.model_dir, self.load_seconds, len(bundle.label_list))
+            log.info('model from %s ready in %.1f s (%d classes); its slowest rows take %.1f ms each: at most %d rows a request',
+                     self.model_dir, self.load_seconds, len(bundle.label_list), 1000 * self.pace, self.max_rows)
         except Exception as e:
             self.reason = f'cannot serve the model in {self.model_dir}: {type(e).__name__}: {e}'
             self.status = 'failed'
@@ -318,32 +420,131 @@ class ModelState:
         if self._thread: self._thread.join(timeout)
         return self.status
 
-    def predict(self, df:pd.DataFrame, batch_size:int=64)->pd.DataFrame:
-        "`predict_frame` under the lock, one request at a time."
-        with self.lock:
+
+# %% ../nbs/08_serve.ipynb #32aae3bd
+@patch
+def admit(self:ModelState, n:int, # rows in the request
+          deadline:float, # `time.monotonic()` by which to answer
+         ):
+    "Hold a place for `n` rows, or refuse now: 413 over `max_rows`, 503 with `Retry-After` when the queue is full or too slow."
+    if n > self.max_rows:
+        raise RequestError(413, f'{n} rows in one request; this server answers at most {self.max_rows} rows a request within its {self.timeout:g} s '
+                                f'timeout (MAX_ROWS_PER_REQUEST): split it into requests of at most {self.max_rows} rows')
+    with self.queue_lock:
+        pace, left = self.recent_pace, deadline - time.monotonic()
+        ahead, mine = self.held * self.overhead + self.rows_held * pace, self.overhead + n * pace
+        retry = {'Retry-After': str(max(1, math.ceil(ahead)))}
+        if self.held >= self.max_queue:
+            raise RequestError(503, f'busy: {self.held} requests are already queued in this worker (BSM_MAX_QUEUE); retry in {retry["Retry-After"]} s', retry)
+        if self.held and ahead + mine > left: # alone, a request always gets its chance: the deadline stops it if need be
+            raise RequestError(503, f'busy: the {self.rows_held} rows queued ahead need about {ahead:.1f} s and these {n} about {mine:.1f} s, '
+                                    f'more than the {max(left, 0):.1f} s left before the timeout; retry in {retry["Retry-After"]} s', retry)
+        self.held, self.rows_held = self.held + 1, self.rows_held + n
+
+@patch
+def _done(self:ModelState, rows:int, # rows no longer ahead of others
+          request:bool=False, # the request has left the queue
+         ):
+    with self.queue_lock: self.rows_held, self.held = self.rows_held - rows, self.held - request
+
+# %% ../nbs/08_serve.ipynb #2f7cd271
+CHUNK_ROWS = 512 # rows tokenized at once: between two deadline checks there is at most this much tokenizing and one batch
+
+@patch
+def predict(self:ModelState, df:pd.DataFrame, # rows from `parse_request`
+            deadline:float=math.inf, # `time.monotonic()` by which to answer
+            gone=None, # () -> True once the client has left
+           )->pd.DataFrame:
+    "`predict_frame` one request at a time, within the deadline (413/503 up front, 504 past it, 499 once the client has gone)."
+    n, arrived, counted = len(df), time.monotonic(), 0 # counted: rows done, no longer counted as queued
+    self.admit(n, deadline)
+    try:
+        if not self.lock.acquire(timeout=max(0.0, min(deadline - arrived, threading.TIMEOUT_MAX))):
+            raise RequestError(503, f'busy: waited {time.monotonic() - arrived:.1f} s for the model, up to the timeout; retry in 1 s', {'Retry-After': '1'})
+        try:
             _set_torch_threads(self.torch_threads)
-            return self.bundle.predict_frame(df, batch_size=batch_size)
+            start = self.busy_since = time.monotonic()
+            def before_batch(done, total=n):
+                nonlocal counted
+                self._done(done - counted); counted = done
+                if gone and gone(): raise RequestError(499, f'the client closed the connection; stopped after {done} of {total} rows')
+                now = time.monotonic()
+                per_row = (now - start) / done if done else self.recent_pace
+                if now + per_row * min(self.batch_size, total - done) > deadline:
+                    if not done: raise RequestError(503, f'busy: {now - (deadline - self.budget):.1f} s of the {self.timeout:g} s timeout went by before the '
+                                                         f'model was free, too many to answer in the rest; retry in 1 s', {'Retry-After': '1'})
+                    raise RequestError(504, f'the request was too large for the {self.timeout:g} s timeout: {now - arrived:.1f} s in, {done} of {total} rows '
+                                            f'were done ({start - arrived:.1f} s of it waiting for the model); about {rows_that_fit(per_row, self.budget, spare=0)} '
+                                            f'rows fit in that time: send fewer rows per request')
+            id_name = self.bundle.config.id_name
+            if id_name not in df: df = df.assign(**{id_name: range(n)}) # numbered across chunks
+            parts = []
+            for lo in range(0, n, CHUNK_ROWS): # tokenized a chunk at a time, so that no long stretch of work goes unchecked
+                before_batch(lo)
+                parts.append(self.bundle.predict_frame(df.iloc[lo:lo + CHUNK_ROWS], batch_size=self.batch_size, before_batch=lambda d, t, lo=lo: before_batch(lo + d)))
+            pred = pd.concat(parts, ignore_index=True)
+            self._done(n - counted); counted = n
+            return pred
+        finally:
+            if counted >= min(self.batch_size, 32): # smaller ones say more about the overhead than the pace; a stopped one counts too
+                self.recent = [0.8 * self.recent[0] + time.monotonic() - start, 0.8 * self.recent[1] + counted]
+            self.busy_since = None
+            self.lock.release()
+    finally: self._done(n - counted, request=True)
+
+# %% ../nbs/08_serve.ipynb #087a82af
+WORKER_STUCK_EXIT = 70 # any code but gunicorn's 3 and 4 (boot and load errors, which stop the whole server) gets the worker replaced
+
+def _exit_stuck(seconds:float):
+    log.error('a prediction has run for %.0f s, past BSM_STUCK_AFTER: exiting this worker so that gunicorn starts a fresh one', seconds)
+    logging.shutdown()
+    os._exit(WORKER_STUCK_EXIT)
+
+@patch
+def watch(self:ModelState, stuck_after:float, # seconds one prediction may run
+          on_stuck=None, # seconds -> None; default: exit the worker process
+          every:float|None=None, # seconds between looks; default a quarter of `stuck_after`, at most 1
+         ):
+    "Start a daemon thread that calls `on_stuck` once, when a prediction has run longer than `stuck_after`; returns self."
+    every = every or min(1.0, stuck_after / 4)
+    def look():
+        while True:
+            time.sleep(every)
+            since = self.busy_since
+            if since is not None and time.monotonic() - since > stuck_after: return (on_stuck or _exit_stuck)(time.monotonic() - since)
+    threading.Thread(target=look, name='bsm-stuck-watch', daemon=True).start()
+    return self
 
 # %% ../nbs/08_serve.ipynb #07e34f51
-def _json_response(payload:dict, status:int=200)->Response:
-    return Response(json.dumps(payload, default=str), status=status, mimetype=JSON)
+def _json_response(payload:dict, status:int=200, headers:dict|None=None)->Response:
+    return Response(json.dumps(payload, default=str), status=status, mimetype=JSON, headers=headers)
 
 def _client_errors()->tuple:
     "Exception types that are the caller's mistake: ours, and the data chapter's `InputError`."
     from bsm_nb.data import InputError
     return RequestError, InputError
 
-def execution_parameters(settings:ServeSettings)->dict:
-    "What batch transform should send: one request in flight per worker, many records each, up to the payload limit."
+ROW_BYTES = 100 # a short row (a sentence and a few fields) as CSV: small rows are what packs the most rows into a payload
+
+def execution_parameters(settings:ServeSettings, # the server's settings
+                         max_rows:int=0, # rows a request may hold (`ModelState.max_rows`); 0 = no limit
+                        )->dict:
+    "What batch transform should send: one request in flight per worker, many records each, in payloads that hold at most `max_rows` short rows."
+    mb = settings.max_payload_mb
+    if max_rows: mb = max(1, min(mb or 10**6, max_rows * ROW_BYTES // 2**20))
     return {'MaxConcurrentTransforms': settings.max_concurrent_transforms or settings.workers,
-            'BatchStrategy': settings.batch_strategy, 'MaxPayloadInMB': settings.max_payload_mb}
+            'BatchStrategy': settings.batch_strategy, 'MaxPayloadInMB': mb}
 
 def create_app(settings:ServeSettings|None=None, # default: `ServeSettings.from_env()`
                loader=None, # model_dir -> bundle; default `bsm_nb.artifacts.load_bundle`
+               recycle_stuck:bool=False, # exit the process when a prediction is stuck (`ModelState.watch`): for gunicorn workers
               )->Flask:
     "The Flask app of one worker; starts loading the model in the background."
     settings = settings or ServeSettings.from_env()
-    state = ModelState(settings.model_dir, loader, settings.torch_threads).start()
+    state = ModelState(settings.model_dir, loader, settings.torch_threads, timeout=settings.timeout, max_rows=settings.max_rows,
+                       max_queue=settings.max_queue, batch_size=settings.batch_size,
+                       pace_file=Path(settings.run_dir)/'pace.json' if settings.run_dir else None).start()
+    if recycle_stuck: state.watch(settings.stuck_after)
     app = Flask(__name__)
     app.config['MAX_CONTENT_LENGTH'] = settings.max_payload_mb * 2**20 or None # nginx checks first; this guards direct use
     app.extensions['bsm_model'] = state
@@ -357,20 +558,20 @@ def create_app(settings:ServeSettings|None=None, # default: `ServeSettings.from_
         return _json_response({'status': 'ready'}) if state.status == 'ready' else not_ready()
 
     @app.get('/execution-parameters')
-    def execution_params(): return _json_response(execution_parameters(settings))
+    def execution_params(): return _json_response(execution_parameters(settings, state.max_rows if state.status == 'ready' else settings.max_rows))
 
     @app.post('/invocations')
     def invocations():
         if state.status != 'ready': return not_ready()
-        t0 = time.perf_counter()
+        t0, deadline, environ = time.perf_counter(), request_deadline(request.headers.get('X-Request-Start'), settings.timeout), request.environ
         try:
             out_mime, out_params = response_format(request.headers.get('Accept'))
             rows = parse_request(request.get_data(cache=False), request.headers.get('Content-Type'), state.bundle.config)
-            pred = state.predict(rows, settings.batch_size)
+            pred = state.predict(rows, deadline, gone=lambda: client_gone(environ))
         except client_errors as e:
             status = getattr(e, 'status', 400)
             log.info('%d on /invocations: %s', status, e)
-            return _json_response({'error': str(e)}, status)
+            return _json_response({'error': str(e)}, status, getattr(e, 'headers', None))
         log.debug('%d rows in %.1f ms', len(rows), 1000 * (time.perf_counter() - t0))
         return Response(format_response(pred, out_mime, out_params), mimetype=out_mime)
 
@@ -532,7 +733,7 @@ def run_app_server(settings_json:str, # `ServeSettings.to_json()`
         def load_config(self):
             for k, v in gunicorn_options(settings, Path(socket)).items():
                 if k in self.cfg.settings: self.cfg.set(k, v)
-        def load(self): return create_app(settings)
+        def load(self): return create_app(settings, recycle_stuck=True)
 
     # torch, transformers and lightning are imported once here and shared by the forked workers; the master
     # runs no torch op and never touches CUDA, so forking stays safe
@@ -602,6 +803,7 @@ def serve(settings:ServeSettings, # from `ServeSettings.from_env`
     run_dir = Path(tempfile.mkdtemp(prefix='bsm-serve-', dir='/tmp' if os.path.isdir('/tmp') else None))
     run_dir.chmod(0o755) # nginx workers (nobody) reach the socket through it
     socket, conf = run_dir/'gunicorn.sock', run_dir/'nginx.conf'
+    settings = replace(settings, run_dir=str(run_dir))
     conf.write_text(render_nginx_conf(settings, run_dir))
     stop = threading.Event()
     def on_signal(signum, frame):

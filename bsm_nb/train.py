@@ -337,6 +337,7 @@ def predict_proba(model:MultimodalBert, # in eval mode
                   dataloader, # yields batches with an `index` key
                   device:str|torch.device|None=None, # defaults to the model's
                   precision:str='auto', # as in training: auto or a bf16 precision predicts under bf16 autocast where the device has bf16 in hardware
+                  before_batch=None, # called with (rows done, rows in all) before each batch; raising in it stops the work (a server's deadline)
                  )->np.ndarray:
     "Class probabilities, shape (rows, classes), in dataset order."
     device = torch.device(device) if device else next(model.parameters()).device
@@ -344,8 +345,11 @@ def predict_proba(model:MultimodalBert, # in eval mode
     n = len(dataloader.dataset)
     probs = np.zeros((n, model.n_classes), dtype=np.float64)
     model.eval()
+    done = 0
     with torch.inference_mode():
         for batch in dataloader:
+            if before_batch: before_batch(done, n)
+            done += len(batch['index'])
             batch = {k: v.to(device) for k, v in batch.items()}
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 logits = model(batch)
