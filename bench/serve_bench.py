@@ -1,6 +1,6 @@
 """Serving throughput and latency: bsm-serve (nginx + gunicorn, loopback) against `predict_frame` in-process.
 
-    .venv/bin/python bench/serve_bench.py [--model-dir DIR] [--encoder packaged|tiny] [--seconds 20] [--workers N]
+    .venv/bin/python bench/serve_bench.py [--model-dir DIR] [--encoder packaged|tiny] [--seconds 20] [--workers N] [--precision auto|32-true]
 
 Without --model-dir it trains a model once into bench/out/serve_model (synthetic messaging data, 1 epoch,
 the packaged all-MiniLM-L6-v2 encoder by default) and reuses it afterwards. For 1, 8 and 64 rows a request it
@@ -10,7 +10,7 @@ thread of its own, like the server's request threads, with torch using every cor
 hits both alike.
 Prints a markdown table for bench/RESULTS.md. Not a test: the numbers depend on the machine.
 """
-import argparse, json, os, platform, signal, socket, subprocess, sys, time
+import argparse, json, os, platform, shutil, signal, socket, subprocess, sys, time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -18,6 +18,7 @@ import numpy as np
 import requests
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
 BIN = Path(sys.executable).parent
 SIZES = (1, 8, 64)
 
@@ -36,6 +37,21 @@ def ensure_model(out:Path, encoder:str)->Path:
     r = subprocess.run([str(BIN/'bsm-train'), *args], env={**os.environ, 'SAGEMAKER_BASE_DIR': str(base)}, capture_output=True, text=True)
     if r.returncode: sys.exit(f'bsm-train failed:\n{r.stderr[-3000:]}')
     return base
+
+
+def model_in_precision(model_dir:Path, precision:str, out:Path)->Path:
+    "`model_dir` as is for `auto`; otherwise a copy under `out` (weights linked, not copied) whose config predicts in `precision`."
+    model_dir = Path(model_dir)
+    if precision == 'auto': return model_dir
+    out = Path(out)
+    if out.exists(): shutil.rmtree(out)
+    out.mkdir(parents=True)
+    for f in model_dir.iterdir():
+        if f.name != 'bsm_model.json': (out/f.name).symlink_to(f.resolve())
+    meta = json.loads((model_dir/'bsm_model.json').read_text())
+    meta['config']['precision'] = precision
+    (out/'bsm_model.json').write_text(json.dumps(meta))
+    return out
 
 
 def chunks(rows, size:int, n:int)->list:
@@ -73,6 +89,7 @@ def main():
     p.add_argument('--seconds', type=float, default=20, help='seconds per side and size')
     p.add_argument('--workers', type=int, help='MODEL_SERVER_WORKERS (default: bsm-serve decides)')
     p.add_argument('--log', type=Path, default=HERE/'out'/'serve_bench.log', help="the server's output")
+    p.add_argument('--precision', default='auto', help='serve and predict in this precision: auto (bf16 where the CPU has it) or 32-true')
     args = p.parse_args()
 
     import torch
@@ -83,6 +100,7 @@ def main():
     if args.model_dir: model_dir, base = args.model_dir, None
     else: base = ensure_model(HERE/'out', args.encoder); model_dir = base/'model'
     test = (base/'input'/'data'/'test'/'test.csv') if base else None
+    model_dir = model_in_precision(model_dir, args.precision, HERE/'out'/f'serve_model_{args.precision}')
     bundle = load_bundle(model_dir)
     rows = read_data_file(test) if test else None
     if rows is None: sys.exit('--model-dir needs test rows: pass a SAGEMAKER_BASE_DIR layout (model/ beside input/data/test/)')
@@ -135,8 +153,10 @@ def main():
 
     cores = len(os.sched_getaffinity(0))
     enc = 'tiny random BERT' if args.encoder == 'tiny' and not args.model_dir else ('all-MiniLM-L6-v2' if not args.model_dir else str(model_dir))
-    print(f'\n## Serving: bsm-serve through nginx vs in-process `predict_frame`\n')
-    print(f'Machine: {cores} cores, {platform.processor() or platform.machine()}, Python {platform.python_version()}, torch {torch.__version__}, '
+    from fail_fast import cpu_flags
+    from make_table import cpu_model
+    print(f'\n### Through nginx vs in-process `predict_frame`, precision {args.precision}\n')
+    print(f'Machine: {cores} cores, {cpu_model()} ({cpu_flags()}), Python {platform.python_version()}, torch {torch.__version__}, '
           f'{"GPU" if torch.cuda.is_available() else "CPU"}. Model: {enc}, max length {max_len}, synthetic messaging rows (text + 3 categorical + 3 numeric).')
     print(f'Server: {settings.workers} worker(s) x {settings.torch_threads} torch thread(s), JSON requests, one client on the same machine, '
           f'sequential requests on one keep-alive connection. In-process: `predict_frame` from a thread, {in_threads} torch threads.\n')
@@ -152,7 +172,7 @@ def main():
     print(f'\nLoad average before / after: {" ".join(load_before)} / {" ".join(load_after)} (other work on the machine skews both sides alike).')
     print(f'\nGoals: 64 rows/request at >= 0.9x in-process rows/s: {"met" if ok64 else "NOT met"}; '
           f'single-row p99 <= in-process + 15 ms: {"met" if ok1 else "NOT met"}.')
-    (HERE/'out'/'serve_bench.json').write_text(json.dumps({'sizes': {str(k): v for k, v in results.items()}, 'cores': cores,
+    (HERE/'out'/f'serve_bench_{args.precision}.json').write_text(json.dumps({'precision': args.precision, 'sizes': {str(k): v for k, v in results.items()}, 'cores': cores,
                                                             'workers': settings.workers, 'torch_threads': settings.torch_threads}, indent=1))
 
 

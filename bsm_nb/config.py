@@ -4,15 +4,15 @@
 
 # %% ../nbs/00_config.ipynb #3953f22e
 from __future__ import annotations
-import ast, dataclasses, difflib, json, os, re, typing
+import ast, dataclasses, difflib, json, math, os, re, typing
 from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['FUSIONS', 'POOLINGS', 'MODEL_CLASSES', 'METRICS', 'CLEANING_STEPS', 'RANGES', 'ALIASES', 'IGNORED', 'PATH_FLAGS',
-           'BSMConfig', 'ConfigError', 'parse_value', 'in_range', 'range_text', 'check_ranges', 'field_types',
-           'config_from_dict', 'to_hyperparameters', 'SageMakerPaths', 'parse_cli', 'read_hyperparameters',
-           'load_config', 'local_encoder_dir']
+__all__ = ['FUSIONS', 'POOLINGS', 'MODEL_CLASSES', 'METRICS', 'CLEANING_STEPS', 'PRECISIONS', 'RANGES', 'INT64_MAX', 'ALIASES',
+           'IGNORED', 'PATH_FLAGS', 'BSMConfig', 'ConfigError', 'parse_value', 'in_range', 'range_text', 'check_ranges',
+           'field_types', 'config_from_dict', 'to_hyperparameters', 'SageMakerPaths', 'parse_cli',
+           'read_hyperparameters', 'load_config', 'local_encoder_dir']
 
 # %% ../nbs/00_config.ipynb #cd898dc9
 FUSIONS = ('concat', 'gated', 'text_only', 'tab_only')
@@ -20,6 +20,9 @@ POOLINGS = ('mean', 'cls', 'pooler')
 MODEL_CLASSES = {'multimodal_bert': None, 'bert': 'text_only', 'text_bert': 'text_only', 'tab_mlp': 'tab_only', 'tabular': 'tab_only'}
 METRICS = ('auroc', 'average_precision', 'f1_score', 'accuracy')
 CLEANING_STEPS = ('whitespace', 'html', 'urls', 'emails', 'phones', 'lowercase')
+# Lightning's precision values (`lightning.fabric.connector`), here so that a typo fails before Lightning is imported;
+# not transformer-engine, which needs NVIDIA's Transformer Engine, a package the image does not have
+PRECISIONS = ('auto', '32-true', 'bf16-mixed', '16-mixed', 'bf16-true', '16-true', '64-true', '32', '16', 'bf16', '64')
 
 @dataclass
 class BSMConfig:
@@ -59,7 +62,7 @@ class BSMConfig:
     early_stop_metric:str = 'val_auroc' # monitored for early stopping and the best checkpoint
     early_stop_patience:int = 3 # epochs without improvement before stopping
     metric_choices:list = field(default_factory=lambda: ['auroc', 'average_precision', 'f1_score']) # logged every epoch
-    precision:str = 'auto' # auto: bf16-mixed on a GPU or a CPU with bf16 in hardware (AVX512-BF16, AMX), else 32-true; prediction follows; or any Lightning precision
+    precision:str = 'auto' # auto: bf16-mixed on a GPU or a CPU with bf16 in hardware (AVX512-BF16, AMX), else 32-true; prediction follows; or a Lightning precision from `PRECISIONS`
     accumulate_grad_batches:int = 1 # batches per optimizer step
     lr_scaling:str = 'none' # none / linear / sqrt: scale lr and head_lr with world size x accumulation
     master_port:int = 7777 # rendezvous port of distributed training (env MASTER_PORT wins)
@@ -108,16 +111,22 @@ def _unquote(s:str)->str:
         s = inner.strip()
     return s
 
+def _name(o)->str:
+    "One item of a list of names: a string or a number, not a null, list or object."
+    if o is None or isinstance(o, (list, tuple, dict)): raise ValueError(f'{o!r} is not a name')
+    return str(o)
+
 def _as_list(v)->list:
-    if isinstance(v, (list, tuple)): return [str(o) for o in v]
+    if isinstance(v, (list, tuple)): return [_name(o) for o in v]
+    if isinstance(v, dict): raise ValueError('a JSON object is not a list')
     s = _unquote(str(v))
     if s in ('', '[]', 'None', 'null'): return []
     if s[0] in '[(':
         for loads in (json.loads, ast.literal_eval):
             try:
                 out = loads(s)
-                if isinstance(out, (list, tuple)): return [str(o) for o in out]
-            except (ValueError, SyntaxError): pass
+                if isinstance(out, (list, tuple)): return [_name(o) for o in out]
+            except (ValueError, SyntaxError, RecursionError, MemoryError): pass # MemoryError: the parser's, on deep nesting
         raise ValueError('looks like a list but is neither JSON nor Python syntax')
     # comma separated, tolerating quotes around each item
     return [_unquote(o).strip("'") for o in s.split(',') if o.strip()]
@@ -142,10 +151,11 @@ def parse_value(key:str, # the field's name, for the error message
             if not f.is_integer(): raise ValueError
             return int(f)
         if typ == 'float': return float(_unquote(str(value)))
-        return _unquote(str(value)) if isinstance(value, str) else str(value)
-    except (ValueError, TypeError, OverflowError) as e:
-        expected = {'list': 'a list (JSON `["a", "b"]`, Python `[\'a\']` or `a,b`)', 'bool': 'a boolean (true/false)',
-                    'int': 'an integer', 'float': 'a number'}[typ]
+        if value is None or isinstance(value, (list, tuple, dict)): raise ValueError # a JSON null, list or object names nothing
+        return _unquote(value) if isinstance(value, str) else str(value)
+    except (ValueError, TypeError, OverflowError, RecursionError) as e:
+        expected = {'list': 'a list of names (JSON `["a", "b"]`, Python `[\'a\']` or `a,b`)', 'bool': 'a boolean (true/false)',
+                    'int': 'an integer', 'float': 'a number', 'str': 'a string'}[typ]
         raise ConfigError(f'hyperparameter {key!r}: value {value!r} is not {expected}') from None
 
 # %% ../nbs/00_config.ipynb #86219839
@@ -153,7 +163,8 @@ RANGES = { # numeric field -> allowed interval; see `in_range`
     'max_seq_length': '[1, 512]', # BERT has 512 positions
     'reinit_layers': '[0, inf)', # the upper bound, the encoder's depth, is checked when the encoder is loaded
     'dropout': '[0, 1)', 'attention_dropout': '[0, 1)',
-    'cat_embedding_dim': '[1, inf)', 'tab_hidden_dim': '[1, inf)',
+    'cat_embedding_dim': '[1, inf)', # capped by each field's vocabulary anyway
+    'tab_hidden_dim': '[1, 8192]', # the MLP holds tab_hidden_dim² weights: wider only runs out of memory
     'batch_size': '[1, inf)', 'max_epochs': '[1, inf)',
     'lr': '(0, 1)', 'head_lr': '(0, 1)', # beyond 1, AdamW destroys any network in a step
     'weight_decay': '[0, inf)', 'warmup_ratio': '[0, 1)',
@@ -162,7 +173,9 @@ RANGES = { # numeric field -> allowed interval; see `in_range`
     'dist_timeout': '[1, inf)', 'checkpoint_every_n_steps': '[0, inf)',
     'val_split': '[0, 1)',
     'seed': '[0, 4294967295]', # numpy and Lightning take 32-bit unsigned seeds
-    'num_workers': '[0, inf)', 'num_threads': '[0, inf)', 'pad_multiple': '[1, inf)', 'max_train_rows': '[0, inf)',
+    'num_workers': '[0, 256]', 'num_threads': '[0, 1024]', # more than any instance has cores; torch takes 32-bit thread counts
+    'pad_multiple': '[1, 512]', # a batch padded wider than BERT's 512 positions fails in the encoder
+    'max_train_rows': '[0, inf)',
 }
 
 def _bounds(spec:str)->tuple:
@@ -185,12 +198,16 @@ def range_text(spec:str)->str:
     if spec[0] + spec[-1] == '()': return f'between {n(lo)} and {n(hi)} (both excluded)'
     return f'in {spec}'
 
+INT64_MAX = 2**63 - 1 # numpy and torch hold integers in 64 bits; a bigger one overflows deep inside them
+
 def check_ranges(cfg:BSMConfig, # the config to check
                 ):
-    "Fail on the first number outside its `RANGES` interval, naming the key, the value and the interval."
+    "Fail on the first number outside its `RANGES` interval (or beyond 64 bits), naming the key, the value and the interval."
     for key, spec in RANGES.items():
         v = getattr(cfg, key)
         if not in_range(v, spec): raise ConfigError(f'hyperparameter {key!r}: value {v!r} must be {range_text(spec)}')
+        if isinstance(v, int) and v > INT64_MAX:
+            raise ConfigError(f'hyperparameter {key!r}: value {v!r} must be {range_text(spec)} and at most {INT64_MAX} (64 bits)')
 
 # %% ../nbs/00_config.ipynb #fb5959de
 ALIASES = {'tab_field_names': 'tab_field_list', 'cat_field_names': 'cat_field_list', 'text_field_list': 'text_name',
@@ -202,6 +219,26 @@ def field_types()->dict:
     kinds = {'str': 'str', 'int': 'int', 'float': 'float', 'bool': 'bool', 'list': 'list'}
     return {f.name: kinds[str(f.type)] for f in fields(BSMConfig)}
 
+def _label_key(name:str)->str:
+    "A class name as the data chapter compares labels: stripped, an integral number as an integer (`1.0` is `1`)."
+    s = name.strip()
+    try: f = float(s)
+    except ValueError: return s
+    return (str(int(f)) if f.is_integer() else repr(f)) if math.isfinite(f) else s
+
+def _check_labels(cfg:BSMConfig):
+    "`label_list` names two or more classes, each once; `positive_label`, given with a `label_list`, is one of its two classes."
+    keys = [_label_key(l) for l in cfg.label_list]
+    if '' in keys: raise ConfigError(f"hyperparameter 'label_list': {cfg.label_list!r} holds an empty class name")
+    if len(keys) == 1: raise ConfigError(f"hyperparameter 'label_list': {cfg.label_list!r} names 1 class; a classifier needs at least 2")
+    if dup := [l for l, k in zip(cfg.label_list, keys) if keys.count(k) > 1]:
+        raise ConfigError(f"hyperparameter 'label_list': class(es) {dup} appear more than once in {cfg.label_list}; expected each class once")
+    if cfg.positive_label and keys:
+        if len(keys) != 2:
+            raise ConfigError(f"hyperparameter 'positive_label': {cfg.positive_label!r} is for two classes, but label_list has {len(keys)}")
+        if _label_key(cfg.positive_label) not in keys:
+            raise ConfigError(f"hyperparameter 'positive_label': value {cfg.positive_label!r} is not one of label_list {cfg.label_list}")
+
 def _check_choices(cfg:BSMConfig):
     "Values that parse but are not among the choices."
     def bad(key, val, choices): raise ConfigError(f'hyperparameter {key!r}: value {val!r} is not one of {", ".join(map(str, choices))}')
@@ -210,6 +247,7 @@ def _check_choices(cfg:BSMConfig):
     if cfg.model_class not in MODEL_CLASSES: bad('model_class', cfg.model_class, MODEL_CLASSES)
     if cfg.lr_scaling not in ('none', 'linear', 'sqrt'): bad('lr_scaling', cfg.lr_scaling, ('none', 'linear', 'sqrt'))
     if cfg.class_weights not in ('none', 'balanced'): bad('class_weights', cfg.class_weights, ('none', 'balanced'))
+    if cfg.precision not in PRECISIONS: bad('precision', cfg.precision, PRECISIONS)
     for s in cfg.text_cleaning:
         if s not in CLEANING_STEPS: bad('text_cleaning', s, CLEANING_STEPS)
     check_ranges(cfg)
@@ -225,6 +263,12 @@ def _check_choices(cfg:BSMConfig):
         raise ConfigError("hyperparameters 'cat_field_list'/'tab_field_list': no tabular field named for a tabular model")
     if cfg.id_name in cfg.feature_fields or cfg.label_name in cfg.feature_fields:
         raise ConfigError(f'hyperparameters: id {cfg.id_name!r} or label {cfg.label_name!r} is also listed as a feature')
+    # the columns read must hold every field the preprocessing fits: a KeyError deep in the data chapter otherwise
+    needed = [*(cfg.text_name if cfg.effective_fusion != 'tab_only' else []), *cfg.cat_field_list, *cfg.tab_field_list, cfg.label_name]
+    if cfg.full_field_list and (left := [f for f in needed if f not in cfg.full_field_list]):
+        raise ConfigError(f"hyperparameter 'full_field_list': {cfg.full_field_list} leaves out {left}, which other hyperparameters name; "
+                          'add them, or leave full_field_list empty to read every named field')
+    _check_labels(cfg)
 
 def config_from_dict(hps:dict, # key -> value, as in hyperparameters.json (strings) or already typed
                      base:BSMConfig|None=None, # config to update; defaults when None
@@ -320,15 +364,23 @@ def _utf8_text(path:Path)->str:
         except UnicodeDecodeError as e: why = f'byte {raw[e.start]:#04x} at offset {e.start}; saved as latin-1 or cp1252?'
     raise ConfigError(f'{path} is not UTF-8 ({why}); expected UTF-8 JSON such as {{"lr": "5e-05"}}')
 
+def _json_object(text:str, # JSON text
+                 where:str, # the file or variable it came from, for the message
+                )->dict:
+    "The JSON object in `text`; a `ConfigError` naming `where` when it is no valid JSON or no object."
+    try: hps = json.loads(text)
+    except json.JSONDecodeError as e: raise ConfigError(f'{where} is not valid JSON: {e}') from None
+    except (ValueError, RecursionError) as e: # an integer of over 4300 digits, or lists nested too deep
+        raise ConfigError(f'{where} is not usable JSON ({e}); expected an object such as {{"lr": "5e-05"}}') from None
+    if not isinstance(hps, dict): raise ConfigError(f'{where} must hold a JSON object of hyperparameters, not {type(hps).__name__}')
+    return hps
+
 def read_hyperparameters(path:Path # hyperparameters.json
                         )->dict:
     "The dict in `hyperparameters.json`, or {} when there is no file."
     path = Path(path)
     if not path.exists(): return {}
-    try: hps = json.loads(_utf8_text(path) or '{}')
-    except json.JSONDecodeError as e: raise ConfigError(f'{path} is not valid JSON: {e}') from None
-    if not isinstance(hps, dict): raise ConfigError(f'{path} must hold a JSON object of hyperparameters, not {type(hps).__name__}')
-    return hps
+    return _json_object(_utf8_text(path) or '{}', str(path))
 
 def load_config(argv:list|None=None, # command-line arguments after the program name
                 env:dict|None=None, # environment (default `os.environ`)
@@ -337,9 +389,7 @@ def load_config(argv:list|None=None, # command-line arguments after the program 
     env = os.environ if env is None else env
     paths = SageMakerPaths.from_env(env)
     hps = read_hyperparameters(paths.hyperparameters_file)
-    if not hps and env.get('SM_HPS'):
-        try: hps = json.loads(env['SM_HPS'])
-        except json.JSONDecodeError as e: raise ConfigError(f'SM_HPS is not valid JSON: {e}') from None
+    if not hps and env.get('SM_HPS'): hps = _json_object(env['SM_HPS'], 'SM_HPS')
     cli_hps, cli_paths = parse_cli(list(argv or []))
     cfg = config_from_dict({**hps, **cli_hps})
     for k, v in cli_paths.items():
@@ -350,9 +400,11 @@ def load_config(argv:list|None=None, # command-line arguments after the program 
 # %% ../nbs/00_config.ipynb #f6b2d8e3
 def local_encoder_dir(name:str, # `pretrained_model`
                      )->Path|None:
-    "The directory `pretrained_model` names; None for a hub name (or none); a `ConfigError` when it looks like a path but is no directory."
+    "The directory `pretrained_model` names; None for a hub name (or none); a `ConfigError` when it looks like a path but is no encoder directory."
     if not name or not (name.startswith(('/', '.', '~')) or os.path.exists(name)): return None
     d = Path(name).expanduser()
-    if not d.is_dir(): raise ConfigError(f'pretrained_model {name!r}: no such directory; expected an encoder directory, '
-                                         'an earlier bsm_nb model dir, or a hub name (online only)')
+    expected = 'expected an encoder directory (with config.json), an earlier bsm_nb model dir (with bsm_model.json), or a hub name (online only)'
+    if not d.is_dir(): raise ConfigError(f"pretrained_model {name!r}: {'a file, not a directory' if d.exists() else 'no such directory'}; {expected}")
+    if not ((d/'config.json').is_file() or (d/'bsm_model.json').is_file()):
+        raise ConfigError(f'pretrained_model {name!r}: the directory has neither config.json nor bsm_model.json; {expected}')
     return d

@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_data.ipynb #4c49a25d
 from __future__ import annotations
-import gzip, io, json, math, random
+import gzip, io, itertools, json, math, os, random
 from collections import Counter
 from pathlib import Path
 import numpy as np, pandas as pd, torch
@@ -13,9 +13,10 @@ from .config import BSMConfig
 from .text import make_text_cleaner
 
 # %% auto #0
-__all__ = ['FORMATS', 'SKIPPED', 'DataError', 'InputError', 'file_format', 'channel_files', 'read_data_file', 'read_channel',
-           'normalise_category', 'to_numbers', 'check_rows', 'fit_label_list', 'encode_labels', 'FeatureProcessor',
-           'BSMDataset', 'collate_batch', 'LengthBucketSampler', 'make_dataloader', 'split_train_val']
+__all__ = ['FORMATS', 'SKIPPED', 'DataError', 'InputError', 'file_format', 'channel_files', 'not_utf8', 'utf8_error',
+           'read_data_file', 'read_channel', 'normalise_category', 'to_numbers', 'check_rows', 'check_filled',
+           'fit_label_list', 'encode_labels', 'FeatureProcessor', 'BSMDataset', 'collate_batch', 'LengthBucketSampler',
+           'make_dataloader', 'split_train_val']
 
 # %% ../nbs/03_data.ipynb #c0584f6a
 class DataError(ValueError):
@@ -37,12 +38,59 @@ def file_format(path:Path)->str|None:
         raise DataError(f'{path}: unknown data file type; expected one of {", ".join(FORMATS)} (optionally .gz)')
     return FORMATS[sfx[-1]]
 
+def _broken_link(p:Path):
+    "A `DataError` for the symbolic link `p`, which cannot be followed."
+    try: p.stat(); why = 'it cannot be followed'
+    except OSError as e: why = e.strerror
+    return DataError(f'{p}: a symbolic link to {os.readlink(p)!r} ({why}); expected a data file or a link to one')
+
 def channel_files(channel_dir:Path)->list:
-    "Data files under `channel_dir`, sorted, recursively; markers and hidden files skipped."
+    "Data files under `channel_dir`, sorted, recursively; markers and hidden files skipped; a data file's link that leads nowhere is a `DataError`."
     d = Path(channel_dir)
     if not d.is_dir(): raise DataError(f'channel directory {d} does not exist')
-    files = [p for p in sorted(d.rglob('*')) if p.is_file() and not any(q.startswith('.') for q in p.relative_to(d).parts)]
+    files = []
+    for p in sorted(d.rglob('*')):
+        if any(q.startswith('.') for q in p.relative_to(d).parts): continue
+        if p.is_file(): files.append(p)
+        elif p.is_symlink() and not p.exists() and file_format(p): raise _broken_link(p) # dangling, or a loop
     return [p for p in files if file_format(p)]
+
+# %% ../nbs/03_data.ipynb #a3a16e47
+_WIDE_BOMS = (b'\xff\xfe', b'\xfe\xff', b'\x00\x00\xfe\xff') # UTF-16 LE/BE, UTF-32 BE (UTF-32 LE starts like UTF-16 LE)
+
+def _raw(path:Path): return gzip.open(path, 'rb') if path.suffix.lower() == '.gz' else open(path, 'rb')
+
+def _first_bad_byte(path:Path, limit:int|None=None)->tuple|None:
+    "(offset, line, byte) of the first byte of `path` (gunzipped) that is not UTF-8 or is a NUL; None when the first `limit` bytes (all: None) have none."
+    offset, line, tail = 0, 1, b''
+    with _raw(path) as f:
+        blocks = iter(lambda: f.read(1 << 20), b'') if limit is None else iter([f.read(limit)])
+        for data in itertools.chain(blocks, [b'']): # b'': the end
+            buf, final = tail + data, not data and limit is None
+            try: buf.decode('utf-8'); bad = None
+            except UnicodeDecodeError as e: bad = e
+            cut = bad is not None and bad.reason == 'unexpected end of data' and bad.end == len(buf) and not final # a character split by the block's end
+            end = len(buf) if bad is None else bad.start
+            nul = buf.find(b'\x00', 0, end)
+            at = nul if nul >= 0 else end if bad is not None and not cut else None
+            if at is not None: return offset + at, line + buf.count(b'\n', 0, at), buf[at]
+            line, offset, tail = line + buf.count(b'\n', 0, end), offset + end, buf[end:]
+    return None
+
+def not_utf8(path:Path, # a CSV, TSV or JSON Lines file, maybe gzipped
+             limit:int|None=None, # look at the first `limit` bytes only; None: the whole file
+            )->str|None:
+    "Why `path` is not UTF-8 text, naming the first bad byte, its line and offset; None when it is. A UTF-8 byte-order mark is fine."
+    with _raw(path) as f: start = f.read(4)
+    if start.startswith(_WIDE_BOMS): return 'it starts with a UTF-16 or UTF-32 byte-order mark'
+    if (bad := _first_bad_byte(path, limit)) is None: return None
+    offset, line, byte = bad
+    guess = 'UTF-16 or UTF-32 without a byte-order mark?' if byte == 0 else 'saved as latin-1 or cp1252?'
+    return f'byte {byte:#04x} on line {line}, offset {offset}; {guess}'
+
+def utf8_error(path:Path, why:str)->DataError:
+    "The `DataError` for a file that `not_utf8` says is not UTF-8."
+    return DataError(f'{path}: not UTF-8 ({why}); expected UTF-8 text (with or without a byte-order mark)')
 
 # %% ../nbs/03_data.ipynb #093f85bf
 def _repeated(names)->list:
@@ -58,15 +106,18 @@ def _no_repeats(path:Path, names:list, where:str='header'):
 class _Pairs(list): "The (key, value) pairs of one JSON object, in order, repeats kept."
 
 def _read_json_lines(path:Path)->pd.DataFrame:
-    "A JSON Lines file (maybe gzipped) as a DataFrame; one JSON array, or an object with a key twice, is a `DataError`."
-    with (gzip.open if path.suffix.lower() == '.gz' else open)(path, 'rt', encoding='utf-8') as f: text = f.read()
+    "A JSON Lines file (maybe gzipped) as a DataFrame; one JSON array, a line that is no JSON object, or an object with a key twice, is a `DataError`."
+    with (gzip.open if path.suffix.lower() == '.gz' else open)(path, 'rt', encoding='utf-8-sig') as f: text = f.read() # -sig: a byte-order mark is fine
+    if not text.strip(): raise pd.errors.EmptyDataError(f'{path} is empty') # no rows, like an empty CSV
     if text.lstrip().startswith('['):
         raise DataError(f'{path}: holds a JSON array; expected JSON Lines, one object per line such as {{"id": 1, "text": "..."}}')
     for i, line in enumerate(text.split('\n'), 1):
         if not line.strip(): continue
         try: obj = json.loads(line, object_pairs_hook=_Pairs)
-        except json.JSONDecodeError: continue # pandas says what is wrong below
-        if isinstance(obj, _Pairs): _no_repeats(path, [k for k, _ in obj], f'object on line {i}')
+        except json.JSONDecodeError as e:
+            raise DataError(f'{path}: line {i} is not valid JSON ({e.msg} at column {e.colno}); expected one JSON object per line') from None
+        if not isinstance(obj, _Pairs): raise DataError(f'{path}: line {i} holds {line.strip()[:40]!r}, not a JSON object; expected one object per line')
+        _no_repeats(path, [k for k, _ in obj], f'object on line {i}')
     return pd.read_json(io.StringIO(text), lines=True, dtype=False)
 
 def read_data_file(path:Path, # a data file
@@ -75,6 +126,7 @@ def read_data_file(path:Path, # a data file
     "One data file as a DataFrame, columns restricted to `fields`."
     path, fmt = Path(path), file_format(Path(path))
     try:
+        if fmt != 'parquet' and (why := not_utf8(path, limit=1 << 16)): raise utf8_error(path, why) # before pandas: UTF-16 reads as UTF-8 with NULs
         if fmt in ('csv', 'tsv'):
             read = lambda **kw: pd.read_csv(path, sep=',' if fmt == 'csv' else '\t', dtype=str, keep_default_na=True, compression='infer', **kw)
             _no_repeats(path, read(header=None, nrows=1).iloc[0].tolist()) # pandas would rename a repeat `name.1`
@@ -86,11 +138,14 @@ def read_data_file(path:Path, # a data file
         else: df = _read_json_lines(path)
     except pd.errors.EmptyDataError: return pd.DataFrame(columns=fields or [])
     except DataError: raise
+    except UnicodeDecodeError: raise utf8_error(path, not_utf8(path) or 'a byte that is not UTF-8') from None # find the byte in the file
     except Exception as e: raise DataError(f'{path}: cannot read as {fmt}: {e}') from None
     df.columns = [str(c) for c in df.columns]
     if fields is not None:
         missing = [f for f in fields if f not in df.columns]
-        if missing: raise DataError(f'{path}: missing field(s) {missing}; the file has {list(df.columns)}')
+        sep, name = {'csv': ('\t', 'tab'), 'tsv': (',', 'comma')}.get(fmt, (None, None)) # the other separator
+        hint = f' (one column whose name holds {sep!r}: is the file {name}-separated?)' if sep and len(df.columns) == 1 and sep in df.columns[0] else ''
+        if missing: raise DataError(f'{path}: missing field(s) {missing}; the file has {list(df.columns)}{hint}')
         df = df[fields]
     return df
 
@@ -128,13 +183,21 @@ def normalise_category(v)->str|None:
     except ValueError: pass
     return s
 
+def _float_or_nan(v)->float:
+    "`float(v)`; NaN when `v` is no number, infinity when it is beyond float range (then treated as missing, like `1e999`)."
+    try: return float(v)
+    except OverflowError: return math.inf if v > 0 else -math.inf
+    except (TypeError, ValueError): return math.nan
+
 def to_numbers(values:pd.Series, # raw values of one numeric field
                name:str, # field name, for the message
               )->np.ndarray:
     "Floats with NaN for missing; a value that is not a number is an `InputError` naming row and field."
     s = values.map(lambda v: None if v is None or (isinstance(v, str) and not v.strip()) else v)
-    out = pd.to_numeric(s, errors='coerce').astype('float64')
-    bad = out.isna() & s.notna() & ~s.map(lambda v: isinstance(v, float) and math.isnan(v) or str(v).strip().lower() in ('nan', 'none', 'null'))
+    try: out = pd.to_numeric(s, errors='coerce').astype('float64')
+    except OverflowError: out = s.map(_float_or_nan).astype('float64') # an integer beyond float range: pandas gives up on the whole column
+    spelled_missing = s.map(lambda v: isinstance(v, float) and math.isnan(v) or str(v).strip().lower() in ('nan', 'none', 'null')).astype(bool) # bool even when empty
+    bad = out.isna() & s.notna() & ~spelled_missing
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
         raise InputError(f'row {i}, field {name!r}: {values.iloc[i]!r} is not a number')
@@ -153,6 +216,16 @@ def check_rows(df:pd.DataFrame, # rows of one file
         if f not in df: continue
         missing = df[f].map(normalise_category).isna().to_numpy()
         if missing.any(): raise DataError(f'{path}: row {int(np.flatnonzero(missing)[0])}, field {f!r}: value is missing')
+
+# %% ../nbs/03_data.ipynb #aa963073
+def check_filled(df:pd.DataFrame, # rows of a split
+                 fields:list, # fields the model reads
+                 where:str, # the split or channel, for the message
+                ):
+    "Fail on a field that has no value (missing, blank or `nan`) in any row of `df`."
+    for f in fields:
+        if f in df and len(df) and not any(normalise_category(v) is not None for v in df[f]):
+            raise DataError(f'{where}: field {f!r} is empty in all {len(df)} rows; expected values (is it the right column?)')
 
 # %% ../nbs/03_data.ipynb #7fd54ecf
 def fit_label_list(labels:pd.Series, # raw labels of train
@@ -240,7 +313,7 @@ class FeatureProcessor:
         for j, f in enumerate(cfg.tab_field_list):
             x = to_numbers(df[f], f) if f in df else np.full(n, np.nan)
             st = self.num_stats[f]
-            nums[:, 2*j] = (np.where(np.isnan(x), st['median'], x) - st['mean']) / st['std']
+            nums[:, 2*j] = np.clip((np.where(np.isnan(x), st['median'], x) - st['mean']) / st['std'], -10, 10) # before float32: 1e300 would overflow it
             nums[:, 2*j+1] = np.isnan(x)
         out.update(cat=cats, num=np.clip(nums, -10, 10))
         if with_labels and cfg.label_name in df: out['label'] = encode_labels(df[cfg.label_name], self.label_list, cfg.label_name)

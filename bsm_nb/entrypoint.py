@@ -62,9 +62,12 @@ def has_data(channel:Path)->bool:
 
 def read_splits(cfg:BSMConfig, paths:SageMakerPaths)->dict:
     "Frames of train, val and (when given) test."
-    from bsm_nb.data import read_channel, split_train_val
+    from bsm_nb.data import read_channel, split_train_val, check_filled
     read = lambda ch, n=0: read_channel(paths.channel(ch), cfg.read_fields, n, cfg.tab_field_list, [cfg.label_name])
     train = read('train', cfg.max_train_rows)
+    fusion = cfg.effective_fusion # the fields this model reads
+    used = [*(cfg.text_name if fusion != 'tab_only' else []), *(cfg.cat_field_list + cfg.tab_field_list if fusion != 'text_only' else [])]
+    check_filled(train, used, f'train channel {paths.channel("train")}')
     if has_data(paths.channel('val')): splits = {'train': train, 'val': read('val')}
     else:
         log.info(f'no val channel: holding out {cfg.val_split:.0%} of train, stratified, seed {cfg.seed}')
@@ -183,7 +186,7 @@ def write_failure(paths:SageMakerPaths, exc:BaseException)->Path:
     reason = f'{type(exc).__name__}: {exc}'.splitlines()[0][:1000] if str(exc) else type(exc).__name__
     paths.output_dir.mkdir(parents=True, exist_ok=True)
     f = paths.failure_file
-    f.write_text(reason + '\n\n' + ''.join(traceback.format_exception(exc)))
+    f.write_text(reason + '\n\n' + ''.join(traceback.format_exception(exc)), encoding='utf-8', errors='backslashreplace')
     return f
 
 def setup_logging(level=logging.INFO):

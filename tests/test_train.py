@@ -1,8 +1,10 @@
 """`bsm-train` as SageMaker runs it: a real process, a temporary `SAGEMAKER_BASE_DIR` (or script mode's `SM_*`
 variables), and everything it leaves behind checked: the model dir, metrics, predictions, plots, TensorBoard events,
 log lines, and for bad input exit code 255 with a failure file whose first line names the culprit.
+The catalogue of bad inputs (section 4) and the fuzzing of hyperparameters.json (section 6) run its `main` in this
+process, so that torch is imported once; what needs a real process (imports, exit codes of the script) is in section 5.
 Most runs use a tiny random BERT (`tiny_bert_dir`); one uses the real packaged MiniLM on the Women's Clothing data."""
-import json, re, shutil, struct
+import gzip, io, json, os, re, shutil, struct
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -323,21 +325,43 @@ def test_script_mode_with_sm_variables(train_tree, train_run, train_env, tiny_be
     if not opt_ml_existed: assert not Path('/opt/ml').exists(), 'script mode wrote under /opt/ml'
 
 
-# --- 4. bad input: exit 255, a failure file that names the culprit, no complete-looking model dir ------
+# --- 4. bad input, in-process: exit 255, a failure file that names the culprit, nothing in the model dir --------
+# A catalogue of bad hyperparameters, files and data values. Each case runs `bsm_nb.entrypoint.main` in this process
+# (torch is imported once, not once per case) on its own small tree; section 5 keeps the checks that need a real process.
 
 def _edit_csv(base:Path, channel:str, edit):
     f = channel_csv(base, channel)
     df = pd.read_csv(f, dtype=str); edit(df); df.to_csv(f, index=False)
 
-def _set(channel:str, row:int, col:str, value:str):
+def _set(channel:str, row:int, col:str, value):
     "Prepare step: put `value` in data row `row` (0-based, as pandas counts) of `col` in the channel's CSV."
     def edit(df): df.loc[row, col] = value
     return lambda b: _edit_csv(b, channel, edit)
 
-def _one_class(b):
-    def edit(df): df['label'] = '0'
-    _edit_csv(b, 'train', edit)
+def _set_all(channel:str, col:str, value):
+    "Prepare step: put `value` in every row of `col` in the channel's CSV."
+    def edit(df): df[col] = value
+    return lambda b: _edit_csv(b, channel, edit)
+
+def _drop(channel:str, col:str):
+    "Prepare step: remove column `col` from the channel's CSV."
+    def edit(df): del df[col]
+    return lambda b: _edit_csv(b, channel, edit)
+
+def _one_class(b): _set_all('train', 'label', '0')(b)
 def _only_success(b): shutil.rmtree(b/'input/data/train'); (b/'input/data/train').mkdir(); (b/'input/data/train/_SUCCESS').touch()
+def _hps_file(data:bytes|str):
+    "Prepare step: replace hyperparameters.json with `data`."
+    def prepare(b):
+        f = b/'input/config/hyperparameters.json'
+        f.write_bytes(data if isinstance(data, bytes) else data.encode())
+    return prepare
+def _hps_typed(**values):
+    "Prepare step: set typed JSON values (null, lists, objects, NaN) in hyperparameters.json, as a hand-written file may hold."
+    def prepare(b):
+        f = b/'input/config/hyperparameters.json'
+        f.write_text(json.dumps({**json.loads(f.read_text()), **values}))
+    return prepare
 def _hps_encoded(encoding:str):
     "Prepare step: rewrite hyperparameters.json in `encoding`, with a value (`Résumé`) that is not ASCII."
     def prepare(b):
@@ -361,86 +385,270 @@ def _no_val_and(edit):
     "Prepare step: remove the val channel (so val is held out of train), then `edit`."
     def prepare(b): shutil.rmtree(b/'input/data/val'); edit(b)
     return prepare
+def _replace_file(channel:str, name:str, make):
+    "Prepare step: replace the channel's CSV with the file `name`, whose bytes are `make(text of the CSV)`."
+    def prepare(b):
+        f = channel_csv(b, channel); text = f.read_text(); f.unlink()
+        (f.parent/name).write_bytes(make(text))
+    return prepare
+def _lines(edit):
+    "`make` for `_replace_file`: the CSV's lines, edited in place by `edit(lines)`, as UTF-8."
+    def make(text):
+        lines = text.splitlines(); edit(lines)
+        return ('\n'.join(lines) + '\n').encode()
+    return make
+def _accented(text:str)->str: return text.replace('\n', '\nCafé-', 1) # line 2's id now holds an é
+def _jsonl(text:str)->str: return pd.read_csv(io.StringIO(text), dtype=str).to_json(orient='records', lines=True, force_ascii=False)
+def _tsv(text:str)->str: return pd.read_csv(io.StringIO(text), dtype=str).to_csv(sep='\t', index=False)
+def _parquet(text:str, rows:slice=slice(None))->bytes:
+    buf = io.BytesIO(); pd.read_csv(io.StringIO(text), dtype=str).iloc[rows].to_parquet(buf, index=False); return buf.getvalue()
+def _cut(data:bytes)->bytes: return data[:len(data) // 2] # a file whose copy was interrupted
+def _symlink(channel:str, name:str, target):
+    "Prepare step: add a symbolic link `name` to `target(base)` in the channel."
+    return lambda b: (b/'input/data'/channel/name).symlink_to(target(b))
+def _unreadable(b): channel_csv(b, 'train').chmod(0)
+def _mkdir(rel:str): return lambda b: (b/rel).mkdir(parents=True)
 
 @dataclass
 class Bad:
     name:str
-    expect:list # substrings of the failure file's first line
+    kind:str # what is bad: 'hyperparameters' (hyperparameters.json, SM_HPS, flags), 'files' (channels, files, formats) or 'data' (values)
+    expect:list # substrings of the failure file's first line; a tuple: any one of them
     hps:dict = field(default_factory=dict) # added to hyperparameters.json
     prepare:object = None # edits the tree before the run
-    args:tuple = () # command-line flags
+    args:tuple = () # command-line flags; `{base}` is the tree
+    env:dict = field(default_factory=dict) # environment on top of SAGEMAKER_BASE_DIR; `{base}` is the tree
+    skip:str = '' # a reason to skip the case here
 
+HPS, FILES, DATA = 'hyperparameters', 'files', 'data'
+HPS_FILE = 'hyperparameters.json'
 BAD = [
-    Bad('unknown_key_typo', ["unknown hyperparameter 'batch_sise'", "Did you mean 'batch_size'"], hps={'batch_sise': '8'}),
-    Bad('bad_int', ["'max_epochs'", "'two'", 'integer'], hps={'max_epochs': 'two'}),
-    Bad('bad_bool', ["'reinit_pooler'", "'maybe'", 'boolean'], hps={'reinit_pooler': 'maybe'}),
-    Bad('bad_list', ["'cat_field_list'", 'list'], hps={'cat_field_list': '["marketplace", "order_status"'}),
-    Bad('unknown_fusion', ["'fusion'", "'sum'", 'concat'], hps={'fusion': 'sum'}),
-    Bad('lr_out_of_range_on_command_line', ["'lr'", 'between 0 and 1'], args=('--lr', '5')),
-    Bad('max_seq_length_over_512', ["'max_seq_length'", '1000', '512'], hps={'max_seq_length': '1000'}),
-    Bad('text_hook_unimportable', ['text_hook', "'nosuchmodule_xyz:clean'", 'nosuchmodule_xyz'], hps={'text_hook': 'nosuchmodule_xyz:clean'}),
-    # a hook that raises on the text: the reason must name the hook, not only the hook's own exception
-    Bad('text_hook_raises', ['text_hook', "'json:loads'"], hps={'text_hook': 'json:loads'}),
+    # hyperparameters: keys, types, ranges, choices, rules between fields, the file itself, SM_HPS, the command line
+    Bad('unknown_key_typo', HPS, ["unknown hyperparameter 'batch_sise'", "Did you mean 'batch_size'"], hps={'batch_sise': '8'}),
+    Bad('unknown_key', HPS, ["unknown hyperparameter 'zzz'", 'Valid keys: id_name'], hps={'zzz': '1'}),
+    Bad('bad_int', HPS, ["'max_epochs'", "'two'", 'integer'], hps={'max_epochs': 'two'}),
+    Bad('int_not_whole', HPS, ["'batch_size'", "'8.5'", 'not an integer'], hps={'batch_size': '8.5'}),
+    Bad('int_infinite', HPS, ["'max_epochs'", "'inf'", 'not an integer'], hps={'max_epochs': 'inf'}),
+    Bad('float_word', HPS, ["'lr'", "'fast'", 'not a number'], hps={'lr': 'fast'}),
+    Bad('bad_bool', HPS, ["'reinit_pooler'", "'maybe'", 'boolean'], hps={'reinit_pooler': 'maybe'}),
+    Bad('bool_typo', HPS, ["'length_bucketing'", "'ture'", 'boolean'], hps={'length_bucketing': 'ture'}),
+    Bad('bad_list', HPS, ["'cat_field_list'", 'list'], hps={'cat_field_list': '["marketplace", "order_status"'}),
+    Bad('python_list_unclosed', HPS, ["'text_cleaning'", '"[\'html\'"', 'list of names'], hps={'text_cleaning': "['html'"}),
+    Bad('list_of_lists', HPS, ["'tab_field_list'", 'list of names'], hps={'tab_field_list': '[["order_amount"], "days_since_order"]'}),
+    Bad('unknown_fusion', HPS, ["'fusion'", "'sum'", 'concat'], hps={'fusion': 'sum'}),
+    Bad('unknown_pooling', HPS, ["'pooling'", "'max'", 'mean, cls, pooler'], hps={'pooling': 'max'}),
+    Bad('unknown_model_class', HPS, ["'model_class'", "'roberta'", 'multimodal_bert'], hps={'model_class': 'roberta'}),
+    Bad('unknown_cleaning_step', HPS, ["'text_cleaning'", "'stem'", 'whitespace, html'], hps={'text_cleaning': 'html,stem'}),
+    Bad('unknown_class_weights', HPS, ["'class_weights'", "'auto'", 'none, balanced'], hps={'class_weights': 'auto'}),
+    # found only after the data was read and the model built, in Lightning's words; now from the config
+    Bad('unknown_precision', HPS, ["'precision'", "'fp8'", 'bf16-mixed'], hps={'precision': 'fp8'}),
+    # a Lightning precision this image cannot run: a raw ModuleNotFoundError before
+    Bad('precision_transformer_engine', HPS, ["'precision'", "'transformer-engine'"], hps={'precision': 'transformer-engine'}),
     # the key at fault is metric_choices, which the user set, not early_stop_metric, which they left alone
-    Bad('unknown_metric_choice', ['metric_choices', "'auc'"], hps={'metric_choices': '["auc"]'}),
-    Bad('reinit_layers_too_many', ['reinit_layers', '5', 'only 2 layers'], hps={'reinit_layers': '5'}),
-    Bad('hyperparameters_not_json', ['hyperparameters.json', 'not valid JSON'],
-        prepare=lambda b: (b/'input/config/hyperparameters.json').write_text('{"lr": "1e-4", ')),
-    Bad('missing_train_channel', ['input/data/train', 'does not exist'], prepare=lambda b: shutil.rmtree(b/'input/data/train')),
-    Bad('empty_train_channel', ['input/data/train', 'no data files'], prepare=_only_success),
-    Bad('unknown_file_type', ['notes.txt', 'unknown data file type'], prepare=lambda b: (b/'input/data/train/notes.txt').write_text('hi')),
-    Bad('text_field_not_in_file', ['train.csv', "missing field(s) ['mesage']"], hps={'text_name': 'mesage'}),
-    Bad('numeric_field_holds_a_word', ['row 5', "'order_amount'", "'lots'"], prepare=_set('train', 5, 'order_amount', 'lots')),
-    # with val held out of train, the row named must still be the row of the file (data row 50 = line 52)
-    Bad('numeric_word_without_val_channel', ["'order_amount'", "'lots'", ('row 50', 'line 52')],
-        prepare=_no_val_and(_set('train', 50, 'order_amount', 'lots'))),
-    Bad('single_class_labels', ["'label'", '1 class', 'at least 2'], prepare=_one_class),
-    Bad('label_outside_label_list', ["'label'", "'spam'", 'label_list'], hps={'label_list': '["0", "1"]'}, prepare=_set('train', 3, 'label', 'spam')),
-    Bad('val_label_outside_labels', ['row 2', "'label'", "'spam'"], prepare=_set('val', 2, 'label', 'spam')),
+    Bad('unknown_metric_choice', HPS, ['metric_choices', "'auc'"], hps={'metric_choices': '["auc"]'}),
+    Bad('early_stop_metric_not_logged', HPS, ["'early_stop_metric'", "'val_accuracy'", 'val_loss, val_auroc'], hps={'early_stop_metric': 'val_accuracy'}),
+    Bad('lr_out_of_range_on_command_line', HPS, ["'lr'", 'between 0 and 1'], args=('--lr', '5')),
+    Bad('lr_zero', HPS, ["'lr'", 'value 0.0', 'between 0 and 1 (both excluded)'], hps={'lr': '0'}),
+    Bad('lr_nan', HPS, ["'lr'", 'value nan', 'between 0 and 1'], hps={'lr': 'NaN'}),
+    Bad('dropout_one', HPS, ["'dropout'", 'value 1.0', 'in [0, 1)'], hps={'dropout': '1'}),
+    Bad('warmup_ratio_negative', HPS, ["'warmup_ratio'", 'value -0.1', 'in [0, 1)'], hps={'warmup_ratio': '-0.1'}),
+    Bad('batch_size_zero', HPS, ["'batch_size'", 'value 0', 'at least 1'], hps={'batch_size': '0'}),
+    Bad('max_seq_length_over_512', HPS, ["'max_seq_length'", '1000', '512'], hps={'max_seq_length': '1000'}),
+    Bad('seed_beyond_32_bits', HPS, ["'seed'", 'value 4294967296', 'in [0, 4294967295]'], hps={'seed': '4294967296'}),
+    Bad('master_port_too_big', HPS, ["'master_port'", 'value 70000', 'in [1, 65534]'], hps={'master_port': '70000'}),
     # numbers of the right type but outside their range: these trained silently or failed deep in torch
-    Bad('cat_embedding_dim_zero', ["'cat_embedding_dim'", 'value 0', 'at least 1'], hps={'cat_embedding_dim': '0'}),
-    Bad('weight_decay_negative', ["'weight_decay'", 'value -5.0', 'at least 0'], hps={'weight_decay': '-5'}),
-    Bad('tab_hidden_dim_negative', ["'tab_hidden_dim'", 'value -1', 'at least 1'], hps={'tab_hidden_dim': '-1'}),
-    Bad('hyperparameters_latin1', ['hyperparameters.json', 'not UTF-8', 'byte 0xe9', 'expected UTF-8 JSON'], prepare=_hps_encoded('latin-1')),
-    Bad('hyperparameters_utf16', ['hyperparameters.json', 'not UTF-8', 'UTF-16', 'expected UTF-8 JSON'], prepare=_hps_encoded('utf-16')),
-    Bad('csv_column_twice', ['train.csv', "column(s) ['message']", 'more than once'], prepare=_repeat_column('train', 'message')),
-    Bad('json_array_not_lines', ['train.json', 'holds a JSON array', 'expected JSON Lines'], prepare=_as_json_array('train')),
-    Bad('hub_name_offline', ["pretrained_model 'no-such-org/no-such-bert'", 'HF_HUB_OFFLINE', 'leave pretrained_model empty'],
+    Bad('cat_embedding_dim_zero', HPS, ["'cat_embedding_dim'", 'value 0', 'at least 1'], hps={'cat_embedding_dim': '0'}),
+    Bad('weight_decay_negative', HPS, ["'weight_decay'", 'value -5.0', 'at least 0'], hps={'weight_decay': '-5'}),
+    Bad('tab_hidden_dim_negative', HPS, ["'tab_hidden_dim'", 'value -1', 'in [1, 8192]'], hps={'tab_hidden_dim': '-1'}),
+    Bad('tab_hidden_dim_huge', HPS, ["'tab_hidden_dim'", 'value 100000000', 'in [1, 8192]'], hps={'tab_hidden_dim': '1e8'}), # torch: "can't allocate memory"
+    Bad('pad_multiple_over_512', HPS, ["'pad_multiple'", 'value 600', 'in [1, 512]'], hps={'pad_multiple': '600'}), # torch, mid-epoch: "expanded size ... 512"
+    Bad('num_threads_beyond_32_bits', HPS, ["'num_threads'", f'value {2**40}', 'in [0, 1024]'], hps={'num_threads': str(2**40)}), # "Overflow when unpacking long"
+    Bad('int_beyond_64_bits', HPS, ["'accumulate_grad_batches'", 'at most 9223372036854775807 (64 bits)'], hps={'accumulate_grad_batches': '1e30'}), # "int too big to convert"
+    Bad('reinit_layers_too_many', HPS, ['reinit_layers', '5', 'only 2 layers'], hps={'reinit_layers': '5'}),
+    Bad('text_hook_not_module_function', HPS, ["'text_hook'", "'nocolon'", 'module:function'], hps={'text_hook': 'nocolon'}),
+    Bad('text_hook_unimportable', HPS, ['text_hook', "'nosuchmodule_xyz:clean'", 'nosuchmodule_xyz'], hps={'text_hook': 'nosuchmodule_xyz:clean'}),
+    Bad('text_hook_function_missing', HPS, ['text_hook', "'json:nosuchfn'", 'cannot be loaded'], hps={'text_hook': 'json:nosuchfn'}),
+    # a hook that raises on the text: the reason must name the hook, not only the hook's own exception
+    Bad('text_hook_raises', HPS, ['text_hook', "'json:loads'"], hps={'text_hook': 'json:loads'}),
+    Bad('no_text_field', HPS, ["'text_name'", 'no text field named', 'model_class tab_mlp'], hps={'text_name': '[]'}),
+    Bad('tabular_model_without_fields', HPS, ["'cat_field_list'/'tab_field_list'", 'no tabular field'],
+        hps={'model_class': 'tab_mlp', 'cat_field_list': '[]', 'tab_field_list': '[]'}),
+    # a bare KeyError ('marketplace') from the data chapter before
+    Bad('full_field_list_leaves_out_a_field', HPS, ["'full_field_list'", "leaves out ['marketplace', ", 'which other hyperparameters name'],
+        hps={'full_field_list': '["case_id", "message", "label"]'}),
+    Bad('id_as_a_feature', HPS, ["id 'case_id'", 'also listed as a feature'], hps={'cat_field_list': '["case_id", "marketplace"]'}),
+    # trained a three-class head for two classes before
+    Bad('label_list_twice', HPS, ["'label_list'", "['1', '1.0']", 'more than once'], hps={'label_list': '["0", "1", "1.0"]'}),
+    # "label 'label' has 1 class(es) ['spam'] in train" before, after the data was read
+    Bad('label_list_one_class', HPS, ["'label_list'", "['spam'] names 1 class", 'at least 2'], hps={'label_list': 'spam'}),
+    Bad('positive_label_not_in_label_list', HPS, ["'positive_label'", "'spam'", "label_list ['0', '1']"],
+        hps={'label_list': '["0", "1"]', 'positive_label': 'spam'}),
+    Bad('positive_label_multiclass', HPS, ["'positive_label'", "'a'", 'label_list has 3'], hps={'label_list': 'a,b,c', 'positive_label': 'a'}),
+    # JSON a hand-written file may hold: these named a column 'None' or "['a', 'b']" before
+    Bad('string_key_null', HPS, ["'id_name'", 'value None', 'not a string'], prepare=_hps_typed(id_name=None)),
+    Bad('string_key_list', HPS, ["'label_name'", "value ['label', 'y']", 'not a string'], prepare=_hps_typed(label_name=['label', 'y'])),
+    Bad('number_as_object', HPS, ["'lr'", "value {'value': 0.0001}", 'not a number'], prepare=_hps_typed(lr={'value': 1e-4})),
+    Bad('nan_literal', HPS, ["'dropout'", 'value nan'], prepare=_hps_typed(dropout=float('nan'))),
+    Bad('hyperparameters_not_json', HPS, [HPS_FILE, 'not valid JSON'], prepare=_hps_file('{"lr": "1e-4", ')),
+    Bad('hyperparameters_array', HPS, [HPS_FILE, 'must hold a JSON object', 'not list'], prepare=_hps_file('[{"lr": "1e-4"}]')),
+    # a ValueError and a RecursionError from json before, naming no file
+    Bad('hyperparameters_huge_integer', HPS, [HPS_FILE, 'not usable JSON', '4300 digits'], prepare=_hps_file('{"seed": 1' + '0' * 5000 + '}')),
+    Bad('hyperparameters_nested_too_deep', HPS, [HPS_FILE, 'not usable JSON'], prepare=_hps_file('{"text_name": ' + '[' * 100_000 + ']' * 100_000 + '}')),
+    Bad('hyperparameters_latin1', HPS, [HPS_FILE, 'not UTF-8', 'byte 0xe9', 'expected UTF-8 JSON'], prepare=_hps_encoded('latin-1')),
+    Bad('hyperparameters_utf16', HPS, [HPS_FILE, 'not UTF-8', 'UTF-16', 'expected UTF-8 JSON'], prepare=_hps_encoded('utf-16')),
+    Bad('hyperparameters_cp1252_quotes', HPS, [HPS_FILE, 'not UTF-8', 'byte 0x93'], prepare=_hps_file(b'{"text_name": \x93message\x94}')), # Word's curly quotes
+    Bad('sm_hps_not_json', HPS, ['SM_HPS is not valid JSON'], prepare=lambda b: (b/'input/config/hyperparameters.json').unlink(), env={'SM_HPS': '{"lr": '}),
+    # an AttributeError ('list' object has no attribute 'items') before
+    Bad('sm_hps_array', HPS, ['SM_HPS must hold a JSON object', 'not list'], prepare=lambda b: (b/'input/config/hyperparameters.json').unlink(),
+        env={'SM_HPS': '["lr", "1e-4"]'}),
+    Bad('command_line_stray_argument', HPS, ['command line', "unexpected argument 'oops'", '--key value'], args=('oops',)),
+    Bad('command_line_flag_without_value', HPS, ["'batch_size'", "value 'true'", 'integer'], args=('--batch_size',)),
+    # a transformers error ("Couldn't instantiate the backend tokenizer") after the data was read, before
+    Bad('pretrained_model_not_an_encoder', HPS, ['SetupError', "pretrained_model '", 'neither config.json nor bsm_model.json'],
+        prepare=_mkdir('enc'), args=('--pretrained_model', '{base}/enc')),
+    Bad('pretrained_model_a_file', HPS, ['SetupError', 'hyperparameters.json', 'a file, not a directory'],
+        args=('--pretrained_model', '{base}/input/config/hyperparameters.json')),
+    Bad('hub_name_offline', HPS, ["pretrained_model 'no-such-org/no-such-bert'", 'HF_HUB_OFFLINE', 'leave pretrained_model empty'],
         hps={'pretrained_model': 'no-such-org/no-such-bert'}),
+
+    # files: channels, formats, encodings, links
+    Bad('missing_train_channel', FILES, ['input/data/train', 'does not exist'], prepare=lambda b: shutil.rmtree(b/'input/data/train')),
+    Bad('train_channel_variable_nowhere', FILES, ['SetupError', '/no/such/channel', 'the train channel is required'], env={'SM_CHANNEL_TRAIN': '/no/such/channel'}),
+    Bad('empty_train_channel', FILES, ['input/data/train', 'no data files'], prepare=_only_success),
+    # a name that is not UTF-8 reaches Python as a lone surrogate, which UTF-8 cannot write: no failure file before
+    Bad('file_name_not_utf8', FILES, ['caf\\udce9.txt', 'unknown data file type'], prepare=lambda b: open(bytes(b/'input/data/train') + b'/caf\xe9.txt', 'w').close()),
+    Bad('unknown_file_type', FILES, ['notes.txt', 'unknown data file type'], prepare=lambda b: (b/'input/data/train/notes.txt').write_text('hi')),
+    Bad('empty_csv', FILES, ['input/data/train', "has no rows in ['train.csv']"], prepare=_replace_file('train', 'train.csv', lambda t: b'')),
+    Bad('header_only_csv', FILES, ['input/data/train', "has no rows in ['train.csv']"], prepare=_replace_file('train', 'train.csv', _lines(lambda l: l.__delitem__(slice(1, None))))),
+    Bad('test_channel_without_rows', FILES, ['input/data/test', "has no rows in ['test.csv']"], prepare=_replace_file('test', 'test.csv', _lines(lambda l: l.__delitem__(slice(1, None))))),
+    Bad('csv_row_with_extra_fields', FILES, ['train.csv', 'Expected 9 fields in line 6, saw 11'], prepare=_replace_file('train', 'train.csv', _lines(lambda l: l.__setitem__(5, l[5] + ',extra,more')))),
+    # a row cut short reads as missing values: the label is the first to be missed
+    Bad('csv_row_cut_short', FILES, ['train.csv', 'row 4', "field 'label'", 'value is missing'], prepare=_replace_file('train', 'train.csv', _lines(lambda l: l.__setitem__(5, l[5].split(',')[0])))),
+    Bad('gzip_that_is_not', FILES, ['train.csv.gz', 'Not a gzipped file'], prepare=_replace_file('train', 'train.csv.gz', str.encode)),
+    Bad('gzip_truncated', FILES, ['train.csv.gz', 'Compressed file ended before the end-of-stream marker'], prepare=_replace_file('train', 'train.csv.gz', lambda t: _cut(gzip.compress(t.encode())))),
+    Bad('parquet_truncated', FILES, ['train.parquet', 'cannot read as parquet'], prepare=_replace_file('train', 'train.parquet', lambda t: _cut(_parquet(t)))),
+    Bad('parquet_without_rows', FILES, ['input/data/train', "has no rows in ['train.parquet']"], prepare=_replace_file('train', 'train.parquet', lambda t: _parquet(t, slice(0, 0)))),
+    Bad('json_array_not_lines', FILES, ['train.json', 'holds a JSON array', 'expected JSON Lines'], prepare=_as_json_array('train')),
+    # "No ':' found when decoding object value at position 1098" before: a position in the whole file
+    Bad('jsonl_bad_line', FILES, ['train.jsonl', 'line 4 is not valid JSON', 'expected one JSON object per line'],
+        prepare=_replace_file('train', 'train.jsonl', lambda t: _lines(lambda l: l.__setitem__(3, l[3][:-5]))(_jsonl(t)))),
+    # "'int' object is not iterable" before
+    Bad('jsonl_line_not_an_object', FILES, ['train.jsonl', "line 4 holds '5'", 'not a JSON object'],
+        prepare=_replace_file('train', 'train.jsonl', lambda t: _lines(lambda l: l.__setitem__(3, '5'))(_jsonl(t)))),
+    # "missing field(s) [...]; the file has []" before
+    Bad('jsonl_empty', FILES, ['input/data/train', "has no rows in ['train.jsonl']"], prepare=_replace_file('train', 'train.jsonl', lambda t: b'\n')),
+    Bad('csv_column_twice', FILES, ['train.csv', "column(s) ['message']", 'more than once'], prepare=_repeat_column('train', 'message')),
+    Bad('tsv_that_is_comma_separated', FILES, ['train.tsv', 'missing field(s)', 'is the file comma-separated?'], prepare=_replace_file('train', 'train.tsv', str.encode)),
+    Bad('text_field_not_in_file', FILES, ['train.csv', "missing field(s) ['mesage']"], hps={'text_name': 'mesage'}),
+    Bad('label_column_missing', FILES, ['train.csv', "missing field(s) ['label']"], prepare=_drop('train', 'label')),
+    Bad('categorical_missing_in_val', FILES, ['val.csv', "missing field(s) ['marketplace']"], prepare=_drop('val', 'marketplace')),
+    # not UTF-8: the file, the byte, its line, and what was expected (pandas' "position 59" was in its read buffer)
+    Bad('csv_latin1', FILES, ['train.csv', 'not UTF-8', 'byte 0xe9 on line 2', 'latin-1 or cp1252', 'expected UTF-8'],
+        prepare=_replace_file('train', 'train.csv', lambda t: _accented(t).encode('latin-1'))),
+    Bad('csv_utf16_with_bom', FILES, ['train.csv', 'not UTF-8', 'UTF-16 or UTF-32 byte-order mark', 'expected UTF-8'],
+        prepare=_replace_file('train', 'train.csv', lambda t: t.encode('utf-16'))),
+    # "Error tokenizing data. C error: Expected 9 fields in line 3, saw 11" before: NULs are valid UTF-8
+    Bad('csv_utf16_without_bom', FILES, ['train.csv', 'not UTF-8', 'byte 0x00 on line 1', 'without a byte-order mark', 'expected UTF-8'],
+        prepare=_replace_file('train', 'train.csv', lambda t: t.encode('utf-16-le'))),
+    Bad('csv_gz_cp1252', FILES, ['train.csv.gz', 'not UTF-8', 'byte 0xe9 on line 2', 'expected UTF-8'],
+        prepare=_replace_file('train', 'train.csv.gz', lambda t: gzip.compress(_accented(t).encode('cp1252')))),
+    Bad('tsv_latin1_in_val', FILES, ['val.tsv', 'not UTF-8', 'byte 0xe9 on line 2', 'expected UTF-8'],
+        prepare=_replace_file('val', 'val.tsv', lambda t: _tsv(_accented(t)).encode('latin-1'))),
+    Bad('jsonl_latin1', FILES, ['train.jsonl', 'not UTF-8', 'byte 0xe9 on line 1', 'expected UTF-8'],
+        prepare=_replace_file('train', 'train.jsonl', lambda t: _jsonl(_accented(t)).encode('latin-1'))),
+    Bad('jsonl_utf16_with_bom', FILES, ['train.jsonl', 'not UTF-8', 'byte-order mark', 'expected UTF-8'],
+        prepare=_replace_file('train', 'train.jsonl', lambda t: _jsonl(t).encode('utf-16'))),
+    # a link that leads nowhere was skipped without a word, and its rows lost
+    Bad('symlink_dangling', FILES, ['part-2.csv', 'a symbolic link to', 'No such file or directory'],
+        prepare=_symlink('train', 'part-2.csv', lambda b: b/'moved-away.csv')),
+    Bad('symlink_loop', FILES, ['loop.csv', 'a symbolic link to', 'Too many levels of symbolic links'],
+        prepare=_symlink('train', 'loop.csv', lambda b: b/'input/data/train/loop.csv')),
+    Bad('unreadable_file', FILES, ['train.csv', 'Permission denied'], prepare=_unreadable,
+        skip='root reads any file' if hasattr(os, 'geteuid') and os.geteuid() == 0 else ''),
+    Bad('no_val_and_val_split_zero', FILES, ['no val channel and val_split is 0'], hps={'val_split': '0'}, prepare=lambda b: shutil.rmtree(b/'input/data/val')),
+    Bad('too_few_rows_to_hold_out_val', FILES, ['train has 3 rows', 'too few to hold out'],
+        prepare=_no_val_and(_replace_file('train', 'train.csv', _lines(lambda l: l.__delitem__(slice(4, None)))))),
+
+    # data values
+    Bad('numeric_field_holds_a_word', DATA, ['row 5', "'order_amount'", "'lots'"], prepare=_set('train', 5, 'order_amount', 'lots')),
+    # with val held out of train, the row named must still be the row of the file (data row 50 = line 52)
+    Bad('numeric_word_without_val_channel', DATA, ["'order_amount'", "'lots'", ('row 50', 'line 52')],
+        prepare=_no_val_and(_set('train', 50, 'order_amount', 'lots'))),
+    Bad('numeric_word_in_val', DATA, ['val.csv', 'row 3', "'days_since_order'", "'soon'", 'not a number'], prepare=_set('val', 3, 'days_since_order', 'soon')),
+    Bad('label_missing', DATA, ['train.csv', 'row 7', "field 'label'", 'value is missing'], prepare=_set('train', 7, 'label', None)),
+    Bad('label_missing_in_val', DATA, ['val.csv', 'row 3', "field 'label'", 'value is missing'], prepare=_set('val', 3, 'label', ' ')),
+    Bad('single_class_labels', DATA, ["'label'", '1 class', 'at least 2'], prepare=_one_class),
+    Bad('label_outside_label_list', DATA, ["'label'", "'spam'", 'label_list'], hps={'label_list': '["0", "1"]'}, prepare=_set('train', 3, 'label', 'spam')),
+    Bad('label_index_beyond_label_list', DATA, ["'label'", "'7'", "not in label_list ['no', 'yes']"], hps={'label_list': 'no,yes'}, prepare=_set('train', 3, 'label', '7')),
+    Bad('val_label_outside_labels', DATA, ['row 2', "'label'", "'spam'"], prepare=_set('val', 2, 'label', 'spam')),
+    Bad('test_label_outside_labels', DATA, ['test channel', 'row 4', "'label'", "'spam'"], prepare=_set('test', 4, 'label', 'spam')),
+    Bad('positive_label_not_in_data', DATA, ["positive_label 'spam'", "not one of the labels ['0', '1']"], hps={'positive_label': 'spam'}),
+    # these trained on nothing before: a wrong column, or an export that lost it
+    Bad('text_field_all_empty', DATA, ['train channel', "field 'message' is empty in all 80 rows", 'right column'], prepare=_set_all('train', 'message', '')),
+    Bad('numeric_field_all_empty', DATA, ['train channel', "field 'order_amount' is empty in all 80 rows"], prepare=_set_all('train', 'order_amount', None)),
+    Bad('categorical_all_missing', DATA, ['train channel', "field 'marketplace' is empty in all 80 rows"], prepare=_set_all('train', 'marketplace', 'nan')),
 ]
 assert len({c.name for c in BAD}) == len(BAD)
+CATALOGUE = {k: sum(c.kind == k for c in BAD) for k in (HPS, FILES, DATA)}
+assert sum(CATALOGUE.values()) == len(BAD) >= 50 and min(CATALOGUE.values()) >= 10, CATALOGUE
 
 
-@pytest.fixture(scope='module')
-def bad_runs(request, train_tree, train_run, tiny_bert_dir):
-    "Each selected bad-input case run as its own bsm-train process, two at a time: name -> (returncode, output, base)."
-    selected = {item.callspec.params['case'].name for item in request.session.items
-                if getattr(item, 'originalname', None) == 'test_bad_input_fails_with_a_reason' and hasattr(item, 'callspec')}
-    cases, bases = [c for c in BAD if c.name in selected], {}
-    for case in cases:
-        base = bases[case.name] = train_tree(f'bad_{case.name}', n_train=120, n_val=30, n_test=30, seed=4,
-                                             hyperparameters={'max_epochs': 1, 'batch_size': 32, 'pretrained_model': str(tiny_bert_dir), **case.hps})
-        if case.prepare: case.prepare(base)
-    def run(case): return train_run(bases[case.name], *case.args)
-    with ThreadPoolExecutor(WORKERS) as ex: return dict(zip((c.name for c in cases), ex.map(run, cases)))
+@pytest.fixture
+def run_main(monkeypatch):
+    """`run_main(base, *args, **env)` runs `bsm_nb.entrypoint.main` in this process on the tree `base`, with SageMaker's
+    variables of this process removed, offline; returns (exit code, what it printed). Whatever a run changes in this
+    process (environment, signal and logging handlers, warning filters, torch threads) is put back afterwards."""
+    import contextlib, logging, signal, sys, warnings
+    from bsm_nb.entrypoint import main
+    env0 = dict(os.environ)
+    signals = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)}
+    loggers = [logging.getLogger(n) for n in ('bsm_nb', 'lightning', 'lightning.pytorch', 'lightning.fabric')]
+    logs = [(lg, lg.handlers[:], lg.level, lg.propagate) for lg in loggers]
+    threads = sys.modules['torch'].get_num_threads() if 'torch' in sys.modules else None
+    def run(base:Path, *args, **env)->tuple:
+        for k in [k for k in os.environ if k.startswith('SM_')]: monkeypatch.delenv(k)
+        for k, v in {'SAGEMAKER_BASE_DIR': base, 'HF_HUB_OFFLINE': '1', 'TOKENIZERS_PARALLELISM': 'false', **env}.items():
+            monkeypatch.setenv(k, str(v).replace('{base}', str(base)))
+        out = io.StringIO()
+        with warnings.catch_warnings(), contextlib.redirect_stdout(out):
+            rc = main([str(a).replace('{base}', str(base)) for a in args])
+        return rc, out.getvalue()
+    yield run
+    os.environ.clear(); os.environ.update(env0)
+    for s, h in signals.items(): signal.signal(s, h)
+    for lg, handlers, level, propagate in logs: lg.handlers[:], lg.level, lg.propagate = handlers, level, propagate
+    if 'torch' in sys.modules: sys.modules['torch'].set_num_threads(threads or os.cpu_count() or 1)
 
 
-@pytest.mark.parametrize('case', BAD, ids=[c.name for c in BAD])
-def test_bad_input_fails_with_a_reason(case, bad_runs):
-    """Exit code 255; output/failure's first line (at most 1024 characters, as SageMaker shows it) names the culprit;
-    the model dir has no bsm_model.json and no staging directory."""
-    rc, out, base = bad_runs[case.name]
+def check_failure(base:Path, rc:int, out:str)->str:
+    """Exit code 255; output/failure's first line (at most 1024 characters, as SageMaker shows it) is one of our errors,
+    not a bare exception, and the traceback follows; the model dir holds nothing. Returns the first line."""
     assert rc == 255, f'exit code {rc}\n{out[-3000:]}'
     failure = base/'output'/'failure'
     assert failure.exists(), out[-3000:]
-    first = failure.read_text().splitlines()[0]
+    text = failure.read_text(encoding='utf-8')
+    first = text.splitlines()[0]
     assert 0 < len(first) <= 1024
+    assert re.match(r'(ConfigError|SetupError|DataError|ValueError): \S', first), first
+    assert 'Traceback' in text # the details follow the reason
+    model = base/'model'
+    assert not model.exists() or not any(model.iterdir()), sorted(p.name for p in model.iterdir()) # no bsm_model.json, no .staging-*
+    return first
+
+
+@pytest.mark.parametrize('case', [pytest.param(c, id=c.name, marks=[pytest.mark.skip(reason=c.skip)] if c.skip else []) for c in BAD])
+def test_bad_input_fails_with_a_reason(case, train_tree, tiny_bert_dir, run_main):
+    """Each bad input of the catalogue: exit code 255, a failure file whose first line names the culprit (`case.expect`),
+    and nothing in the model dir. 80 train rows and one epoch of the tiny BERT: a case that trains by mistake ends in
+    about a second, and fails here."""
+    base = train_tree(f'bad_{case.name}', n_train=80, n_val=20, n_test=20, seed=4,
+                      hyperparameters={'max_epochs': 1, 'batch_size': 32, 'num_threads': 1, 'pretrained_model': str(tiny_bert_dir), **case.hps})
+    if case.prepare: case.prepare(base)
+    rc, out = run_main(base, *case.args, **case.env)
+    first = check_failure(base, rc, out)
     for want in case.expect:
         options = want if isinstance(want, tuple) else (want,)
         assert any(o in first for o in options), f'{options} not in the first line: {first!r}'
-    assert 'Traceback' in failure.read_text() # the details follow the reason
-    model = base/'model'
-    assert not (model/'bsm_model.json').exists() and not staging_left(model), sorted(p.name for p in model.iterdir())
 
 
 # --- 5. fail fast: config and setup errors come before torch, Lightning and transformers are imported -----
@@ -516,3 +724,125 @@ def test_hub_name_is_checked_before_data_is_read(train_tree, train_run):
     first = first_failure_line(base)
     assert "pretrained_model 'no-such-org/no-such-bert'" in first and 'notes.txt' not in first, first
     assert 'rows: ' not in out # no split was read
+
+
+# --- 6. fuzzing hyperparameters.json: a success, or a failure file that names the culprit, and nothing else -------
+
+from hypothesis import HealthCheck, event, given, settings, strategies as st
+from bsm_nb.config import ALIASES, FUSIONS, IGNORED, MODEL_CLASSES, POOLINGS, check_ranges, field_types
+from bsm_nb.synthetic import DEFAULT_HYPERPARAMETERS as DEFAULT_TREE_HPS
+
+TYPES = field_types()
+KEYS = st.one_of(st.sampled_from([*TYPES, *ALIASES, *IGNORED, 'sagemaker_program']), st.text(max_size=20))
+ODD = st.sampled_from(['', ' ', '0', '1', '-1', '2.5', '1e400', '-1e400', '1e30', 'nan', 'NaN', 'inf', '-Infinity', 'true', 'True',
+                       'maybe', 'null', 'None', '[]', '()', '["a"]', "['a'", '[1, [2]]', '[null]', '{"a": 1}', '"\\"x\\""', '""', 'a,b',
+                       ',', ' , ', 'message', 'label', 'case_id', 'module:function', 'json:loads', ':', '/', '.', '~', '..',
+                       'bert-base-uncased', '\u2028', '\x00', 'ü', '\ud800'])
+ANY_CHAR = st.characters() | st.characters(categories=['Cs']) # lone surrogates too: JSON's \ud800 becomes one
+SCALARS = st.one_of(st.none(), st.booleans(), st.integers(), st.integers(-10**40, 10**40), st.floats(), ODD,
+                    st.text(ANY_CHAR, max_size=30), st.text(ANY_CHAR, min_size=1, max_size=3).map(lambda s: s * 3000)) # long
+VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3), max_leaves=6)
+WAYS = ['utf-8', 'utf-8-sig', 'utf-16', 'utf-16-le', 'utf-32', 'latin-1', 'cp1252', 'python-repr', 'cut-off', 'random-bytes',
+        'long-number', 'deep-nesting']
+
+@st.composite
+def hyperparameters_files(draw)->tuple:
+    "(how, bytes): a hyperparameters.json of random keys and values, written one of `WAYS`."
+    hps, how = draw(st.dictionaries(KEYS, VALUES, max_size=5)), draw(st.sampled_from(WAYS))
+    if how == 'random-bytes': return how, draw(st.binary(max_size=300))
+    n, key = draw(st.integers(1, 6000)), json.dumps(draw(KEYS))
+    if how == 'long-number': return how, f'{{{key}: {"9" * n}}}'.encode() # Python reads no integer of over 4300 digits
+    if how == 'deep-nesting': return how, f'{{{key}: {"[" * n}{"]" * n}}}'.encode() # json recurses once per level
+    text = repr(hps) if how == 'python-repr' else json.dumps(hps, ensure_ascii=draw(st.booleans())) # NaN and Infinity as JSON literals
+    if how == 'cut-off': text = text[:draw(st.integers(0, len(text)))]
+    enc = how if how in WAYS[:7] else 'utf-8'
+    return how, text.encode(enc, errors='surrogatepass' if enc.startswith('utf') else 'replace')
+
+NAMES_A_CULPRIT = re.compile(r"hyperparameter|hyperparameters\.json|pretrained_model")
+FUZZ_SETTINGS = dict(database=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                                                           HealthCheck.data_too_large, HealthCheck.large_base_example])
+
+@pytest.fixture
+def fuzz_tree(train_tree): return train_tree('fuzz', n_train=40, n_val=12, n_test=12, seed=5)
+
+
+@pytest.mark.timeout(600)
+@settings(max_examples=200, deadline=5000, **FUZZ_SETTINGS)
+@given(case=hyperparameters_files())
+def test_fuzzed_hyperparameters_file_is_accepted_or_fails_clearly(case, fuzz_tree, run_main, monkeypatch):
+    """Random keys, values (null, lists, objects, huge and non-finite numbers, any code point, long strings) and ways to
+    write them (UTF-8 with and without BOM, UTF-16, UTF-32, latin-1, cp1252, Python literals, cut-off JSON, random bytes):
+    `main` either accepts the config, or exits 255 with a failure file whose first line is a config or setup error naming a
+    hyperparameter or the file, never a bare exception; within 5 s. Training itself is replaced by a check of the config
+    it would get (the next test trains)."""
+    import bsm_nb.entrypoint as ep
+    how, raw = case
+    accepted = []
+    monkeypatch.setattr(ep, 'train_job', lambda cfg, paths, env=None, hub_name=False: (check_ranges(cfg), accepted.append(cfg)))
+    (fuzz_tree/'input/config/hyperparameters.json').write_bytes(raw)
+    (fuzz_tree/'output/failure').unlink(missing_ok=True)
+    rc, out = run_main(fuzz_tree)
+    event(f'{how}: ' + ('accepted' if rc == 0 else 'failure file'))
+    if rc == 0:
+        assert len(accepted) == 1 and not (fuzz_tree/'output/failure').exists(), (how, raw[:300])
+        return
+    first = check_failure(fuzz_tree, rc, out)
+    assert first.startswith(('ConfigError: ', 'SetupError: ')), (how, raw[:300], first) # before any import or data
+    assert NAMES_A_CULPRIT.search(first), (how, raw[:300], first)
+
+
+COLUMNS = ['case_id', 'message', 'marketplace', 'order_status', 'item_category', 'order_amount', 'days_since_order', 'messages_so_far', 'label']
+PINNED = ('max_epochs', 'batch_size', 'num_threads', 'num_workers', 'pretrained_model', 'checkpoint_every_n_steps') # on the command line: runs stay short
+
+CATS, NUMS = COLUMNS[2:5], COLUMNS[5:8]
+SENSIBLE = { # values that should train, for the fields whose good values are not just numbers in range
+    'fusion': FUSIONS, 'pooling': POOLINGS, 'model_class': [*MODEL_CLASSES], 'class_weights': ['none', 'balanced'],
+    'lr_scaling': ['none', 'linear', 'sqrt'], 'precision': ['auto', '32-true', 'bf16-mixed'], 'early_stop_metric': ['val_loss', 'val_auroc'],
+    'id_name': ['case_id'], 'label_name': ['label'], 'positive_label': ['', '0', '1'], 'text_hook': ['', 'json:dumps'],
+    'text_name': ['message', '["message", "order_status"]'], 'cat_field_list': ['[]', json.dumps(CATS[:2])], 'tab_field_list': ['[]', json.dumps(NUMS)],
+    'text_cleaning': ['[]', 'html,lowercase,urls'], 'metric_choices': ['auroc', '["accuracy", "f1_score", "auroc"]'], 'label_list': ['', '0,1', 'no,yes'],
+    'full_field_list': ['']}
+
+def odd(typ:str):
+    "Values a careless person might write for a field of type `typ`."
+    if typ == 'str': return st.sampled_from([*COLUMNS, '', 'nope', 'balanced', 'gated', 'tab_only', 'cls', 'pooler', 'tab_mlp', 'bert',
+                                             'fp8', '32-true', 'sqrt', 'val_loss', 'val_accuracy', '0', '1', 'json:loads', 'nosuch:fn'])
+    if typ == 'list': return (st.lists(st.sampled_from([*COLUMNS, 'nope', 'html', 'lowercase', 'auroc', 'accuracy', '0', '1']), max_size=3).map(json.dumps)
+                              | st.sampled_from(['', '[', 'a,,b', '[[1]]', '0,1,1']))
+    if typ == 'int': return st.integers(-2, 520).map(str) | st.sampled_from(['1e30', 'inf', 'x', '2.5'])
+    if typ == 'float': return st.floats(-0.5, 1.5).map(repr) | st.sampled_from(['nan', '-inf', '1e-9', 'x'])
+    return st.sampled_from(['maybe', '1', '0', '', 'none'])
+
+def plausible(key:str):
+    "Mostly a value of `key` that should train, sometimes an `odd` one."
+    typ = TYPES[key]
+    good = (st.sampled_from(SENSIBLE[key]) if key in SENSIBLE else st.integers(0, 64).map(str) if typ == 'int'
+            else st.floats(0, 0.9).map(repr) if typ == 'float' else st.sampled_from(['true', 'false']))
+    return st.one_of(good, good, odd(typ))
+
+@st.composite
+def plausible_hyperparameters(draw)->dict:
+    "One to four fields (not the pinned ones) with `plausible` values."
+    keys = draw(st.lists(st.sampled_from(sorted(k for k in TYPES if k not in PINNED)), min_size=1, max_size=4, unique=True))
+    return {k: draw(plausible(k)) for k in keys}
+
+
+@pytest.mark.timeout(900)
+@settings(max_examples=15, deadline=None, **FUZZ_SETTINGS)
+@given(hps=plausible_hyperparameters())
+def test_fuzzed_hyperparameters_train_or_fail_clearly(hps, fuzz_tree, run_main, tiny_bert_dir):
+    """The whole of `main`, training included, on random but plausible values of one to four hyperparameters (one
+    epoch of the tiny BERT): a complete model dir, or exit 255 with a failure file whose first line is one of our errors
+    and names a hyperparameter, a channel, a file or a field, and nothing in the model dir."""
+    f = fuzz_tree/'input/config/hyperparameters.json'
+    f.write_text(json.dumps({**DEFAULT_TREE_HPS, **hps}))
+    (fuzz_tree/'output/failure').unlink(missing_ok=True)
+    for d in ('model', 'checkpoints'): shutil.rmtree(fuzz_tree/d, ignore_errors=True) # a new run, not a resumed one
+    rc, out = run_main(fuzz_tree, '--max_epochs', '1', '--batch_size', '16', '--num_threads', '1', '--num_workers', '0',
+                       '--checkpoint_every_n_steps', '0', '--pretrained_model', tiny_bert_dir)
+    event('trained' if rc == 0 else 'failure file')
+    if rc == 0:
+        assert (fuzz_tree/'model'/'bsm_model.json').exists() and not (fuzz_tree/'output/failure').exists(), (hps, out[-3000:])
+        return
+    first = check_failure(fuzz_tree, rc, out)
+    assert re.search(r"hyperparameter|channel|\.(csv|tsv|jsonl|parquet)\b|" + '|'.join(map(re.escape, [*TYPES, *COLUMNS])), first), (hps, first)
