@@ -213,9 +213,16 @@ def test_invocations_in_json_csv_and_jsonlines_match_training_predictions(server
     np.testing.assert_allclose(answers[JSON]['probability'].astype(float), saved[prob_col].astype(float), atol=0.02)
 
 
-def test_execution_parameters_and_a_client_error(server):
+def test_execution_parameters_the_row_limit_and_a_client_error(server):
+    "The row limit measured when the model loaded (logged) is what /execution-parameters' payload and a 413 follow."
+    m = re.search(r'at most (\d+) rows a request', server.logs())
+    assert m, server.logs()[-3000:]
+    limit = int(m.group(1))
     r = requests.get(f'{server.url}/execution-parameters', timeout=5)
-    assert r.status_code == 200 and r.json()['MaxPayloadInMB'] == 6 and r.json()['BatchStrategy'] == 'MULTI_RECORD'
+    assert r.status_code == 200 and r.json()['BatchStrategy'] == 'MULTI_RECORD', r.text
+    assert r.json()['MaxPayloadInMB'] == max(1, min(6, limit * 100 // 2**20)), (limit, r.json())
+    r = server.post(json.dumps([{'message': 'hi'}] * (limit + 1)).encode(), JSON)
+    assert r.status_code == 413 and f'at most {limit} rows a request' in r.json()['error'], r.text[:300]
     r = server.post(b'<a/>', 'application/xml')
     assert r.status_code == 415 and 'unsupported Content-Type' in r.json()['error']
     r = server.post(b'[{"message": ', JSON)
@@ -223,9 +230,11 @@ def test_execution_parameters_and_a_client_error(server):
 
 
 def test_serve_on_sagemaker_bind_to_port_and_stop_within_30s(trained):
-    s = Server(trained[0], 9091, '-e', 'SAGEMAKER_BIND_TO_PORT=9091')
+    s = Server(trained[0], 9091, '-e', 'SAGEMAKER_BIND_TO_PORT=9091', '-e', 'MAX_ROWS_PER_REQUEST=5')
     try:
         s.wait_ready()
+        r = s.post(json.dumps([{'message': 'hi'}] * 6).encode(), JSON) # the environment's limit, not the measured one
+        assert r.status_code == 413 and 'at most 5 rows a request' in r.json()['error'], r.text[:300]
         procs = engine('top', s.name, 'args', check=True).stdout
         assert 'nginx' in procs and ('gunicorn' in procs or 'run_app_server' in procs), procs
         code, took = s.stop()
