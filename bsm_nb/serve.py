@@ -165,16 +165,13 @@ def records_frame(records:list, # objects by field name, or arrays in CSV column
 def check_inputs(df:pd.DataFrame, # rows as parsed
                  config:BSMConfig, # the model's config
                 )->pd.DataFrame:
-    "`df` restricted to the id and input fields, in order; 400 when a row has a value for none of them, or a number field holds a non-number."
+    "`df` restricted to the id and input fields, in order; 400 when a row has a value for none of the input fields."
     if not len(df): raise RequestError(400, 'no records to predict')
     inputs = [f for f in config.feature_fields if f in df.columns]
     if not inputs: raise RequestError(400, f'none of the model\'s input fields is in the request; it reads {", ".join(config.feature_fields)}')
     empty = ~df[inputs].notna().any(axis=1).to_numpy()
     if empty.any():
         raise RequestError(400, f'row {int(np.flatnonzero(empty)[0])} has no value for any of the model\'s input fields ({", ".join(config.feature_fields)})')
-    from bsm_nb.data import to_numbers
-    for f in config.tab_field_list: # here, so that the row named is the row of the whole request
-        if f in df: to_numbers(df[f], f)
     return df[[c for c in [config.id_name, *config.feature_fields] if c in df.columns]].reset_index(drop=True)
 
 # %% ../nbs/08_serve.ipynb #0f8fbb8c
@@ -244,7 +241,7 @@ class ServeSettings:
     port:int = 8080 # SAGEMAKER_BIND_TO_PORT: where nginx listens
     host:str = '' # BSM_SERVE_HOST: address nginx listens on; empty = all interfaces
     workers:int = 1 # MODEL_SERVER_WORKERS: gunicorn worker processes, each with its own model
-    threads:int = 16 # MODEL_SERVER_THREADS: request threads per worker
+    threads:int = 32 # MODEL_SERVER_THREADS: request threads per worker
     torch_threads:int = 1 # BSM_TORCH_THREADS: torch CPU threads per worker
     timeout:int = 60 # MODEL_SERVER_TIMEOUT: seconds to answer one request
     max_payload_mb:int = 6 # SAGEMAKER_MAX_PAYLOAD_IN_MB: largest request body; 0 = no limit
@@ -253,7 +250,7 @@ class ServeSettings:
     max_concurrent_transforms:int = 0 # SAGEMAKER_MAX_CONCURRENT_TRANSFORMS; 0 = one per worker
     batch_size:int = 64 # BSM_SERVE_BATCH_SIZE: rows per forward pass
     max_rows:int = 0 # MAX_ROWS_PER_REQUEST: rows one request may hold; 0 = what fits in the timeout, measured at load
-    max_queue:int = 14 # BSM_MAX_QUEUE: requests a worker holds, running or waiting; beyond it 503 (default: threads - 2)
+    max_queue:int = 30 # BSM_MAX_QUEUE: requests a worker holds, running or waiting; beyond it 503 (default: threads - 2)
     stuck_after:int = 120 # BSM_STUCK_AFTER: seconds one prediction may run before its worker is replaced (default: 2 x timeout)
     n_gpus:int = 0 # GPUs to spread the workers over
     nginx_workers:int = 2 # nginx worker processes; proxying is light work
@@ -268,8 +265,8 @@ class ServeSettings:
         n_gpus = _count_gpus() if n_gpus is None else n_gpus
         n_cpus = _count_cpus() if n_cpus is None else n_cpus
         batch = str(env.get('SAGEMAKER_BATCH', '')).strip().lower() in ('1', 'true', 'yes')
-        workers = _env_int(env, 'MODEL_SERVER_WORKERS', n_gpus or max(1, min(4, n_cpus // 2)), 1)
-        threads, timeout = _env_int(env, 'MODEL_SERVER_THREADS', 16, 2), _env_int(env, 'MODEL_SERVER_TIMEOUT', 600 if batch else 60, 1)
+        workers = _env_int(env, 'MODEL_SERVER_WORKERS', n_gpus or max(1, min(4, n_cpus)), 1) # see the benchmark in bench/RESULTS.md
+        threads, timeout = _env_int(env, 'MODEL_SERVER_THREADS', 32, 2), _env_int(env, 'MODEL_SERVER_TIMEOUT', 600 if batch else 60, 1)
         return cls(model_dir=SageMakerPaths.from_env(env).model_dir, port=_env_int(env, 'SAGEMAKER_BIND_TO_PORT', 8080, 1),
                    host=env.get('BSM_SERVE_HOST', '').strip(), workers=workers, threads=threads,
                    torch_threads=_env_int(env, 'BSM_TORCH_THREADS', max(1, n_cpus // workers), 1), timeout=timeout,
@@ -423,8 +420,9 @@ class ModelState:
 
 # %% ../nbs/08_serve.ipynb #32aae3bd
 @patch
-def admit(self:ModelState, n:int, # rows in the request
+def admit(self:ModelState, n:int, # rows in the request (0 before the body is read)
           deadline:float, # `time.monotonic()` by which to answer
+          hold:bool=True, # take the place; False only checks, so that a busy worker can refuse before reading the body
          ):
     "Hold a place for `n` rows, or refuse now: 413 over `max_rows`, 503 with `Retry-After` when the queue is full or too slow."
     if n > self.max_rows:
@@ -439,7 +437,7 @@ def admit(self:ModelState, n:int, # rows in the request
         if self.held and ahead + mine > left: # alone, a request always gets its chance: the deadline stops it if need be
             raise RequestError(503, f'busy: the {self.rows_held} rows queued ahead need about {ahead:.1f} s and these {n} about {mine:.1f} s, '
                                     f'more than the {max(left, 0):.1f} s left before the timeout; retry in {retry["Retry-After"]} s', retry)
-        self.held, self.rows_held = self.held + 1, self.rows_held + n
+        if hold: self.held, self.rows_held = self.held + 1, self.rows_held + n
 
 @patch
 def _done(self:ModelState, rows:int, # rows no longer ahead of others
@@ -449,6 +447,20 @@ def _done(self:ModelState, rows:int, # rows no longer ahead of others
 
 # %% ../nbs/08_serve.ipynb #2f7cd271
 CHUNK_ROWS = 512 # rows tokenized at once: between two deadline checks there is at most this much tokenizing and one batch
+
+@patch
+def _in_chunks(self:ModelState, df:pd.DataFrame, before_batch)->pd.DataFrame:
+    "`predict_frame` on `CHUNK_ROWS` rows at a time, numbered and checked as one request."
+    from bsm_nb.data import to_numbers
+    cfg, n = self.bundle.config, len(df)
+    for f in cfg.tab_field_list: # first, over the whole request, so that an error names the request's row, not a chunk's
+        if f in df: to_numbers(df[f], f)
+    if cfg.id_name not in df: df = df.assign(**{cfg.id_name: range(n)})
+    parts = []
+    for lo in range(0, n, CHUNK_ROWS):
+        before_batch(lo)
+        parts.append(self.bundle.predict_frame(df.iloc[lo:lo + CHUNK_ROWS], batch_size=self.batch_size, before_batch=lambda d, t, lo=lo: before_batch(lo + d)))
+    return pd.concat(parts, ignore_index=True)
 
 @patch
 def predict(self:ModelState, df:pd.DataFrame, # rows from `parse_request`
@@ -476,13 +488,8 @@ def predict(self:ModelState, df:pd.DataFrame, # rows from `parse_request`
                     raise RequestError(504, f'the request was too large for the {self.timeout:g} s timeout: {now - arrived:.1f} s in, {done} of {total} rows '
                                             f'were done ({start - arrived:.1f} s of it waiting for the model); about {rows_that_fit(per_row, self.budget, spare=0)} '
                                             f'rows fit in that time: send fewer rows per request')
-            id_name = self.bundle.config.id_name
-            if id_name not in df: df = df.assign(**{id_name: range(n)}) # numbered across chunks
-            parts = []
-            for lo in range(0, n, CHUNK_ROWS): # tokenized a chunk at a time, so that no long stretch of work goes unchecked
-                before_batch(lo)
-                parts.append(self.bundle.predict_frame(df.iloc[lo:lo + CHUNK_ROWS], batch_size=self.batch_size, before_batch=lambda d, t, lo=lo: before_batch(lo + d)))
-            pred = pd.concat(parts, ignore_index=True)
+            if n <= CHUNK_ROWS: pred = self.bundle.predict_frame(df, batch_size=self.batch_size, before_batch=before_batch)
+            else: pred = self._in_chunks(df, before_batch)
             self._done(n - counted); counted = n
             return pred
         finally:
@@ -565,6 +572,7 @@ def create_app(settings:ServeSettings|None=None, # default: `ServeSettings.from_
         if state.status != 'ready': return not_ready()
         t0, deadline, environ = time.perf_counter(), request_deadline(request.headers.get('X-Request-Start'), settings.timeout), request.environ
         try:
+            state.admit(0, deadline, hold=False) # a worker that must refuse does so before it reads and parses the body
             out_mime, out_params = response_format(request.headers.get('Accept'))
             rows = parse_request(request.get_data(cache=False), request.headers.get('Content-Type'), state.bundle.config)
             pred = state.predict(rows, deadline, gone=lambda: client_gone(environ))
