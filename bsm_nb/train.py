@@ -322,7 +322,7 @@ def model_train(model:MultimodalBert, # the model to fit
 MODEL_CLASSES = {'multimodal_bert': MultimodalBert, 'bert': MultimodalBert, 'text_bert': MultimodalBert, 'tab_mlp': MultimodalBert, 'tabular': MultimodalBert}
 
 def load_checkpoint(checkpoint_path:str|Path, # a checkpoint written by `model_train`
-                    model_class:str='multimodal_bert', # kept for the seed's signature; every class is `MultimodalBert`
+                    model_class:str='multimodal_bert', # the original training script's parameter, accepted so its calls still work; every class is `MultimodalBert`
                     device_l:str='cpu', # where to put the model
                    )->MultimodalBert:
     "The model of a Lightning checkpoint, in eval mode on `device_l`."
