@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_config.ipynb #3953f22e
 from __future__ import annotations
-import ast, dataclasses, difflib, json, math, os, re, typing
+import ast, difflib, json, math, os, re
 from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
 
@@ -153,7 +153,7 @@ def parse_value(key:str, # the field's name, for the error message
         if typ == 'float': return float(_unquote(str(value)))
         if value is None or isinstance(value, (list, tuple, dict)): raise ValueError # a JSON null, list or object names nothing
         return _unquote(value) if isinstance(value, str) else str(value)
-    except (ValueError, TypeError, OverflowError, RecursionError) as e:
+    except (ValueError, TypeError, OverflowError, RecursionError):
         expected = {'list': 'a list of names (JSON `["a", "b"]`, Python `[\'a\']` or `a,b`)', 'bool': 'a boolean (true/false)',
                     'int': 'an integer', 'float': 'a number', 'str': 'a string'}[typ]
         raise ConfigError(f'hyperparameter {key!r}: value {value!r} is not {expected}') from None

@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_data.ipynb #4c49a25d
 from __future__ import annotations
-import gzip, io, itertools, json, math, os, random
+import gzip, io, itertools, json, math, os
 from collections import Counter
 from pathlib import Path
 import numpy as np, pandas as pd, torch
@@ -236,7 +236,6 @@ def fit_label_list(labels:pd.Series, # raw labels of train
     names = [normalise_category(l) for l in cfg.label_list] or seen
     if len(names) < 2: raise DataError(f'label {cfg.label_name!r} has {len(names)} class(es) {names} in train; at least 2 are needed')
     if cfg.label_list:
-        idx = {n: i for i, n in enumerate(names)}
         # label_list may name the classes while the file holds their indices 0..K-1
         if not set(seen) <= set(names) and not set(seen) <= {str(i) for i in range(len(names))}:
             raise DataError(f'label {cfg.label_name!r}: values {sorted(set(seen) - set(names))} are not in label_list {names}')

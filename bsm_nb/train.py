@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_train.ipynb #d02791c4
 from __future__ import annotations
-import errno, functools, json, logging, math, os, random, re, shutil, sys, time, zipfile
+import errno, functools, json, logging, os, random, re, shutil, time, zipfile
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 import lightning as L
