@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_config.ipynb #3953f22e
 from __future__ import annotations
-import ast, difflib, json, math, os, re
+import ast, difflib, json, math, os
 from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
 

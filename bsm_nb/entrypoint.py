@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_entrypoint.ipynb #70cbf92d
 from __future__ import annotations
-import json, logging, os, shutil, sys, tempfile, time, traceback
+import json, logging, os, sys, tempfile, time, traceback
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING

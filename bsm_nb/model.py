@@ -4,8 +4,7 @@
 
 # %% ../nbs/04_model.ipynb #35df5acb
 from __future__ import annotations
-import json, logging, os, shutil
-from dataclasses import asdict
+import json, logging
 from pathlib import Path
 import torch, torch.nn as nn, torch.nn.functional as F
 import lightning as L
