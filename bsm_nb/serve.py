@@ -368,7 +368,7 @@ class ModelState:
                  torch_threads:int=0, # torch CPU threads for inference; 0 = torch's default
                  timeout:float=60, # seconds from a request's arrival to its answer (MODEL_SERVER_TIMEOUT)
                  max_rows:int=0, # rows a request may hold; 0 = `rows_that_fit` at the pace measured at load
-                 max_queue:int=14, # requests held at once, running or waiting
+                 max_queue:int=30, # requests held at once, running or waiting (as `ServeSettings`)
                  batch_size:int=64, # rows per forward pass
                  pace_file:Path|None=None, # see `shared_pace`
                 ):
