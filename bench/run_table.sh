@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 out=bench/out
 mkdir -p "$out"
-rm -f "$out"/{peer,baselines}.jsonl "$out"/{run_table,peer,ours}.log  # fresh rows
+rm -f "$out"/{peer,baselines,automm}.jsonl "$out"/{run_table,peer,ours,automm}.log  # fresh rows
 log() { echo "$(date -u +%FT%TZ) load $(cut -d' ' -f1-3 /proc/loadavg) | $*" | tee -a "$out/run_table.log"; }
 
 bash bench/setup_peer.sh
@@ -26,6 +26,15 @@ for args in "gating_on_cat_and_num_feats_then_sum --with-rating" \
     # shellcheck disable=SC2086  # $args is deliberately split into flags
     "$peer" bench/peer_run.py --seed 42 --out "$out/peer.jsonl" --combine-feat-method $args 2>>"$out/peer.log"
     log "done (5- and 15-min load ~ load during the run)"
+done
+
+# the second peer, AutoGluon's AutoMM, with its defaults but the protocol's (bench/automm_run.py says which)
+bash bench/setup_automm.sh
+for args in "--without-rating" "--with-rating"; do
+    log "automm $args"
+    # shellcheck disable=SC2086  # $args is a flag
+    bench/.venv-automm/bin/python bench/automm_run.py --seed 42 --out "$out/automm.jsonl" $args >>"$out/automm.log" 2>&1
+    log "done"
 done
 
 # bsm_nb ("ours"): the exported train program, same protocol, defaults (precision auto: bf16-mixed where the CPU has

@@ -96,7 +96,7 @@ class ModelBundle:
         if not len(ds): return format_predictions(np.zeros((0, len(self.label_list))), [], self.label_list, self.threshold)
         cfg = dataclasses.replace(self.config, num_workers=0) # no worker processes per request
         probs = predict_proba(self.model, make_dataloader(ds, cfg, pad_id=self.pad_id, batch_size=batch_size), precision=cfg.precision,
-                              before_batch=before_batch)
+                              before_batch=before_batch, int8=cfg.predict_int8)
         return format_predictions(probs, ds.ids, self.label_list, self.threshold)
 
 def read_meta(model_dir:Path)->dict:

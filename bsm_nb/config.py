@@ -49,6 +49,7 @@ class BSMConfig:
     reinit_layers:int = 0 # re-initialise the top N encoder layers
     dropout:float = 0.1 # dropout before the classifier head
     attention_dropout:float = 0.0 # dropout on the encoder's attention weights; 0 lets PyTorch use its fused attention in training (BERT's own is 0.1)
+    freeze_word_embeddings:bool = True # keep the encoder's word embeddings as pretrained: less optimizer work and memory, same accuracy (bench/RESULTS.md)
     cat_embedding_dim:int = 16 # largest embedding size of a categorical field
     tab_hidden_dim:int = 64 # width of the numeric/categorical MLP
     # optimisation
@@ -62,6 +63,7 @@ class BSMConfig:
     early_stop_metric:str = 'val_auroc' # monitored for early stopping and the best checkpoint
     early_stop_patience:int = 3 # epochs without improvement before stopping
     metric_choices:list = field(default_factory=lambda: ['auroc', 'average_precision', 'f1_score']) # logged every epoch
+    predict_int8:bool = True # where prediction would run in fp32 on a CPU (no bf16 in hardware, or precision=32-true): int8 linear layers in the encoder, for speed; false = exact fp32
     precision:str = 'auto' # auto: bf16-mixed on a GPU or a CPU with bf16 in hardware (AVX512-BF16, AMX), else 32-true; prediction follows; or a Lightning precision from `PRECISIONS`
     accumulate_grad_batches:int = 1 # batches per optimizer step
     lr_scaling:str = 'none' # none / linear / sqrt: scale lr and head_lr with world size x accumulation

@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np, pandas as pd, torch
 from torch.utils.data import Dataset, DataLoader, Sampler
 from .config import BSMConfig
-from .text import make_text_cleaner
+from .text import TokenIds, make_text_cleaner, tokenize_rows
 
 # %% auto #0
 __all__ = ['FORMATS', 'SKIPPED', 'DataError', 'InputError', 'file_format', 'channel_files', 'not_utf8', 'utf8_error',
-           'read_data_file', 'read_channel', 'normalise_category', 'to_numbers', 'check_rows', 'check_filled',
-           'fit_label_list', 'encode_labels', 'FeatureProcessor', 'BSMDataset', 'collate_batch', 'LengthBucketSampler',
-           'make_dataloader', 'split_train_val']
+           'read_data_file', 'read_channel', 'normalise_category', 'category_codes', 'to_numbers', 'check_rows',
+           'check_filled', 'fit_label_list', 'encode_labels', 'FeatureProcessor', 'BSMDataset', 'collate_batch',
+           'LengthBucketSampler', 'make_dataloader', 'split_train_val']
 
 # %% ../nbs/03_data.ipynb #c0584f6a
 class DataError(ValueError):
@@ -183,25 +183,51 @@ def normalise_category(v)->str|None:
     except ValueError: pass
     return s
 
+def _distinct(values:pd.Series)->tuple|None:
+    "(codes, the distinct values as a Series of the column's type) of a text, number or bool column; None for any other (an object column may hold `1`, `1.0` and `True`, equal but not the same)."
+    kind = values.dtype.kind if isinstance(values.dtype, np.dtype) else None
+    if not (isinstance(values.dtype, pd.StringDtype) or kind in ('i', 'u', 'f', 'b')): return None
+    codes, uniques = pd.factorize(values, use_na_sentinel=False)
+    return codes, pd.Series(uniques, dtype=values.dtype)
+
+def category_codes(values:pd.Series, # raw values of one field
+                  )->tuple:
+    "(codes, names): `names[codes]` is `normalise_category` of each value (a str or None), worked out once per distinct value where the column's type allows."
+    d = _distinct(values)
+    if d is None: return np.arange(len(values)), np.array([normalise_category(v) for v in values], dtype=object)
+    codes, uniques = d
+    return codes, np.array([normalise_category(v) for v in uniques], dtype=object)
+
 def _float_or_nan(v)->float:
     "`float(v)`; NaN when `v` is no number, infinity when it is beyond float range (then treated as missing, like `1e999`)."
     try: return float(v)
     except OverflowError: return math.inf if v > 0 else -math.inf
     except (TypeError, ValueError): return math.nan
 
-def to_numbers(values:pd.Series, # raw values of one numeric field
-               name:str, # field name, for the message
-              )->np.ndarray:
-    "Floats with NaN for missing; a value that is not a number is an `InputError` naming row and field."
+def _parse_numbers(values:pd.Series)->tuple:
+    "(floats, NaN for missing or beyond float range; a mask of the values that are no number)."
     s = values.map(lambda v: None if v is None or (isinstance(v, str) and not v.strip()) else v)
     try: out = pd.to_numeric(s, errors='coerce').astype('float64')
     except OverflowError: out = s.map(_float_or_nan).astype('float64') # an integer beyond float range: pandas gives up on the whole column
     spelled_missing = s.map(lambda v: isinstance(v, float) and math.isnan(v) or str(v).strip().lower() in ('nan', 'none', 'null')).astype(bool) # bool even when empty
     bad = out.isna() & s.notna() & ~spelled_missing
+    x = out.to_numpy()
+    return np.where(np.isfinite(x), x, np.nan), bad.to_numpy(dtype=bool)
+
+def to_numbers(values:pd.Series, # raw values of one numeric field
+               name:str, # field name, for the message
+              )->np.ndarray:
+    "Floats with NaN for missing; a value that is not a number is an `InputError` naming row and field. Text is parsed once per distinct value."
+    if isinstance(values.dtype, np.dtype) and values.dtype.kind in ('i', 'u', 'f'): # numbers already: nothing to parse
+        x = values.to_numpy(dtype='float64')
+        return np.where(np.isfinite(x), x, np.nan)
+    d = _distinct(values)
+    x, bad = _parse_numbers(values if d is None else d[1])
+    if d is not None: x, bad = x[d[0]], bad[d[0]]
     if bad.any():
-        i = int(np.flatnonzero(bad.to_numpy())[0])
+        i = int(np.flatnonzero(bad)[0])
         raise InputError(f'row {i}, field {name!r}: {values.iloc[i]!r} is not a number')
-    return np.where(np.isfinite(out.to_numpy()), out.to_numpy(), np.nan)
+    return x
 
 def check_rows(df:pd.DataFrame, # rows of one file
                path:Path, # the file, for the message
@@ -214,7 +240,8 @@ def check_rows(df:pd.DataFrame, # rows of one file
     except InputError as e: raise DataError(f'{path}: {e}') from None
     for f in required_fields:
         if f not in df: continue
-        missing = df[f].map(normalise_category).isna().to_numpy()
+        codes, names = category_codes(df[f])
+        missing = np.array([n is None for n in names], dtype=bool)[codes]
         if missing.any(): raise DataError(f'{path}: row {int(np.flatnonzero(missing)[0])}, field {f!r}: value is missing')
 
 # %% ../nbs/03_data.ipynb #aa963073
@@ -232,7 +259,7 @@ def fit_label_list(labels:pd.Series, # raw labels of train
                    cfg:BSMConfig,
                   )->list:
     "Class names in model-output order; for binary, the positive class is last."
-    seen = sorted({l for l in map(normalise_category, labels) if l is not None}, key=lambda s: (not s.lstrip('-').isdigit(), int(s) if s.lstrip('-').isdigit() else 0, s))
+    seen = sorted({l for l in category_codes(labels)[1] if l is not None}, key=lambda s: (not s.lstrip('-').isdigit(), int(s) if s.lstrip('-').isdigit() else 0, s))
     names = [normalise_category(l) for l in cfg.label_list] or seen
     if len(names) < 2: raise DataError(f'label {cfg.label_name!r} has {len(names)} class(es) {names} in train; at least 2 are needed')
     if cfg.label_list:
@@ -251,14 +278,14 @@ def encode_labels(labels:pd.Series, # raw labels
                   name:str='label', # field name, for the message
                  )->np.ndarray:
     "Class indices; labels given as indices 0..K-1 of the label list are accepted too."
-    idx = {n: i for i, n in enumerate(label_list)}
-    vals = labels.map(normalise_category)
-    if not vals.isin(list(idx)).all() and vals.dropna().isin([str(i) for i in range(len(label_list))]).all(): idx = {str(i): i for i in range(len(label_list))}
-    out = vals.map(idx)
-    if out.isna().any():
-        i = int(np.flatnonzero(out.isna().to_numpy())[0])
+    idx, as_index = {n: i for i, n in enumerate(label_list)}, {str(i): i for i in range(len(label_list))}
+    codes, names = category_codes(labels)
+    if not all(n in idx for n in names) and all(n is None or n in as_index for n in names): idx = as_index
+    out = np.array([idx.get(n, -1) for n in names], dtype=np.int64)[codes]
+    if (out < 0).any():
+        i = int(np.flatnonzero(out < 0)[0])
         raise InputError(f'row {i}, field {name!r}: label {labels.iloc[i]!r} is not one of {label_list}')
-    return out.to_numpy(dtype=np.int64)
+    return out
 
 # %% ../nbs/03_data.ipynb #c171ceea
 class FeatureProcessor:
@@ -273,8 +300,7 @@ class FeatureProcessor:
         "Learn vocabularies, numeric statistics and the label list from train `df`."
         vocabs = {}
         for f in cfg.cat_field_list:
-            vals = df[f].map(normalise_category).dropna()
-            vocabs[f] = sorted(vals.unique().tolist())
+            vocabs[f] = sorted({v for v in category_codes(df[f])[1] if v is not None})
         num_stats = {}
         for f in cfg.tab_field_list:
             x = to_numbers(df[f], f)
@@ -291,23 +317,26 @@ class FeatureProcessor:
 
     def texts(self, df:pd.DataFrame)->list:
         "Cleaned text of each row; several text fields joined with the tokenizer's separator."
-        cols = [df[f].map(self.clean) if f in df else pd.Series([''] * len(df), index=df.index) for f in self.cfg.text_name]
-        if len(cols) == 1: return cols[0].tolist()
+        cols = [[self.clean(v) for v in df[f]] if f in df else [''] * len(df) for f in self.cfg.text_name]
+        if len(cols) == 1: return cols[0]
         sep = f' {getattr(self.tokenizer, "sep_token", None) or "|"} '
         return [sep.join(parts) for parts in zip(*cols)]
 
+    def token_ids(self, df:pd.DataFrame, chunk:int=8192)->TokenIds:
+        "Token ids of each row's cleaned text, truncated to `max_seq_length`; cleaned and tokenised `chunk` rows at a time."
+        if self.tokenizer is None: raise ValueError('FeatureProcessor needs a tokenizer to encode text')
+        texts = (t for s in range(0, len(df), chunk) for t in self.texts(df.iloc[s:s + chunk]))
+        return tokenize_rows(texts, self.tokenizer, self.cfg.max_seq_length, chunk)
+
     def encode(self, df:pd.DataFrame, with_labels:bool=True)->dict:
-        "Arrays for the model: token ids (unpadded), categorical indices, numeric features, labels."
+        "Arrays for the model: token ids (unpadded `TokenIds`), categorical indices, numeric features, labels."
         n, cfg, out = len(df), self.cfg, {}
-        if cfg.effective_fusion != 'tab_only':
-            if self.tokenizer is None: raise ValueError('FeatureProcessor needs a tokenizer to encode text')
-            texts = self.texts(df)
-            out['input_ids'] = self.tokenizer(texts, truncation=True, max_length=cfg.max_seq_length)['input_ids'] if texts else []
+        if cfg.effective_fusion != 'tab_only': out['input_ids'] = self.token_ids(df)
         cats = np.zeros((n, len(cfg.cat_field_list)), dtype=np.int64)
         for j, f in enumerate(cfg.cat_field_list):
             if f not in df: continue
-            index = {v: i + 2 for i, v in enumerate(self.vocabs[f])}
-            cats[:, j] = [0 if pd.isna(v) else index.get(v, 1) for v in df[f].map(normalise_category)] # pandas may turn None into NaN
+            index, (codes, names) = {v: i + 2 for i, v in enumerate(self.vocabs[f])}, category_codes(df[f])
+            cats[:, j] = np.array([0 if v is None else index.get(v, 1) for v in names], dtype=np.int64)[codes]
         nums = np.zeros((n, self.n_numeric), dtype=np.float32)
         for j, f in enumerate(cfg.tab_field_list):
             x = to_numbers(df[f], f) if f in df else np.full(n, np.nan)
@@ -338,7 +367,7 @@ class BSMDataset(Dataset):
         self.cfg, self.df = config, df.reset_index(drop=True)
         self.ids = self.df[config.id_name].tolist() if config.id_name in self.df else list(range(len(self.df)))
         self.arrays = processor.encode(self.df, with_labels)
-        self.lengths = np.array([len(x) for x in self.arrays['input_ids']]) if 'input_ids' in self.arrays else np.ones(len(self.df), dtype=int)
+        self.lengths = self.arrays['input_ids'].lengths.astype(np.int64) if 'input_ids' in self.arrays else np.ones(len(self.df), dtype=int)
 
     def __len__(self): return len(self.df)
     def __getitem__(self, i):
@@ -358,7 +387,7 @@ def collate_batch(items:list, # items of a `BSMDataset`
     if 'input_ids' in items[0]:
         width = -(-max(len(o['input_ids']) for o in items) // multiple) * multiple
         ids = torch.full((len(items), width), pad_id, dtype=torch.long)
-        for r, o in enumerate(items): ids[r, :len(o['input_ids'])] = torch.tensor(o['input_ids'])
+        for r, o in enumerate(items): ids[r, :len(o['input_ids'])] = torch.as_tensor(o['input_ids']) # a list or an int32 view
         out['input_ids'], out['attention_mask'] = ids, (torch.arange(width)[None] < torch.tensor([len(o['input_ids']) for o in items])[:, None]).long()
     if 'label' in items[0]: out['label'] = torch.tensor([o['label'] for o in items])
     return out
@@ -468,7 +497,8 @@ def split_train_val(df:pd.DataFrame, cfg:BSMConfig)->tuple:
     "(train, val) frames: `cfg.val_split` of each class held out, seeded."
     if not cfg.val_split: raise DataError('no val channel and val_split is 0: give a val channel or a val_split such as 0.1')
     rng, val_idx = np.random.default_rng(cfg.seed), []
-    for _, idx in df.groupby(df[cfg.label_name].map(normalise_category), dropna=False).indices.items():
+    codes, names = category_codes(df[cfg.label_name])
+    for _, idx in df.groupby(pd.Series(names[codes], index=df.index, dtype=object), dropna=False).indices.items():
         k = int(round(len(idx) * cfg.val_split))
         val_idx += rng.choice(idx, size=k, replace=False).tolist() if k else []
     mask = np.zeros(len(df), dtype=bool); mask[val_idx] = True

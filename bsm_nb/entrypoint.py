@@ -106,11 +106,12 @@ def run_training(cfg:BSMConfig, # the run's config
     import torch, lightning as L
     from bsm_nb.data import make_dataloader
     from bsm_nb.model import MultimodalBert, load_tokenizer, resolve_encoder
-    from bsm_nb.train import model_train, load_checkpoint, format_predictions, predict_proba, metric_line, mark_complete, TrainTime
+    from bsm_nb.train import model_train, load_checkpoint, format_predictions, predict_proba, prediction_mode, metric_line, mark_complete, TrainTime, return_freed_memory
     from bsm_nb.evaluate import evaluate_splits, roc_metric_plot, pr_metric_plot
     from bsm_nb.artifacts import staged_model_dir, save_model, save_artifacts, save_prediction
     from bsm_nb.distributed import fit_processor, ddp_trainer_kwargs
     t0 = time.time()
+    return_freed_memory() # peak RSS tracks live tensors (BSM_MMAP_THRESHOLD)
     torch.set_num_threads(cfg.num_threads or os.cpu_count() or 1)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     tokenizer = encoder = None
@@ -138,13 +139,13 @@ def run_training(cfg:BSMConfig, # the run's config
     timer = next(c for c in trainer.callbacks if isinstance(c, TrainTime))
     best = load_checkpoint(trainer.checkpoint_callback.best_model_path, cfg.model_class, 'cuda' if torch.cuda.is_available() else 'cpu')
     t_pred = time.time()
-    probs = {k: predict_proba(best, loaders[k], precision=cfg.precision) for k in ('val', 'test') if k in loaders}
+    probs = {k: predict_proba(best, loaders[k], precision=cfg.precision, int8=cfg.predict_int8) for k in ('val', 'test') if k in loaders}
     t_pred = time.time() - t_pred
     metrics = evaluate_splits({k: (p, data[k].arrays['label']) for k, p in probs.items()}, ['auroc', 'average_precision', 'f1_score', 'accuracy'])
     for k, p in probs.items(): metrics[k]['loss'] = cross_entropy(p, data[k].arrays['label'])
     threshold = metrics.get('threshold', 0.5)
     metrics.update(epochs=trainer.current_epoch, steps=trainer.global_step, best_epoch_checkpoint=Path(trainer.checkpoint_callback.best_model_path).name,
-                   precision=str(trainer.precision), train_rows=len(data['train']), fit_s=round(t_fit, 1), train_samples_per_s=round(timer.samples / max(timer.seconds, 1e-9), 2), predict_rows_per_s=round(sum(len(p) for p in probs.values()) / t_pred, 1),
+                   precision=str(trainer.precision), predict_mode=prediction_mode(cfg.precision, next(best.parameters()).device.type, cfg.predict_int8), train_rows=len(data['train']), fit_s=round(t_fit, 1), train_samples_per_s=round(timer.samples / max(timer.seconds, 1e-9), 2), predict_rows_per_s=round(sum(len(p) for p in probs.values()) / t_pred, 1),
                    wall_s=None)
     with staged_model_dir(paths.model_dir) as stage:
         save_model(stage/'model.safetensors', best)

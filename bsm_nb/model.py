@@ -18,8 +18,9 @@ hf_logging.disable_progress_bar()
 
 # %% auto #0
 __all__ = ['log', 'ATTENTION_DROPOUT_KEYS', 'packaged_encoder_path', 'check_hub_model', 'resolve_encoder', 'is_bsm_model_dir',
-           'load_tokenizer', 'save_tiny_bert', 'reinit_module', 'reinit_encoder', 'build_metrics', 'metric_input',
-           'MultimodalBert', 'with_attention_dropout', 'load_encoder_weights']
+           'load_tokenizer', 'save_tiny_bert', 'reinit_module', 'reinit_encoder', 'sdpa_fp32_on_cpu',
+           'use_fp32_cpu_attention', 'build_metrics', 'metric_input', 'MultimodalBert', 'with_attention_dropout',
+           'load_encoder_weights']
 
 # %% ../nbs/04_model.ipynb #1951214d
 def packaged_encoder_path()->Path:
@@ -94,6 +95,29 @@ def reinit_encoder(encoder, # a HF BertModel-like encoder
     for layer in list(layers)[len(layers) - reinit_layers:]: reinit_module(layer, std)
     if reinit_pooler and getattr(encoder, 'pooler', None) is not None: reinit_module(encoder.pooler, std)
 
+# %% ../nbs/04_model.ipynb #bb0afe9e
+def sdpa_fp32_on_cpu(module, query, key, value, attention_mask, **kwargs):
+    "transformers' SDPA attention, run in fp32 when training on a CPU under bf16 autocast (its bf16 backward is the slow one)."
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+    if module.training and query.device.type == 'cpu' and query.dtype == torch.bfloat16:
+        with torch.autocast('cpu', enabled=False):
+            mask = attention_mask.float() if attention_mask is not None and attention_mask.is_floating_point() else attention_mask
+            out, weights = sdpa_attention_forward(module, query.float(), key.float(), value.float(), mask, **kwargs)
+        return out.to(query.dtype), weights
+    return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+
+def use_fp32_cpu_attention(encoder)->bool:
+    "Switch an encoder that uses `sdpa` to `sdpa_fp32_on_cpu`; False where it cannot (older transformers, other attention)."
+    try:
+        from transformers import AttentionInterface
+        from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+        if getattr(encoder.config, '_attn_implementation', None) != 'sdpa': return False
+        AttentionInterface.register('bsm_sdpa', sdpa_fp32_on_cpu)
+        AttentionMaskInterface.register('bsm_sdpa', sdpa_mask) # the masks sdpa gets (without it, padding would not be masked)
+        encoder.set_attn_implementation('bsm_sdpa')
+        return True
+    except (ImportError, AttributeError, ValueError): return False
+
 # %% ../nbs/04_model.ipynb #cce0a18d
 def build_metrics(names:list, # from `metric_choices`
                   n_classes:int,
@@ -129,11 +153,13 @@ class MultimodalBert(L.LightningModule):
         if self.fusion in ('concat', 'gated') and not has_tab: self.fusion = 'text_only'
         d_text = d_tab = 0
         if self.fusion != 'tab_only':
-            if encoder_config is not None: self.encoder = AutoModel.from_config(AutoConfig.for_model(**encoder_config))
+            if encoder_config is not None: self.encoder = AutoModel.from_config(AutoConfig.for_model(**encoder_config), dtype=torch.float32)
             elif encoder_path is not None: self.encoder = load_encoder_weights(encoder_path, cfg.attention_dropout)
             else: raise ValueError('MultimodalBert needs encoder_path or encoder_config')
             self.hparams.encoder_config, self.hparams.encoder_path = self.encoder.config.to_dict(), None
             if encoder_config is None: reinit_encoder(self.encoder, cfg.reinit_layers, cfg.reinit_pooler)
+            if cfg.freeze_word_embeddings: self.encoder.get_input_embeddings().weight.requires_grad_(False) # a third of MiniLM's weights: no gradient, no AdamW state
+            use_fp32_cpu_attention(self.encoder)
             self.pooling = cfg.pooling
             if self.pooling == 'pooler' and getattr(self.encoder, 'pooler', None) is None:
                 log.warning('pooling=pooler, but the encoder has no pooler: using mean pooling'); self.pooling = 'mean'
@@ -217,10 +243,11 @@ def load_encoder_weights(path:str, # HF directory, hub name or bsm_nb model dir
                          attention_dropout:float|None=None, # overrides the encoder's own; None keeps it
                         ):
     "A pretrained encoder from an HF directory or hub name, or the encoder of an earlier bsm_nb model dir."
-    if not is_bsm_model_dir(path): return AutoModel.from_pretrained(path, config=with_attention_dropout(AutoConfig.from_pretrained(path), attention_dropout))
+    # fp32 whatever the checkpoint was saved in (transformers 5 keeps an fp16 file's dtype): mixed precision needs fp32 weights
+    if not is_bsm_model_dir(path): return AutoModel.from_pretrained(path, config=with_attention_dropout(AutoConfig.from_pretrained(path), attention_dropout), dtype=torch.float32)
     from safetensors.torch import load_file
     meta = json.loads(Path(path, 'bsm_model.json').read_text())
-    enc = AutoModel.from_config(with_attention_dropout(AutoConfig.for_model(**meta['encoder_config']), attention_dropout))
+    enc = AutoModel.from_config(with_attention_dropout(AutoConfig.for_model(**meta['encoder_config']), attention_dropout), dtype=torch.float32)
     state = {k[len('encoder.'):]: v for k, v in load_file(Path(path)/'model.safetensors').items() if k.startswith('encoder.')}
     if not state: raise ValueError(f'{path}: the earlier bsm_nb model has no text encoder to start from')
     enc.load_state_dict(state, strict=False)

@@ -17,12 +17,13 @@ from .model import MultimodalBert
 log = logging.getLogger('bsm_nb')
 
 # %% auto #0
-__all__ = ['log', 'CKPT_PATTERN', 'DONE_FILE', 'WRITE_ERRORS', 'TORCH_WRITE_FAILURE', 'MODEL_CLASSES', 'metric_line',
-           'MetricLines', 'TrainTime', 'resume_config', 'rng_states', 'set_rng_states', 'ResumableBatches', 'resumable',
-           'SpotCheckpoint', 'StreamingCheckpointIO', 'list_checkpoints', 'is_readable_checkpoint',
-           'find_resume_checkpoint', 'is_primary_process', 'clear_checkpoints', 'mark_complete', 'RestoreResumeState',
-           'CheckpointWriteError', 'file_size_limit', 'write_errno', 'write_error_message', 'atomic_write',
-           'cpu_has_native_bf16', 'native_bf16', 'resolve_precision', 'monitor_mode', 'model_train', 'load_checkpoint',
+__all__ = ['log', 'CKPT_PATTERN', 'DONE_FILE', 'WRITE_ERRORS', 'TORCH_WRITE_FAILURE', 'MAX_MMAP_THRESHOLD', 'MODEL_CLASSES',
+           'metric_line', 'MetricLines', 'TrainTime', 'resume_config', 'rng_states', 'set_rng_states',
+           'ResumableBatches', 'resumable', 'SpotCheckpoint', 'StreamingCheckpointIO', 'list_checkpoints',
+           'is_readable_checkpoint', 'find_resume_checkpoint', 'is_primary_process', 'clear_checkpoints',
+           'mark_complete', 'RestoreResumeState', 'CheckpointWriteError', 'file_size_limit', 'write_errno',
+           'write_error_message', 'atomic_write', 'return_freed_memory', 'cpu_has_native_bf16', 'native_bf16',
+           'resolve_precision', 'monitor_mode', 'model_train', 'load_checkpoint', 'prediction_mode', 'int8_view',
            'predict_proba', 'format_predictions', 'model_inference']
 
 # %% ../nbs/05_train.ipynb #28856ae2
@@ -255,6 +256,24 @@ def atomic_write(path:Path, # the file to write
         if isinstance(e, (OSError, RuntimeError)): raise CheckpointWriteError(write_error_message(path, e, err)) from e
         raise
 
+# %% ../nbs/05_train.ipynb #649e577b
+MAX_MMAP_THRESHOLD = 32 << 20 # glibc's ceiling for the threshold on 64-bit
+
+def return_freed_memory(threshold:int|None=None, # bytes; None: `BSM_MMAP_THRESHOLD` or 4 MiB; 0: leave glibc's dynamic threshold
+                       )->bool:
+    "Fix glibc's mmap threshold so that large freed blocks go back to the system; False where nothing was set (0, or not glibc)."
+    import ctypes
+    if threshold is None:
+        raw = os.environ.get('BSM_MMAP_THRESHOLD', str(4 << 20))
+        try: threshold = int(raw)
+        except ValueError: raise ValueError(f'BSM_MMAP_THRESHOLD={raw!r} is not a whole number of bytes (0 leaves glibc as it is; at most {MAX_MMAP_THRESHOLD})') from None
+    if not 0 <= threshold <= MAX_MMAP_THRESHOLD: raise ValueError(f'BSM_MMAP_THRESHOLD: {threshold} bytes must be in [0, {MAX_MMAP_THRESHOLD}] (0 leaves glibc as it is)')
+    if threshold == 0: return False
+    try: libc = ctypes.CDLL('libc.so.6')
+    except OSError: return False # musl, macOS: their allocators have no such knob
+    M_MMAP_THRESHOLD = -3 # malloc.h
+    return bool(libc.mallopt(M_MMAP_THRESHOLD, threshold))
+
 # %% ../nbs/05_train.ipynb #ddd19388
 @functools.cache # asked on every prediction, serving requests included: probe the CPU once
 def cpu_has_native_bf16()->bool:
@@ -332,16 +351,44 @@ def load_checkpoint(checkpoint_path:str|Path, # a checkpoint written by `model_t
     model.load_state_dict(ckpt['state_dict'])
     return model.to(device_l).eval()
 
+# %% ../nbs/05_train.ipynb #e476fc0c
+def prediction_mode(precision:str='auto', # the training precision (`auto` resolves per device)
+                    device_type:str='cpu', # `cpu` or `cuda`
+                    int8:bool=False, # int8 allowed where prediction would otherwise run in fp32 on a CPU
+                   )->str:
+    "`bf16` (autocast), `int8` (quantised encoder, CPU only) or `fp32`: how a prediction is computed."
+    if (precision == 'auto' or precision.startswith('bf16')) and native_bf16(device_type): return 'bf16'
+    return 'int8' if int8 and device_type == 'cpu' and not precision.startswith('64') else 'fp32'
+
+def int8_view(model:MultimodalBert)->MultimodalBert:
+    "`model` with its encoder's linear layers quantised to int8 (dynamic), made once and kept; other weights shared."
+    if (view := model.__dict__.get('_int8_view')) is not None: return view
+    if not hasattr(model, 'encoder'): return model # tabular only: nothing worth quantising
+    import copy, warnings
+    from torch.ao.quantization import quantize_dynamic, per_channel_dynamic_qconfig
+    # every linear layer but the feed-forward down-projections (wider in than out): their inputs have the outliers
+    spec = {n: per_channel_dynamic_qconfig for n, m in model.encoder.named_modules() if isinstance(m, torch.nn.Linear) and m.in_features <= m.out_features}
+    with warnings.catch_warnings(): # torch marks its quantised tensors for a move to torchao; they work as they are
+        warnings.simplefilter('ignore')
+        encoder = quantize_dynamic(model.encoder, spec, dtype=torch.qint8) # a copy: the model keeps its fp32 encoder
+    view = copy.copy(model) # shallow: parameters and buffers shared with `model`
+    view._modules = {**model._modules, 'encoder': encoder}
+    model.__dict__['_int8_view'] = view.eval() # outside nn.Module's registry: not a submodule, not in the state dict
+    return view
+
 # %% ../nbs/05_train.ipynb #abcfad5c
 def predict_proba(model:MultimodalBert, # in eval mode
                   dataloader, # yields batches with an `index` key
                   device:str|torch.device|None=None, # defaults to the model's
                   precision:str='auto', # as in training: auto or a bf16 precision predicts under bf16 autocast where the device has bf16 in hardware
                   before_batch=None, # called with (rows done, rows in all) before each batch; raising in it stops the work (a server's deadline)
+                  int8:bool=False, # where this would run in fp32 on a CPU, use int8 linear layers in the encoder (`predict_int8`)
                  )->np.ndarray:
     "Class probabilities, shape (rows, classes), in dataset order."
     device = torch.device(device) if device else next(model.parameters()).device
-    bf16 = (precision == 'auto' or precision.startswith('bf16')) and native_bf16(device.type)
+    mode = prediction_mode(precision, device.type, int8)
+    bf16 = mode == 'bf16'
+    if mode == 'int8': model = int8_view(model)
     n = len(dataloader.dataset)
     probs = np.zeros((n, model.n_classes), dtype=np.float64)
     model.eval()
@@ -379,8 +426,9 @@ def model_inference(model:MultimodalBert, # trained model
                     threshold:float=0.5, # binary decision threshold
                     device=None, # defaults to the model's device
                     precision:str='auto', # see `predict_proba`
+                    int8:bool=False, # see `predict_proba`
                    )->pd.DataFrame:
     "Predictions for every row of the dataloader's dataset, in order, with true labels when present."
     ds = dataloader.dataset
-    probs = predict_proba(model, dataloader, device, precision)
+    probs = predict_proba(model, dataloader, device, precision, int8=int8)
     return format_predictions(probs, ds.ids, list(model.hparams.label_list), threshold, ds.arrays.get('label'))
