@@ -201,7 +201,8 @@ def goals(groups):
         wr = rs[0]["with_rating"]
         mine = auto if not wr else ours(lambda r: r.endswith("(auto)"), True)
         vs = f"; bsm_nb's default {a(mine):.4f}" if mine else ""
-        if mine and "speeds" not in run:  # rows run beside other work say so in their name vs += f", {mean(mine, 'train_samples_per_s') / mean(rs, 'train_samples_per_s'):.2f} × its training speed"
+        if mine and "speeds" not in run:  # rows run beside other work say so in their name
+            vs += f", {mean(mine, 'train_samples_per_s') / mean(rs, 'train_samples_per_s'):.2f} × its training speed"
         out.append(f"- {run}, {'with' if wr else 'without'} Rating: test AUROC {a(rs):.4f}, {mean(rs, 'train_samples_per_s'):.1f} training samples/s, "
                    f"{mean(rs, 'infer_rows_per_s'):.1f} prediction rows/s, {mean(rs, 'peak_rss_mb'):,.0f} MB{vs}.")
     return "\n".join(out)
