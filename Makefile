@@ -6,7 +6,7 @@ PY := $(BIN)/python
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install nginx nginx-1.18 demo test check-clean nbtest pytest container-test bench clean
+.PHONY: install nginx nginx-1.18 demo test check-clean lint nbtest pytest container-test bench clean
 
 install: $(VENV)/.installed nginx nginx-1.18
 
@@ -45,13 +45,17 @@ check-clean: install
 	$(BIN)/nbdev_export
 	@test -z "$$(git status --porcelain -- bsm_nb)" || { git status --porcelain -- bsm_nb; echo "nbdev_export changed bsm_nb/: export and commit"; exit 1; }
 
+# pyflakes' rules (ruff's F): unused imports and locals, undefined names, shadowed definitions. Settings: pyproject.toml.
+lint: install
+	$(BIN)/ruff check bsm_nb tests bench
+
 nbtest: install
 	$(BIN)/nbdev_test --n_workers 2
 
 pytest: install
 	$(BIN)/pytest tests/
 
-test: check-clean nbtest pytest
+test: check-clean lint nbtest pytest
 
 # The image, built from docker/Dockerfile with podman and run as SageMaker runs it (train, stop and resume, serve).
 # As root; installs podman, runc and debootstrap from Debian's packages when missing. Settings: tests/container/build.sh.

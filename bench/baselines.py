@@ -16,7 +16,6 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pandas as pd
 
 from bench_metrics import DATA_DIR, TRAIN_ROWS, figures, peak_rss_mb, write_result

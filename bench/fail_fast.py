@@ -7,7 +7,7 @@ channel *directory* is caught early, so the directories stay and only their file
 
 Prints one Markdown table row per case: median and min/max of the runs, with the CPU model and its SIMD flags.
 Goal (issue 12): under 2 s for the bad hyperparameter on a quiet 2-core machine."""
-import argparse, json, os, platform, shutil, statistics, subprocess, sys, tempfile, time
+import argparse, os, platform, shutil, statistics, subprocess, sys, tempfile, time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent

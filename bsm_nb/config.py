@@ -10,9 +10,10 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['FUSIONS', 'POOLINGS', 'MODEL_CLASSES', 'METRICS', 'CLEANING_STEPS', 'PRECISIONS', 'RANGES', 'INT64_MAX', 'ALIASES',
-           'IGNORED', 'PATH_FLAGS', 'BSMConfig', 'ConfigError', 'parse_value', 'in_range', 'range_text', 'check_ranges',
-           'field_types', 'config_from_dict', 'to_hyperparameters', 'SageMakerPaths', 'parse_cli',
-           'read_hyperparameters', 'load_config', 'local_encoder_dir']
+           'IGNORED', 'DEFAULT_BASE_DIR', 'PATH_FLAGS', 'BSMConfig', 'ConfigError', 'parse_value', 'in_range',
+           'range_text', 'check_ranges', 'field_types', 'config_from_dict', 'encode_hyperparameters',
+           'to_hyperparameters', 'sagemaker_base_dir', 'SageMakerPaths', 'parse_cli', 'read_hyperparameters',
+           'load_config', 'local_encoder_dir']
 
 # %% ../nbs/00_config.ipynb #cd898dc9
 FUSIONS = ('concat', 'gated', 'text_only', 'tab_only')
@@ -291,17 +292,31 @@ def config_from_dict(hps:dict, # key -> value, as in hyperparameters.json (strin
     return cfg
 
 # %% ../nbs/00_config.ipynb #7857425f
+def encode_hyperparameters(hyperparameters:dict, # name -> value of any type
+                          )->dict[str, str]:
+    "SageMaker's encoding of `hyperparameters`: every key and value a string that `config_from_dict` reads back."
+    def encode(v):
+        if isinstance(v, str): return v
+        if isinstance(v, (bool, list, tuple, dict, type(None))): return json.dumps(v)
+        return str(v)
+    return {str(k): encode(v) for k, v in hyperparameters.items()}
+
+# %% ../nbs/00_config.ipynb #fbbffba4
 def to_hyperparameters(cfg:BSMConfig, # config to serialise
                        only_changed:bool=True, # leave out values equal to the defaults
                       )->dict:
     "SageMaker hyperparameters (all strings) that `config_from_dict` parses back to `cfg`."
     default = BSMConfig()
-    out = {}
-    for f in fields(cfg):
-        v = getattr(cfg, f.name)
-        if only_changed and v == getattr(default, f.name): continue
-        out[f.name] = json.dumps(v) if isinstance(v, (list, bool)) else str(v)
-    return out
+    return encode_hyperparameters({f.name: getattr(cfg, f.name) for f in fields(cfg)
+                                   if not (only_changed and getattr(cfg, f.name) == getattr(default, f.name))})
+
+# %% ../nbs/00_config.ipynb #f45c22b4
+DEFAULT_BASE_DIR = '/opt/ml' # where SageMaker mounts a job's tree
+
+def sagemaker_base_dir(env:dict|None=None, # environment to read (default `os.environ`)
+                      )->Path:
+    "The SageMaker tree's root: `SAGEMAKER_BASE_DIR`, or /opt/ml."
+    return Path((os.environ if env is None else env).get('SAGEMAKER_BASE_DIR') or DEFAULT_BASE_DIR)
 
 # %% ../nbs/00_config.ipynb #cb4a50a4
 @dataclass
@@ -318,7 +333,7 @@ class SageMakerPaths:
     def from_env(cls, env:dict|None=None):
         "Paths from `SAGEMAKER_BASE_DIR` and any `SM_*` variables in `env` (default `os.environ`)."
         env = os.environ if env is None else env
-        base = Path(env.get('SAGEMAKER_BASE_DIR', '/opt/ml'))
+        base = sagemaker_base_dir(env)
         channels = {k[len('SM_CHANNEL_'):].lower(): Path(v) for k, v in env.items() if k.startswith('SM_CHANNEL_')}
         out = Path(env.get('SM_OUTPUT_DIR', base/'output'))
         return cls(base=base, model_dir=Path(env.get('SM_MODEL_DIR', base/'model')), output_dir=out,

@@ -25,7 +25,7 @@ class DataError(ValueError):
 class InputError(ValueError):
     "A row whose value does not fit its field; the message names the row and the field."
 
-FORMATS = {'.csv': 'csv', '.tsv': 'tsv', '.parquet': 'parquet', '.pq': 'parquet', '.jsonl': 'jsonl', '.json': 'jsonl', '.ndjson': 'jsonl'}
+FORMATS = {'.csv': 'csv', '.tsv': 'tsv', '.parquet': 'parquet', '.pq': 'parquet', '.jsonl': 'jsonl', '.jsonlines': 'jsonl', '.json': 'jsonl', '.ndjson': 'jsonl'} # the one table of file types (bsm-predict reads it too)
 SKIPPED = ('_SUCCESS', '_SUCCESS.crc', 'manifest', 'manifest.json')
 
 def file_format(path:Path)->str|None:

@@ -14,9 +14,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .config import encode_hyperparameters
+
 # %% auto #0
 __all__ = ['MARKETPLACES', 'ORDER_STATUSES', 'ITEM_CATEGORIES', 'DEFAULT_FIELDS', 'DEFAULT_HYPERPARAMETERS',
-           'make_messaging_cases', 'encode_hyperparameters', 'write_sagemaker_tree', 'main']
+           'make_messaging_cases', 'write_sagemaker_tree', 'main']
 
 # %% ../nbs/01_synthetic.ipynb #0222a809
 MARKETPLACES = ["US", "UK", "DE", "JP", "IN"]
@@ -177,15 +179,6 @@ def make_messaging_cases(n:int, # number of rows
     return cases
 
 # %% ../nbs/01_synthetic.ipynb #fa42e51e
-def encode_hyperparameters(hyperparameters:dict, # name -> value of any type
-                          ) -> dict[str, str]:
-    "SageMaker's encoding of `hyperparameters`: every key and value a string"
-    def encode(v):
-        if isinstance(v, str): return v
-        if isinstance(v, (bool, list, tuple, dict, type(None))): return json.dumps(v)
-        return str(v)
-    return {str(k): encode(v) for k, v in hyperparameters.items()}
-
 DEFAULT_HYPERPARAMETERS = encode_hyperparameters({**DEFAULT_FIELDS, "max_epochs": 2})
 
 # %% ../nbs/01_synthetic.ipynb #ce445d77

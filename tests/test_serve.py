@@ -1,6 +1,6 @@
 """bsm-serve as SageMaker runs it: real nginx in front of gunicorn on loopback, serving a model that bsm-train
 wrote (a tiny random BERT, one epoch), checked against `ModelBundle.predict_frame` on the same rows; plus
-bsm-predict on files and the multiclass answer shape. Chapter 08 (nbs/08_serve.ipynb) unit-tests the parsing."""
+bsm-predict on files and the multiclass answer shape. Chapter 08 (nbs/09_serve.ipynb) unit-tests the parsing."""
 import csv, io, json, os, shutil, signal, socket, subprocess, sys, threading, time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -564,7 +564,7 @@ def test_work_for_a_client_that_left_is_not_done(slow_server, bundle, rows):
     time.sleep(1.0)
     t0 = time.monotonic()
     leaving.close()
-    out = wait_for_log(s.log, f'the client closed the connection; stopped after', timeout=10)
+    out = wait_for_log(s.log, 'the client closed the connection; stopped after', timeout=10)
     assert time.monotonic() - t0 < 4, out[-2000:] # before the 4 s of work the deadline allows
     done = [int(m) for m in re.findall(rf'the client closed the connection; stopped after (\d+) of {TOO_MANY} rows', out)]
     assert done and done[0] < TOO_MANY, out[-2000:]
