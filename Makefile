@@ -48,6 +48,7 @@ check-clean: install
 # pyflakes' rules (ruff's F): unused imports and locals, undefined names, shadowed definitions. Settings: pyproject.toml.
 lint: install
 	$(BIN)/ruff check bsm_nb tests bench
+	$(PY) tests/tools/cell_stats.py --check
 
 nbtest: install
 	$(BIN)/nbdev_test --n_workers 2
