@@ -6,9 +6,9 @@ PY := $(BIN)/python
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install nginx nginx-1.18 demo test check-clean lint nbtest pytest container-test bench clean
+.PHONY: install nginx nginx-1.18 chromium demo docs test check-clean lint nbtest pytest container-test bench clean
 
-install: $(VENV)/.installed nginx nginx-1.18
+install: $(VENV)/.installed nginx nginx-1.18 chromium
 
 # torch==2.13.0 is a CPU build that this machine's pip takes from local disk; elsewhere any torch in setup.py's range will do.
 $(VENV)/.installed: setup.py settings.ini
@@ -24,6 +24,12 @@ nginx:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx >/dev/null; \
 	  else echo "warning: nginx is missing and this is not root: serving tests will be skipped (apt-get install nginx)"; fi; }
 
+# Headless Chromium reads the HTML book in tests/test_book.py: Debian's chromium and chromium-driver, installed when missing (as root).
+chromium:
+	@{ command -v chromium && command -v chromedriver; } >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; \
+	  else echo "warning: chromium is missing and this is not root: the book's browser test will be skipped (apt-get install chromium chromium-driver)"; fi; }
+
 # nginx 1.18 (Ubuntu 22.04's, Debian bullseye's), unpacked under .cache/ for the serving test that runs through it; nothing is installed.
 nginx-1.18:
 	@bash tests/tools/fetch_nginx_1_18.sh .cache/nginx-1.18 || echo "warning: could not fetch nginx 1.18 from Debian bullseye: its serving test will be skipped"
@@ -34,9 +40,15 @@ demo: install
 	$(PY) -m bsm_nb.synthetic demo --n-train 2000 --n-val 400 --n-test 400 --max-epochs 2
 	time SAGEMAKER_BASE_DIR=$(CURDIR)/demo $(BIN)/bsm-train
 	@echo; echo "test metrics:"; $(PY) -c "import json; m = json.load(open('demo/model/metrics.json')); print(json.dumps(m['test'], indent=1)); print('threshold', m['threshold'])"
+	@echo; echo "the parts (test AUROC) and the blend weight of the network, chosen on val:"; $(PY) -c "import json; m = json.load(open('demo/model/metrics.json')); print({p: round(s['test']['auroc'], 4) for p, s in m['parts'].items()}, 'weight', m['ensemble']['ensemble_weight'])"
+	@echo; echo "calibration (temperature fitted on val; expected calibration error and Brier score before -> after):"; $(PY) -c "import json; c = json.load(open('demo/model/metrics.json'))['calibration']; print('temperature', c['temperature']); [print(f'{k:5} ECE {v[\"ece_before\"]:.4f} -> {v[\"ece_after\"]:.4f}   Brier {v[\"brier_before\"]:.4f} -> {v[\"brier_after\"]:.4f}') for k, v in c.items() if k != 'temperature']"
 	@echo "model dir:   $(CURDIR)/demo/model"
 	@echo "predictions: $(CURDIR)/demo/model/predictions.csv"
-	@echo "plots:       $(CURDIR)/demo/model/roc_curve.png $(CURDIR)/demo/model/pr_curve.png"
+	@echo "plots:       $(CURDIR)/demo/model/roc_curve.png $(CURDIR)/demo/model/pr_curve.png $(CURDIR)/demo/model/calibration_curve.png"
+
+# The book without Quarto: every chapter executed on its tiny data and rendered to static HTML in _docs/ (open _docs/index.html).
+docs: install
+	$(PY) tests/tools/build_book.py --out _docs
 
 # Notebooks clean and library in sync with them: both commands must leave no change.
 check-clean: install
@@ -45,7 +57,8 @@ check-clean: install
 	$(BIN)/nbdev_export
 	@test -z "$$(git status --porcelain -- bsm_nb)" || { git status --porcelain -- bsm_nb; echo "nbdev_export changed bsm_nb/: export and commit"; exit 1; }
 
-# pyflakes' rules (ruff's F): unused imports and locals, undefined names, shadowed definitions. Settings: pyproject.toml.
+# pyflakes' rules (ruff's F): unused imports and locals, undefined names, shadowed definitions (settings: pyproject.toml);
+# and the chapters' exported cells small: median at most 12 lines, none over 45 (tests/tools/cell_stats.py).
 lint: install
 	$(BIN)/ruff check bsm_nb tests bench
 	$(PY) tests/tools/cell_stats.py --check
@@ -56,7 +69,7 @@ nbtest: install
 pytest: install
 	$(BIN)/pytest tests/
 
-test: check-clean lint nbtest pytest
+test: check-clean lint nbtest docs pytest
 
 # The image, built from docker/Dockerfile with podman and run as SageMaker runs it (train, stop and resume, serve).
 # As root; installs podman, runc and debootstrap from Debian's packages when missing. Settings: tests/container/build.sh.
@@ -66,4 +79,4 @@ container-test: install
 	BSM_CONTAINER_IMAGE=$(CONTAINER_IMAGE) $(BIN)/pytest -v tests/test_container.py
 
 clean:
-	rm -rf demo .pytest_cache
+	rm -rf demo _docs .pytest_cache

@@ -7,11 +7,15 @@ from __future__ import annotations
 import ast, difflib, json, math, os
 from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
+from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['FUSIONS', 'POOLINGS', 'MODEL_CLASSES', 'METRICS', 'CLEANING_STEPS', 'PRECISIONS', 'RANGES', 'INT64_MAX', 'ALIASES',
-           'IGNORED', 'DEFAULT_BASE_DIR', 'PATH_FLAGS', 'BSMConfig', 'ConfigError', 'parse_value', 'in_range',
-           'range_text', 'check_ranges', 'field_types', 'config_from_dict', 'encode_hyperparameters',
+__all__ = ['FUSIONS', 'POOLINGS', 'MODEL_CLASSES', 'METRICS', 'CLEANING_STEPS', 'LR_SCALINGS', 'CLASS_WEIGHTS', 'ENSEMBLES',
+           'THRESHOLD_POLICIES', 'PRECISIONS', 'RANGES', 'INT64_MAX', 'ALIASES', 'IGNORED', 'DEFAULT_BASE_DIR',
+           'PATH_FLAGS', 'CHANNEL_FLAGS', 'IGNORED_FLAGS', 'DataSettings', 'TextSettings', 'ModelSettings',
+           'TrainSettings', 'ResultSettings', 'TrackingSettings', 'BSMConfig', 'ConfigError', 'parse_value', 'in_range',
+           'range_text', 'check_ranges', 'check_choices', 'check_metrics', 'check_fields', 'check_full_field_list',
+           'check_labels', 'check_config', 'field_types', 'config_from_dict', 'encode_value', 'encode_hyperparameters',
            'to_hyperparameters', 'sagemaker_base_dir', 'SageMakerPaths', 'parse_cli', 'read_hyperparameters',
            'load_config', 'local_encoder_dir']
 
@@ -21,14 +25,18 @@ POOLINGS = ('mean', 'cls', 'pooler')
 MODEL_CLASSES = {'multimodal_bert': None, 'bert': 'text_only', 'text_bert': 'text_only', 'tab_mlp': 'tab_only', 'tabular': 'tab_only'}
 METRICS = ('auroc', 'average_precision', 'f1_score', 'accuracy')
 CLEANING_STEPS = ('whitespace', 'html', 'urls', 'emails', 'phones', 'lowercase')
+LR_SCALINGS = ('none', 'linear', 'sqrt')
+CLASS_WEIGHTS = ('none', 'balanced')
 # Lightning's precision values (`lightning.fabric.connector`), here so that a typo fails before Lightning is imported;
 # not transformer-engine, which needs NVIDIA's Transformer Engine, a package the image does not have
+ENSEMBLES = ('auto', 'network', 'trees') # what answers: the blend of network and trees, or one of them (chapter 07)
+THRESHOLD_POLICIES = ('best_f1', 'precision', 'recall') # how the decision threshold is chosen on val (chapter 06)
 PRECISIONS = ('auto', '32-true', 'bf16-mixed', '16-mixed', 'bf16-true', '16-true', '64-true', '32', '16', 'bf16', '64')
 
+# %% ../nbs/00_config.ipynb #90e5ae1a
 @dataclass
-class BSMConfig:
-    "Every setting of a bsm_nb run; hyperparameters.json and `--key value` flags override these defaults."
-    # fields of the data
+class DataSettings:
+    "Which columns hold the id, the text, the other features and the label."
     id_name:str = 'id' # column with a row id, copied to predictions
     text_name:list = field(default_factory=lambda: ['text']) # one or several text columns, joined with the tokenizer's separator
     label_name:str = 'label' # column with the label
@@ -37,11 +45,19 @@ class BSMConfig:
     full_field_list:list = field(default_factory=list) # columns read from the files; empty = all named fields
     label_list:list = field(default_factory=list) # class names in order; empty = 0/1 labels or sorted values of train
     positive_label:str = '' # binary positive class; empty = 1 or the last of `label_list`
-    # text
+
+# %% ../nbs/00_config.ipynb #3c09961d
+@dataclass
+class TextSettings:
+    "Cleaning and length of the text."
     max_seq_length:int = 128 # tokens per row after truncation
     text_cleaning:list = field(default_factory=lambda: ['whitespace', 'html']) # built-in cleaning steps, in order
     text_hook:str = '' # your own cleaning function as `module:function`, applied after the steps
-    # model
+
+# %% ../nbs/00_config.ipynb #d067251b
+@dataclass
+class ModelSettings:
+    "The architecture of the classifier."
     model_class:str = 'multimodal_bert' # multimodal_bert | bert (text only) | tab_mlp (tabular only)
     pretrained_model:str = '' # encoder: a path, a hub name, or empty for the packaged all-MiniLM-L6-v2
     fusion:str = 'concat' # concat | gated | text_only | tab_only
@@ -53,7 +69,11 @@ class BSMConfig:
     freeze_word_embeddings:bool = True # keep the encoder's word embeddings as pretrained: less optimizer work and memory, same accuracy (bench/RESULTS.md)
     cat_embedding_dim:int = 16 # largest embedding size of a categorical field
     tab_hidden_dim:int = 64 # width of the numeric/categorical MLP
-    # optimisation
+
+# %% ../nbs/00_config.ipynb #90330be6
+@dataclass
+class TrainSettings:
+    "How a run trains."
     batch_size:int = 32 # rows per batch (per device)
     max_epochs:int = 3 # passes over train
     lr:float = 5e-5 # peak learning rate of AdamW for the encoder
@@ -79,31 +99,54 @@ class BSMConfig:
     pad_multiple:int = 16 # pad each batch's token width up to a multiple of this: few distinct shapes, less memory; 1 = to the longest row
     max_train_rows:int = 0 # read only the first N rows of train (0 = all); for quick runs
 
+# %% ../nbs/00_config.ipynb #bc7b08a6
+@dataclass
+class ResultSettings:
+    "What the trained model answers: which parts, how calibrated, at which threshold."
+    ensemble:str = 'auto' # auto: the network blended with gradient-boosted trees on the categorical and numeric fields, weight chosen on val | network | trees
+    calibrate:bool = True # temperature scaling fitted on val, applied wherever probabilities leave the model
+    threshold_policy:str = 'best_f1' # best_f1 | precision | recall: how the binary decision threshold is chosen on val
+    threshold_target:float = 0.9 # the val precision (or recall) the threshold must reach under those two policies
+
+# %% ../nbs/00_config.ipynb #dd805eac
+@dataclass
+class TrackingSettings:
+    "Where the run is tracked: MLflow, when a tracking URI is given (chapter 11)."
+    mlflow_tracking_uri:str = '' # http(s) URL, SageMaker MLflow tracking-server ARN, or a local path; empty: MLFLOW_TRACKING_URI, else no tracking
+    mlflow_experiment:str = 'bsm_nb' # the MLflow experiment the run goes to
+    mlflow_run_name:str = '' # empty: the training job's name, else MLflow's own
+
+# %% ../nbs/00_config.ipynb #80b8e4ad
+@dataclass
+class BSMConfig(TrackingSettings, ResultSettings, TrainSettings, ModelSettings, TextSettings, DataSettings):
+    "Every setting of a bsm_nb run; hyperparameters.json and `--key value` flags override these defaults."
     def __post_init__(self):
-        if isinstance(self.text_name, str): self.text_name = [self.text_name]
+        if isinstance(self.text_name, str): self.text_name = [self.text_name] # one text column, given as a string
 
-    @property
-    def effective_fusion(self)->str:
-        "The fusion actually used: `model_class` bert / tab_mlp force text-only / tabular-only."
-        return MODEL_CLASSES.get(self.model_class) or self.fusion
+# %% ../nbs/00_config.ipynb #5c7fbbf4
+@patch(as_prop=True)
+def effective_fusion(self:BSMConfig)->str:
+    "The fusion actually used: `model_class` bert / tab_mlp force text-only / tabular-only."
+    return MODEL_CLASSES.get(self.model_class) or self.fusion
 
-    @property
-    def feature_fields(self)->list:
-        "Every column the model reads, in a stable order."
-        return [*self.text_name, *self.cat_field_list, *self.tab_field_list]
+# %% ../nbs/00_config.ipynb #8467d97f
+@patch(as_prop=True)
+def feature_fields(self:BSMConfig)->list:
+    "Every column the model reads, in a stable order."
+    return [*self.text_name, *self.cat_field_list, *self.tab_field_list]
 
-    @property
-    def read_fields(self)->list:
-        "Columns to read from the files: `full_field_list`, or every named field."
-        named = [self.id_name, *self.feature_fields, self.label_name]
-        return list(dict.fromkeys(self.full_field_list or named))
+# %% ../nbs/00_config.ipynb #f48ef797
+@patch(as_prop=True)
+def read_fields(self:BSMConfig)->list:
+    "Columns to read from the files: `full_field_list`, or every named field."
+    named = [self.id_name, *self.feature_fields, self.label_name]
+    return list(dict.fromkeys(self.full_field_list or named))
 
 # %% ../nbs/00_config.ipynb #1134725f
 class ConfigError(ValueError):
     "A hyperparameter or flag that does not fit: the message names the key, the value and what was expected."
 
-_TRUE, _FALSE = {'true', '1', 'yes', 'y', 't', 'on'}, {'false', '0', 'no', 'n', 'f', 'off', ''}
-
+# %% ../nbs/00_config.ipynb #da241759
 def _unquote(s:str)->str:
     "Strip JSON quoting that some SDKs add around strings, possibly twice."
     s = s.strip()
@@ -114,12 +157,15 @@ def _unquote(s:str)->str:
         s = inner.strip()
     return s
 
+# %% ../nbs/00_config.ipynb #f47ba823
 def _name(o)->str:
     "One item of a list of names: a string or a number, not a null, list or object."
     if o is None or isinstance(o, (list, tuple, dict)): raise ValueError(f'{o!r} is not a name')
     return str(o)
 
+# %% ../nbs/00_config.ipynb #438ea5f1
 def _as_list(v)->list:
+    "The names in `v`: a list, JSON or Python list syntax, or comma-separated text."
     if isinstance(v, (list, tuple)): return [_name(o) for o in v]
     if isinstance(v, dict): raise ValueError('a JSON object is not a list')
     s = _unquote(str(v))
@@ -134,32 +180,50 @@ def _as_list(v)->list:
     # comma separated, tolerating quotes around each item
     return [_unquote(o).strip("'") for o in s.split(',') if o.strip()]
 
+# %% ../nbs/00_config.ipynb #d6fefccb
+_TRUE, _FALSE = {'true', '1', 'yes', 'y', 't', 'on'}, {'false', '0', 'no', 'n', 'f', 'off', ''}
+
+def _as_bool(v)->bool:
+    "A boolean, from a bool or one of the spellings in `_TRUE` and `_FALSE`."
+    if isinstance(v, bool): return v
+    s = _unquote(str(v)).lower()
+    if s in _TRUE: return True
+    if s in _FALSE: return False
+    raise ValueError(f'{v!r} is not a boolean')
+
+# %% ../nbs/00_config.ipynb #c26d6697
+def _as_int(v)->int:
+    "An integer, from an int or the text of a whole number (`3`, `3.0`, `3e2`)."
+    if isinstance(v, bool): raise ValueError('a boolean is not a number')
+    if isinstance(v, int): return v
+    f = float(_unquote(str(v)))
+    if not f.is_integer(): raise ValueError(f'{v!r} is not an integer')
+    return int(f)
+
+def _as_float(v)->float:
+    "A float, from a number or its text."
+    if isinstance(v, bool): raise ValueError('a boolean is not a number')
+    return float(_unquote(str(v)))
+
+# %% ../nbs/00_config.ipynb #c54a5df9
+def _as_str(v)->str:
+    "A string, or the text of a number."
+    if v is None or isinstance(v, (bool, list, tuple, dict)): raise ValueError(f'{v!r} is not a string')
+    return _unquote(v) if isinstance(v, str) else str(v)
+
+# %% ../nbs/00_config.ipynb #6a882373
+_PARSERS = {'list': _as_list, 'bool': _as_bool, 'int': _as_int, 'float': _as_float, 'str': _as_str}
+_EXPECTED = {'list': 'a list of names (JSON `["a", "b"]`, Python `[\'a\']` or `a,b`)', 'bool': 'a boolean (true/false)',
+             'int': 'an integer', 'float': 'a number', 'str': 'a string'}
+
 def parse_value(key:str, # the field's name, for the error message
                 value, # a string as SageMaker sends it, or an already-typed value
                 typ:str, # the field's type: 'str', 'int', 'float', 'bool' or 'list'
                ):
     "Convert `value` to `typ`, accepting every encoding the SageMaker SDKs use."
-    try:
-        if typ == 'list': return _as_list(value)
-        if typ == 'bool':
-            if isinstance(value, bool): return value
-            s = _unquote(str(value)).lower()
-            if s in _TRUE: return True
-            if s in _FALSE: return False
-            raise ValueError
-        if isinstance(value, bool): raise ValueError # True is not a number here
-        if typ == 'int':
-            if isinstance(value, int): return value
-            f = float(_unquote(str(value)))
-            if not f.is_integer(): raise ValueError
-            return int(f)
-        if typ == 'float': return float(_unquote(str(value)))
-        if value is None or isinstance(value, (list, tuple, dict)): raise ValueError # a JSON null, list or object names nothing
-        return _unquote(value) if isinstance(value, str) else str(value)
+    try: return _PARSERS[typ](value)
     except (ValueError, TypeError, OverflowError, RecursionError):
-        expected = {'list': 'a list of names (JSON `["a", "b"]`, Python `[\'a\']` or `a,b`)', 'bool': 'a boolean (true/false)',
-                    'int': 'an integer', 'float': 'a number', 'str': 'a string'}[typ]
-        raise ConfigError(f'hyperparameter {key!r}: value {value!r} is not {expected}') from None
+        raise ConfigError(f'hyperparameter {key!r}: value {value!r} is not {_EXPECTED[typ]}') from None
 
 # %% ../nbs/00_config.ipynb #86219839
 RANGES = { # numeric field -> allowed interval; see `in_range`
@@ -179,8 +243,10 @@ RANGES = { # numeric field -> allowed interval; see `in_range`
     'num_workers': '[0, 256]', 'num_threads': '[0, 1024]', # more than any instance has cores; torch takes 32-bit thread counts
     'pad_multiple': '[1, 512]', # a batch padded wider than BERT's 512 positions fails in the encoder
     'max_train_rows': '[0, inf)',
+    'threshold_target': '(0, 1)', # a precision or recall
 }
 
+# %% ../nbs/00_config.ipynb #aadccea8
 def _bounds(spec:str)->tuple:
     "(lowest, highest, lowest allowed, highest allowed) of an interval such as `[0, 1)`."
     lo, hi = (float(s) for s in spec[1:-1].split(','))
@@ -193,6 +259,7 @@ def in_range(value, # a number
     lo, hi, with_lo, with_hi = _bounds(spec)
     return (value >= lo if with_lo else value > lo) and (value <= hi if with_hi else value < hi)
 
+# %% ../nbs/00_config.ipynb #06275c76
 def range_text(spec:str)->str:
     "The interval `spec` in words, for error messages."
     lo, hi, with_lo, _ = _bounds(spec)
@@ -201,6 +268,7 @@ def range_text(spec:str)->str:
     if spec[0] + spec[-1] == '()': return f'between {n(lo)} and {n(hi)} (both excluded)'
     return f'in {spec}'
 
+# %% ../nbs/00_config.ipynb #b7ed4e79
 INT64_MAX = 2**63 - 1 # numpy and torch hold integers in 64 bits; a bigger one overflows deep inside them
 
 def check_ranges(cfg:BSMConfig, # the config to check
@@ -212,16 +280,49 @@ def check_ranges(cfg:BSMConfig, # the config to check
         if isinstance(v, int) and v > INT64_MAX:
             raise ConfigError(f'hyperparameter {key!r}: value {v!r} must be {range_text(spec)} and at most {INT64_MAX} (64 bits)')
 
-# %% ../nbs/00_config.ipynb #fb5959de
-ALIASES = {'tab_field_names': 'tab_field_list', 'cat_field_names': 'cat_field_list', 'text_field_list': 'text_name',
-           'epochs': 'max_epochs', 'learning_rate': 'lr', 'max_length': 'max_seq_length', 'max_len': 'max_seq_length'}
-IGNORED = ('use_cuda', 'use-cuda', '_tuning_objective_metric') # the device is chosen automatically
+# %% ../nbs/00_config.ipynb #d2887364
+def _not_one_of(key:str, value, choices)->ConfigError:
+    "The error for a `value` of `key` that is not one of `choices`."
+    return ConfigError(f'hyperparameter {key!r}: value {value!r} is not one of {", ".join(map(str, choices))}')
 
-def field_types()->dict:
-    "The parse type of every `BSMConfig` field."
-    kinds = {'str': 'str', 'int': 'int', 'float': 'float', 'bool': 'bool', 'list': 'list'}
-    return {f.name: kinds[str(f.type)] for f in fields(BSMConfig)}
+def check_choices(cfg:BSMConfig):
+    "Fail on the first string field whose value is not one of its choices."
+    for key, choices in (('fusion', FUSIONS), ('pooling', POOLINGS), ('model_class', MODEL_CLASSES), ('lr_scaling', LR_SCALINGS),
+                         ('class_weights', CLASS_WEIGHTS), ('precision', PRECISIONS),
+                         ('ensemble', ENSEMBLES), ('threshold_policy', THRESHOLD_POLICIES)):
+        if getattr(cfg, key) not in choices: raise _not_one_of(key, getattr(cfg, key), choices)
+    for s in cfg.text_cleaning:
+        if s not in CLEANING_STEPS: raise _not_one_of('text_cleaning', s, CLEANING_STEPS)
 
+# %% ../nbs/00_config.ipynb #a197e44d
+def check_metrics(cfg:BSMConfig):
+    "Fail on a metric that does not exist, or an `early_stop_metric` that is not logged."
+    for m in cfg.metric_choices:
+        if m not in METRICS: raise _not_one_of('metric_choices', m, METRICS)
+    monitored = ['val_loss'] + [f'val_{m}' for m in cfg.metric_choices]
+    if cfg.early_stop_metric not in monitored: raise _not_one_of('early_stop_metric', cfg.early_stop_metric, monitored)
+
+# %% ../nbs/00_config.ipynb #eb836544
+def check_fields(cfg:BSMConfig):
+    "Fail when the named fields do not fit the model, or `text_hook` is not `module:function`."
+    if cfg.text_hook and ':' not in cfg.text_hook:
+        raise ConfigError(f"hyperparameter 'text_hook': value {cfg.text_hook!r} is not of the form module:function")
+    if cfg.effective_fusion != 'tab_only' and not cfg.text_name:
+        raise ConfigError("hyperparameter 'text_name': no text field named, but the model reads text (use model_class tab_mlp for tabular only)")
+    if cfg.effective_fusion != 'text_only' and not (cfg.cat_field_list or cfg.tab_field_list) and cfg.model_class != 'multimodal_bert':
+        raise ConfigError("hyperparameters 'cat_field_list'/'tab_field_list': no tabular field named for a tabular model")
+    if cfg.id_name in cfg.feature_fields or cfg.label_name in cfg.feature_fields:
+        raise ConfigError(f'hyperparameters: id {cfg.id_name!r} or label {cfg.label_name!r} is also listed as a feature')
+
+# %% ../nbs/00_config.ipynb #9612cab1
+def check_full_field_list(cfg:BSMConfig):
+    "Fail when `full_field_list` leaves out a field that other hyperparameters name."
+    needed = [*(cfg.text_name if cfg.effective_fusion != 'tab_only' else []), *cfg.cat_field_list, *cfg.tab_field_list, cfg.label_name]
+    if cfg.full_field_list and (left := [f for f in needed if f not in cfg.full_field_list]):
+        raise ConfigError(f"hyperparameter 'full_field_list': {cfg.full_field_list} leaves out {left}, which other hyperparameters name; "
+                          'add them, or leave full_field_list empty to read every named field')
+
+# %% ../nbs/00_config.ipynb #a4268898
 def _label_key(name:str)->str:
     "A class name as the data chapter compares labels: stripped, an integral number as an integer (`1.0` is `1`)."
     s = name.strip()
@@ -229,7 +330,8 @@ def _label_key(name:str)->str:
     except ValueError: return s
     return (str(int(f)) if f.is_integer() else repr(f)) if math.isfinite(f) else s
 
-def _check_labels(cfg:BSMConfig):
+# %% ../nbs/00_config.ipynb #b179004e
+def check_labels(cfg:BSMConfig):
     "`label_list` names two or more classes, each once; `positive_label`, given with a `label_list`, is one of its two classes."
     keys = [_label_key(l) for l in cfg.label_list]
     if '' in keys: raise ConfigError(f"hyperparameter 'label_list': {cfg.label_list!r} holds an empty class name")
@@ -242,37 +344,35 @@ def _check_labels(cfg:BSMConfig):
         if _label_key(cfg.positive_label) not in keys:
             raise ConfigError(f"hyperparameter 'positive_label': value {cfg.positive_label!r} is not one of label_list {cfg.label_list}")
 
-def _check_choices(cfg:BSMConfig):
-    "Values that parse but are not among the choices."
-    def bad(key, val, choices): raise ConfigError(f'hyperparameter {key!r}: value {val!r} is not one of {", ".join(map(str, choices))}')
-    if cfg.fusion not in FUSIONS: bad('fusion', cfg.fusion, FUSIONS)
-    if cfg.pooling not in POOLINGS: bad('pooling', cfg.pooling, POOLINGS)
-    if cfg.model_class not in MODEL_CLASSES: bad('model_class', cfg.model_class, MODEL_CLASSES)
-    if cfg.lr_scaling not in ('none', 'linear', 'sqrt'): bad('lr_scaling', cfg.lr_scaling, ('none', 'linear', 'sqrt'))
-    if cfg.class_weights not in ('none', 'balanced'): bad('class_weights', cfg.class_weights, ('none', 'balanced'))
-    if cfg.precision not in PRECISIONS: bad('precision', cfg.precision, PRECISIONS)
-    for s in cfg.text_cleaning:
-        if s not in CLEANING_STEPS: bad('text_cleaning', s, CLEANING_STEPS)
-    check_ranges(cfg)
-    for m in cfg.metric_choices:
-        if m not in METRICS: bad('metric_choices', m, METRICS)
-    monitored = ['val_loss'] + [f'val_{m}' for m in cfg.metric_choices]
-    if cfg.early_stop_metric not in monitored: bad('early_stop_metric', cfg.early_stop_metric, monitored)
-    if cfg.text_hook and ':' not in cfg.text_hook:
-        raise ConfigError(f"hyperparameter 'text_hook': value {cfg.text_hook!r} is not of the form module:function")
-    if cfg.effective_fusion != 'tab_only' and not cfg.text_name:
-        raise ConfigError("hyperparameter 'text_name': no text field named, but the model reads text (use model_class tab_mlp for tabular only)")
-    if cfg.effective_fusion != 'text_only' and not (cfg.cat_field_list or cfg.tab_field_list) and cfg.model_class != 'multimodal_bert':
-        raise ConfigError("hyperparameters 'cat_field_list'/'tab_field_list': no tabular field named for a tabular model")
-    if cfg.id_name in cfg.feature_fields or cfg.label_name in cfg.feature_fields:
-        raise ConfigError(f'hyperparameters: id {cfg.id_name!r} or label {cfg.label_name!r} is also listed as a feature')
-    # the columns read must hold every field the preprocessing fits: a KeyError deep in the data chapter otherwise
-    needed = [*(cfg.text_name if cfg.effective_fusion != 'tab_only' else []), *cfg.cat_field_list, *cfg.tab_field_list, cfg.label_name]
-    if cfg.full_field_list and (left := [f for f in needed if f not in cfg.full_field_list]):
-        raise ConfigError(f"hyperparameter 'full_field_list': {cfg.full_field_list} leaves out {left}, which other hyperparameters name; "
-                          'add them, or leave full_field_list empty to read every named field')
-    _check_labels(cfg)
+# %% ../nbs/00_config.ipynb #3db220aa
+def check_config(cfg:BSMConfig):
+    "Fail on the first value that is not one of its choices, is out of its range, or does not fit the other fields."
+    for check in (check_choices, check_ranges, check_metrics, check_fields, check_full_field_list, check_labels): check(cfg)
 
+# %% ../nbs/00_config.ipynb #fb5959de
+ALIASES = {'tab_field_names': 'tab_field_list', 'cat_field_names': 'cat_field_list', 'text_field_list': 'text_name',
+           'epochs': 'max_epochs', 'learning_rate': 'lr', 'max_length': 'max_seq_length', 'max_len': 'max_seq_length'}
+IGNORED = ('use_cuda', 'use-cuda', '_tuning_objective_metric') # the device is chosen automatically
+
+# %% ../nbs/00_config.ipynb #9ccd2fa2
+def field_types()->dict:
+    "The parse type of every `BSMConfig` field."
+    kinds = {'str': 'str', 'int': 'int', 'float': 'float', 'bool': 'bool', 'list': 'list'}
+    return {f.name: kinds[str(f.type)] for f in fields(BSMConfig)}
+
+# %% ../nbs/00_config.ipynb #7ee9b8cb
+def _field_of(key:str, # a key of the hyperparameters
+              value, # its value, for the error message
+              types:dict, # `field_types()`
+             )->str:
+    "The field that `key` sets; a `ConfigError` with the closest valid key when there is none."
+    name = ALIASES.get(key, key.replace('-', '_'))
+    if name in types: return name
+    close = difflib.get_close_matches(name, list(types) + list(ALIASES), n=1)
+    hint = f' Did you mean {close[0]!r}?' if close else ''
+    raise ConfigError(f'unknown hyperparameter {key!r} (value {value!r}).{hint} Valid keys: {", ".join(types)}')
+
+# %% ../nbs/00_config.ipynb #df6744c0
 def config_from_dict(hps:dict, # key -> value, as in hyperparameters.json (strings) or already typed
                      base:BSMConfig|None=None, # config to update; defaults when None
                     )->BSMConfig:
@@ -280,26 +380,24 @@ def config_from_dict(hps:dict, # key -> value, as in hyperparameters.json (strin
     types, out = field_types(), asdict(base or BSMConfig())
     for key, value in hps.items():
         if key.startswith('sagemaker_') or key in IGNORED: continue
-        name = ALIASES.get(key, key.replace('-', '_'))
-        if name not in types:
-            close = difflib.get_close_matches(name, list(types) + list(ALIASES), n=1)
-            hint = f' Did you mean {close[0]!r}?' if close else ''
-            raise ConfigError(f'unknown hyperparameter {key!r} (value {value!r}).{hint} Valid keys: {", ".join(types)}')
+        name = _field_of(key, value, types)
         out[name] = parse_value(key, value, types[name])
     cfg = BSMConfig(**out)
     if not cfg.fusion: cfg.fusion = 'concat'
-    _check_choices(cfg)
+    check_config(cfg)
     return cfg
 
-# %% ../nbs/00_config.ipynb #7857425f
+# %% ../nbs/00_config.ipynb #cadab137
+def encode_value(v)->str:
+    "One hyperparameter value as SageMaker hands it over: a string that `config_from_dict` reads back."
+    if isinstance(v, str): return v
+    if isinstance(v, (bool, list, tuple, dict, type(None))): return json.dumps(v)
+    return str(v)
+
 def encode_hyperparameters(hyperparameters:dict, # name -> value of any type
                           )->dict[str, str]:
     "SageMaker's encoding of `hyperparameters`: every key and value a string that `config_from_dict` reads back."
-    def encode(v):
-        if isinstance(v, str): return v
-        if isinstance(v, (bool, list, tuple, dict, type(None))): return json.dumps(v)
-        return str(v)
-    return {str(k): encode(v) for k, v in hyperparameters.items()}
+    return {str(k): encode_value(v) for k, v in hyperparameters.items()}
 
 # %% ../nbs/00_config.ipynb #fbbffba4
 def to_hyperparameters(cfg:BSMConfig, # config to serialise
@@ -325,36 +423,41 @@ class SageMakerPaths:
     base:Path # SAGEMAKER_BASE_DIR
     model_dir:Path # where the model and its reports go
     output_dir:Path # failure file, tensorboard
-    output_data_dir:Path # extra outputs, uploaded as output.tar.gz
     checkpoint_dir:Path # synced to S3 when checkpointing is configured
     channels:dict # channel name -> directory (only the ones given explicitly)
 
-    @classmethod
-    def from_env(cls, env:dict|None=None):
-        "Paths from `SAGEMAKER_BASE_DIR` and any `SM_*` variables in `env` (default `os.environ`)."
-        env = os.environ if env is None else env
-        base = sagemaker_base_dir(env)
-        channels = {k[len('SM_CHANNEL_'):].lower(): Path(v) for k, v in env.items() if k.startswith('SM_CHANNEL_')}
-        out = Path(env.get('SM_OUTPUT_DIR', base/'output'))
-        return cls(base=base, model_dir=Path(env.get('SM_MODEL_DIR', base/'model')), output_dir=out,
-                   output_data_dir=Path(env.get('SM_OUTPUT_DATA_DIR', out/'data')),
-                   checkpoint_dir=Path(env.get('SM_CHECKPOINT_DIR', base/'checkpoints')), channels=channels)
+# %% ../nbs/00_config.ipynb #02ed416b
+@patch(cls_method=True)
+def from_env(cls:SageMakerPaths, env:dict|None=None, # environment to read (default `os.environ`)
+            )->SageMakerPaths:
+    "Paths from `SAGEMAKER_BASE_DIR` and any `SM_*` variables in `env` (default `os.environ`)."
+    env = os.environ if env is None else env
+    base = sagemaker_base_dir(env)
+    channels = {k[len('SM_CHANNEL_'):].lower(): Path(v) for k, v in env.items() if k.startswith('SM_CHANNEL_')}
+    return cls(base=base, model_dir=Path(env.get('SM_MODEL_DIR', base/'model')), output_dir=Path(env.get('SM_OUTPUT_DIR', base/'output')),
+               checkpoint_dir=Path(env.get('SM_CHECKPOINT_DIR', base/'checkpoints')), channels=channels)
 
-    def channel(self, name:str)->Path:
-        "Directory of channel `name` (it may not exist)."
-        return self.channels.get(name, self.base/'input'/'data'/name)
+# %% ../nbs/00_config.ipynb #3a4db7e5
+@patch
+def channel(self:SageMakerPaths, name:str)->Path:
+    "Directory of channel `name` (it may not exist)."
+    return self.channels.get(name, self.base/'input'/'data'/name)
 
-    @property
-    def hyperparameters_file(self)->Path: return self.base/'input'/'config'/'hyperparameters.json'
-    @property
-    def failure_file(self)->Path: return self.output_dir/'failure'
+# %% ../nbs/00_config.ipynb #a1e2c458
+@patch(as_prop=True)
+def hyperparameters_file(self:SageMakerPaths)->Path:
+    "`input/config/hyperparameters.json` under the base."
+    return self.base/'input'/'config'/'hyperparameters.json'
 
-# %% ../nbs/00_config.ipynb #030158f2
-PATH_FLAGS = {'model_dir': 'model_dir', 'output_data_dir': 'output_data_dir', 'checkpoint_dir': 'checkpoint_dir'}
+@patch(as_prop=True)
+def failure_file(self:SageMakerPaths)->Path:
+    "`failure` in the output directory."
+    return self.output_dir/'failure'
 
-def parse_cli(argv:list)->tuple:
-    "Split `argv` into (hyperparameter overrides, path overrides); flags are `--key value` or `--key=value`."
-    hps, paths, i = {}, {}, 0
+# %% ../nbs/00_config.ipynb #453f5c0f
+def _flag_pairs(argv:list)->list:
+    "(key, value) of each flag in `argv`: `--key value`, `--key=value`, or a bare `--key` (true); a leading `train` is skipped."
+    pairs, i = [], 0
     while i < len(argv):
         a = argv[i]
         if a in ('train',) and i == 0: i += 1; continue
@@ -364,10 +467,23 @@ def parse_cli(argv:list)->tuple:
             nxt = argv[i+1] if i+1 < len(argv) else None
             if nxt is None or nxt.startswith('--'): val = 'true' # a bare flag such as --use-cuda
             else: val, i = nxt, i+1
+        pairs.append((key, val))
         i += 1
+    return pairs
+
+# %% ../nbs/00_config.ipynb #f75bd144
+PATH_FLAGS = {'model_dir': 'model_dir', 'checkpoint_dir': 'checkpoint_dir'} # flag -> `SageMakerPaths` field
+CHANNEL_FLAGS = ('train', 'val', 'test', 'pretrained') # flag -> directory of that channel
+IGNORED_FLAGS = ('output_data_dir',) # the original script's; accepted and dropped
+
+def parse_cli(argv:list)->tuple:
+    "Split `argv` into (hyperparameter overrides, path overrides); flags are `--key value` or `--key=value`."
+    hps, paths = {}, {}
+    for key, val in _flag_pairs(argv):
         name = key.replace('-', '_')
+        if name in IGNORED_FLAGS: continue
         if name in PATH_FLAGS: paths[PATH_FLAGS[name]] = Path(val)
-        elif name in ('train', 'val', 'test', 'pretrained'): paths.setdefault('channels', {})[name] = Path(val)
+        elif name in CHANNEL_FLAGS: paths.setdefault('channels', {})[name] = Path(val)
         else: hps[key] = val
     return hps, paths
 
@@ -381,6 +497,7 @@ def _utf8_text(path:Path)->str:
         except UnicodeDecodeError as e: why = f'byte {raw[e.start]:#04x} at offset {e.start}; saved as latin-1 or cp1252?'
     raise ConfigError(f'{path} is not UTF-8 ({why}); expected UTF-8 JSON such as {{"lr": "5e-05"}}')
 
+# %% ../nbs/00_config.ipynb #c34c020a
 def _json_object(text:str, # JSON text
                  where:str, # the file or variable it came from, for the message
                 )->dict:
@@ -392,6 +509,7 @@ def _json_object(text:str, # JSON text
     if not isinstance(hps, dict): raise ConfigError(f'{where} must hold a JSON object of hyperparameters, not {type(hps).__name__}')
     return hps
 
+# %% ../nbs/00_config.ipynb #259bb8c0
 def read_hyperparameters(path:Path # hyperparameters.json
                         )->dict:
     "The dict in `hyperparameters.json`, or {} when there is no file."
@@ -399,6 +517,7 @@ def read_hyperparameters(path:Path # hyperparameters.json
     if not path.exists(): return {}
     return _json_object(_utf8_text(path) or '{}', str(path))
 
+# %% ../nbs/00_config.ipynb #38935882
 def load_config(argv:list|None=None, # command-line arguments after the program name
                 env:dict|None=None, # environment (default `os.environ`)
                )->tuple:

@@ -8,6 +8,7 @@ import gzip, io, itertools, json, math, os
 from collections import Counter
 from pathlib import Path
 import numpy as np, pandas as pd, torch
+from fastcore.basics import patch
 from torch.utils.data import Dataset, DataLoader, Sampler
 from .config import BSMConfig
 from .text import TokenIds, make_text_cleaner, tokenize_rows
@@ -25,6 +26,7 @@ class DataError(ValueError):
 class InputError(ValueError):
     "A row whose value does not fit its field; the message names the row and the field."
 
+# %% ../nbs/03_data.ipynb #87dcd29f
 FORMATS = {'.csv': 'csv', '.tsv': 'tsv', '.parquet': 'parquet', '.pq': 'parquet', '.jsonl': 'jsonl', '.jsonlines': 'jsonl', '.json': 'jsonl', '.ndjson': 'jsonl'} # the one table of file types (bsm-predict reads it too)
 SKIPPED = ('_SUCCESS', '_SUCCESS.crc', 'manifest', 'manifest.json')
 
@@ -38,6 +40,7 @@ def file_format(path:Path)->str|None:
         raise DataError(f'{path}: unknown data file type; expected one of {", ".join(FORMATS)} (optionally .gz)')
     return FORMATS[sfx[-1]]
 
+# %% ../nbs/03_data.ipynb #ba16486a
 def _broken_link(p:Path):
     "A `DataError` for the symbolic link `p`, which cannot be followed."
     try: p.stat(); why = 'it cannot be followed'
@@ -56,8 +59,6 @@ def channel_files(channel_dir:Path)->list:
     return [p for p in files if file_format(p)]
 
 # %% ../nbs/03_data.ipynb #a3a16e47
-_WIDE_BOMS = (b'\xff\xfe', b'\xfe\xff', b'\x00\x00\xfe\xff') # UTF-16 LE/BE, UTF-32 BE (UTF-32 LE starts like UTF-16 LE)
-
 def _raw(path:Path): return gzip.open(path, 'rb') if path.suffix.lower() == '.gz' else open(path, 'rb')
 
 def _first_bad_byte(path:Path, limit:int|None=None)->tuple|None:
@@ -77,6 +78,9 @@ def _first_bad_byte(path:Path, limit:int|None=None)->tuple|None:
             line, offset, tail = line + buf.count(b'\n', 0, end), offset + end, buf[end:]
     return None
 
+# %% ../nbs/03_data.ipynb #a93c9b98
+_WIDE_BOMS = (b'\xff\xfe', b'\xfe\xff', b'\x00\x00\xfe\xff') # UTF-16 LE/BE, UTF-32 BE (UTF-32 LE starts like UTF-16 LE)
+
 def not_utf8(path:Path, # a CSV, TSV or JSON Lines file, maybe gzipped
              limit:int|None=None, # look at the first `limit` bytes only; None: the whole file
             )->str|None:
@@ -88,6 +92,7 @@ def not_utf8(path:Path, # a CSV, TSV or JSON Lines file, maybe gzipped
     guess = 'UTF-16 or UTF-32 without a byte-order mark?' if byte == 0 else 'saved as latin-1 or cp1252?'
     return f'byte {byte:#04x} on line {line}, offset {offset}; {guess}'
 
+# %% ../nbs/03_data.ipynb #23d74822
 def utf8_error(path:Path, why:str)->DataError:
     "The `DataError` for a file that `not_utf8` says is not UTF-8."
     return DataError(f'{path}: not UTF-8 ({why}); expected UTF-8 text (with or without a byte-order mark)')
@@ -103,6 +108,7 @@ def _no_repeats(path:Path, names:list, where:str='header'):
     if rep := _repeated(names):
         raise DataError(f'{path}: column(s) {rep} appear more than once in the {where}; expected each column name once')
 
+# %% ../nbs/03_data.ipynb #d1e1fed5
 class _Pairs(list): "The (key, value) pairs of one JSON object, in order, repeats kept."
 
 def _read_json_lines(path:Path)->pd.DataFrame:
@@ -120,6 +126,35 @@ def _read_json_lines(path:Path)->pd.DataFrame:
         _no_repeats(path, [k for k, _ in obj], f'object on line {i}')
     return pd.read_json(io.StringIO(text), lines=True, dtype=False)
 
+# %% ../nbs/03_data.ipynb #9e4fa4b6
+def _read_table(path:Path, # a data file
+                fmt:str, # its format, from `file_format`
+               )->pd.DataFrame:
+    "Every row of `path`, CSV and TSV columns as text; a repeated column name is a `DataError`."
+    if fmt in ('csv', 'tsv'):
+        read = lambda **kw: pd.read_csv(path, sep=',' if fmt == 'csv' else '\t', dtype=str, keep_default_na=True, compression='infer', **kw)
+        _no_repeats(path, read(header=None, nrows=1).iloc[0].tolist()) # pandas would rename a repeat `name.1`
+        return read()
+    if fmt == 'parquet':
+        import pyarrow.parquet as pq
+        _no_repeats(path, pq.read_schema(path).names, 'schema')
+        return pd.read_parquet(path)
+    return _read_json_lines(path)
+
+# %% ../nbs/03_data.ipynb #7e55972a
+def _select_fields(df:pd.DataFrame, # a file's rows
+                   fields:list|None, # columns to keep; all when None
+                   path:Path, fmt:str, # the file and its format, for the message
+                  )->pd.DataFrame:
+    "`df[fields]`; a missing field is a `DataError` naming the file's columns."
+    if fields is None: return df
+    missing = [f for f in fields if f not in df.columns]
+    sep, name = {'csv': ('\t', 'tab'), 'tsv': (',', 'comma')}.get(fmt, (None, None)) # the other separator
+    hint = f' (one column whose name holds {sep!r}: is the file {name}-separated?)' if sep and len(df.columns) == 1 and sep in df.columns[0] else ''
+    if missing: raise DataError(f'{path}: missing field(s) {missing}; the file has {list(df.columns)}{hint}')
+    return df[fields]
+
+# %% ../nbs/03_data.ipynb #e0b6d0aa
 def read_data_file(path:Path, # a data file
                    fields:list|None=None, # columns to keep; all when None
                   )->pd.DataFrame:
@@ -127,28 +162,15 @@ def read_data_file(path:Path, # a data file
     path, fmt = Path(path), file_format(Path(path))
     try:
         if fmt != 'parquet' and (why := not_utf8(path, limit=1 << 16)): raise utf8_error(path, why) # before pandas: UTF-16 reads as UTF-8 with NULs
-        if fmt in ('csv', 'tsv'):
-            read = lambda **kw: pd.read_csv(path, sep=',' if fmt == 'csv' else '\t', dtype=str, keep_default_na=True, compression='infer', **kw)
-            _no_repeats(path, read(header=None, nrows=1).iloc[0].tolist()) # pandas would rename a repeat `name.1`
-            df = read()
-        elif fmt == 'parquet':
-            import pyarrow.parquet as pq
-            _no_repeats(path, pq.read_schema(path).names, 'schema')
-            df = pd.read_parquet(path)
-        else: df = _read_json_lines(path)
+        df = _read_table(path, fmt)
     except pd.errors.EmptyDataError: return pd.DataFrame(columns=fields or [])
     except DataError: raise
     except UnicodeDecodeError: raise utf8_error(path, not_utf8(path) or 'a byte that is not UTF-8') from None # find the byte in the file
     except Exception as e: raise DataError(f'{path}: cannot read as {fmt}: {e}') from None
     df.columns = [str(c) for c in df.columns]
-    if fields is not None:
-        missing = [f for f in fields if f not in df.columns]
-        sep, name = {'csv': ('\t', 'tab'), 'tsv': (',', 'comma')}.get(fmt, (None, None)) # the other separator
-        hint = f' (one column whose name holds {sep!r}: is the file {name}-separated?)' if sep and len(df.columns) == 1 and sep in df.columns[0] else ''
-        if missing: raise DataError(f'{path}: missing field(s) {missing}; the file has {list(df.columns)}{hint}')
-        df = df[fields]
-    return df
+    return _select_fields(df, fields, path, fmt)
 
+# %% ../nbs/03_data.ipynb #cc9f459b
 def read_channel(channel_dir:Path, # directory of the channel
                  fields:list|None=None, # columns to keep
                  max_rows:int=0, # stop after this many rows (0 = all)
@@ -183,6 +205,7 @@ def normalise_category(v)->str|None:
     except ValueError: pass
     return s
 
+# %% ../nbs/03_data.ipynb #02eb15b8
 def _distinct(values:pd.Series)->tuple|None:
     "(codes, the distinct values as a Series of the column's type) of a text, number or bool column; None for any other (an object column may hold `1`, `1.0` and `True`, equal but not the same)."
     kind = values.dtype.kind if isinstance(values.dtype, np.dtype) else None
@@ -198,6 +221,7 @@ def category_codes(values:pd.Series, # raw values of one field
     codes, uniques = d
     return codes, np.array([normalise_category(v) for v in uniques], dtype=object)
 
+# %% ../nbs/03_data.ipynb #17470c22
 def _float_or_nan(v)->float:
     "`float(v)`; NaN when `v` is no number, infinity when it is beyond float range (then treated as missing, like `1e999`)."
     try: return float(v)
@@ -214,6 +238,7 @@ def _parse_numbers(values:pd.Series)->tuple:
     x = out.to_numpy()
     return np.where(np.isfinite(x), x, np.nan), bad.to_numpy(dtype=bool)
 
+# %% ../nbs/03_data.ipynb #2859b6c0
 def to_numbers(values:pd.Series, # raw values of one numeric field
                name:str, # field name, for the message
               )->np.ndarray:
@@ -229,6 +254,7 @@ def to_numbers(values:pd.Series, # raw values of one numeric field
         raise InputError(f'row {i}, field {name!r}: {values.iloc[i]!r} is not a number')
     return x
 
+# %% ../nbs/03_data.ipynb #601aae45
 def check_rows(df:pd.DataFrame, # rows of one file
                path:Path, # the file, for the message
                numeric_fields:list=(), required_fields:list=(),
@@ -273,6 +299,7 @@ def fit_label_list(labels:pd.Series, # raw labels of train
         names = [n for n in names if n != pos] + [pos]
     return names
 
+# %% ../nbs/03_data.ipynb #8573e456
 def encode_labels(labels:pd.Series, # raw labels
                   label_list:list, # from `fit_label_list`
                   name:str='label', # field name, for the message
@@ -290,66 +317,173 @@ def encode_labels(labels:pd.Series, # raw labels
 # %% ../nbs/03_data.ipynb #c171ceea
 class FeatureProcessor:
     "Fitted preprocessing of text, categorical and numeric fields and labels; JSON-serialisable."
-    def __init__(self, cfg:BSMConfig, tokenizer=None, vocabs:dict|None=None, num_stats:dict|None=None, label_list:list|None=None):
+    def __init__(self, cfg:BSMConfig, # the run's config: which fields are text, categories, numbers, the label
+                 tokenizer=None, # a Hugging Face tokenizer, to encode text
+                 vocabs:dict|None=None, # categorical field -> its vocabulary (`category_vocab`)
+                 num_stats:dict|None=None, # numeric field -> {'median', 'mean', 'std'} (`numeric_stats`)
+                 label_list:list|None=None, # class names in model-output order (`fit_label_list`)
+                ):
         self.cfg, self.tokenizer = cfg, tokenizer
         self.vocabs, self.num_stats, self.label_list = vocabs or {}, num_stats or {}, label_list or []
         self.clean = make_text_cleaner(cfg.text_cleaning, cfg.text_hook)
 
-    @classmethod
-    def fit(cls, df:pd.DataFrame, cfg:BSMConfig, tokenizer=None):
-        "Learn vocabularies, numeric statistics and the label list from train `df`."
-        vocabs = {}
-        for f in cfg.cat_field_list:
-            vocabs[f] = sorted({v for v in category_codes(df[f])[1] if v is not None})
-        num_stats = {}
-        for f in cfg.tab_field_list:
-            x = to_numbers(df[f], f)
-            med = float(np.nanmedian(x)) if np.isfinite(x).any() else 0.0
-            filled = np.where(np.isnan(x), med, x)
-            num_stats[f] = {'median': med, 'mean': float(filled.mean()), 'std': float(filled.std()) or 1.0}
-        labels = fit_label_list(df[cfg.label_name], cfg) if cfg.label_name in df else []
-        return cls(cfg, tokenizer, vocabs, num_stats, labels)
+# %% ../nbs/03_data.ipynb #c5856913
+@patch(cls_method=True)
+def category_vocab(cls:FeatureProcessor, values:pd.Series, # raw values of one categorical field (or the label)
+                  )->list:
+    "The distinct categories of `values`, normalised and sorted, missing left out."
+    return sorted({v for v in category_codes(values)[1] if v is not None})
 
-    @property
-    def cat_cardinalities(self)->list: return [len(self.vocabs[f]) + 2 for f in self.cfg.cat_field_list]
-    @property
-    def n_numeric(self)->int: return 2 * len(self.cfg.tab_field_list)
+# %% ../nbs/03_data.ipynb #c4a1f46c
+@patch(cls_method=True)
+def numeric_stats(cls:FeatureProcessor, x:np.ndarray, # one numeric field's floats, NaN for missing (`to_numbers`)
+                 )->dict:
+    "{'median', 'mean', 'std'} of `x` with missing values imputed by the median."
+    med = float(np.nanmedian(x)) if np.isfinite(x).any() else 0.0
+    filled = np.where(np.isnan(x), med, x)
+    return {'median': med, 'mean': float(filled.mean()), 'std': float(filled.std()) or 1.0}
 
-    def texts(self, df:pd.DataFrame)->list:
-        "Cleaned text of each row; several text fields joined with the tokenizer's separator."
-        cols = [[self.clean(v) for v in df[f]] if f in df else [''] * len(df) for f in self.cfg.text_name]
-        if len(cols) == 1: return cols[0]
-        sep = f' {getattr(self.tokenizer, "sep_token", None) or "|"} '
-        return [sep.join(parts) for parts in zip(*cols)]
+# %% ../nbs/03_data.ipynb #f8d957ec
+@patch(cls_method=True)
+def fit(cls:FeatureProcessor, df:pd.DataFrame, # train rows
+        cfg:BSMConfig, tokenizer=None):
+    "Learn vocabularies, numeric statistics and the label list from train `df`."
+    vocabs = {f: cls.category_vocab(df[f]) for f in cfg.cat_field_list}
+    num_stats = {f: cls.numeric_stats(to_numbers(df[f], f)) for f in cfg.tab_field_list}
+    labels = fit_label_list(df[cfg.label_name], cfg) if cfg.label_name in df else []
+    return cls(cfg, tokenizer, vocabs, num_stats, labels)
 
-    def token_ids(self, df:pd.DataFrame, chunk:int=8192)->TokenIds:
-        "Token ids of each row's cleaned text, truncated to `max_seq_length`; cleaned and tokenised `chunk` rows at a time."
-        if self.tokenizer is None: raise ValueError('FeatureProcessor needs a tokenizer to encode text')
-        texts = (t for s in range(0, len(df), chunk) for t in self.texts(df.iloc[s:s + chunk]))
-        return tokenize_rows(texts, self.tokenizer, self.cfg.max_seq_length, chunk)
+# %% ../nbs/03_data.ipynb #c9747c92
+@patch(cls_method=True)
+def numeric_summary(cls:FeatureProcessor, x:np.ndarray, # one numeric field's floats on one shard, NaN for missing
+                    quantiles:int=1001, # points of the quantile sketch
+                   )->dict:
+    "Rows, missing values, sum, sum of squares and a quantile sketch of `x`: what `merge_numeric` needs."
+    v = x[~np.isnan(x)]
+    return {'n': len(x), 'missing': int(len(x) - len(v)), 'sum': float(v.sum()), 'sumsq': float((v * v).sum()),
+            'q': np.quantile(v, np.linspace(0, 1, quantiles)).tolist() if len(v) else []}
 
-    def encode(self, df:pd.DataFrame, with_labels:bool=True)->dict:
-        "Arrays for the model: token ids (unpadded `TokenIds`), categorical indices, numeric features, labels."
-        n, cfg, out = len(df), self.cfg, {}
-        if cfg.effective_fusion != 'tab_only': out['input_ids'] = self.token_ids(df)
-        cats = np.zeros((n, len(cfg.cat_field_list)), dtype=np.int64)
-        for j, f in enumerate(cfg.cat_field_list):
-            if f not in df: continue
-            index, (codes, names) = {v: i + 2 for i, v in enumerate(self.vocabs[f])}, category_codes(df[f])
-            cats[:, j] = np.array([0 if v is None else index.get(v, 1) for v in names], dtype=np.int64)[codes]
-        nums = np.zeros((n, self.n_numeric), dtype=np.float32)
-        for j, f in enumerate(cfg.tab_field_list):
-            x = to_numbers(df[f], f) if f in df else np.full(n, np.nan)
-            st = self.num_stats[f]
-            nums[:, 2*j] = np.clip((np.where(np.isnan(x), st['median'], x) - st['mean']) / st['std'], -10, 10) # before float32: 1e300 would overflow it
-            nums[:, 2*j+1] = np.isnan(x)
-        out.update(cat=cats, num=np.clip(nums, -10, 10))
-        if with_labels and cfg.label_name in df: out['label'] = encode_labels(df[cfg.label_name], self.label_list, cfg.label_name)
-        return out
+# %% ../nbs/03_data.ipynb #4ddb7176
+@patch(cls_method=True)
+def summarise(cls:FeatureProcessor, df:pd.DataFrame, # one shard of train
+              cfg:BSMConfig, # the fields
+              quantiles:int=1001, # points of each numeric field's quantile sketch
+             )->dict:
+    "What `fit` learns from `df`, in a form that merges across shards (JSON-serialisable)."
+    return {'rows': len(df), 'cats': {f: cls.category_vocab(df[f]) for f in cfg.cat_field_list},
+            'nums': {f: cls.numeric_summary(to_numbers(df[f], f), quantiles) for f in cfg.tab_field_list},
+            'labels': cls.category_vocab(df[cfg.label_name]) if cfg.label_name in df else None}
 
-    def to_dict(self)->dict: return {'vocabs': self.vocabs, 'num_stats': self.num_stats, 'label_list': self.label_list}
-    @classmethod
-    def from_dict(cls, d:dict, cfg:BSMConfig, tokenizer=None): return cls(cfg, tokenizer, d['vocabs'], d['num_stats'], d['label_list'])
+# %% ../nbs/03_data.ipynb #9cf8657f
+def _sketch_median(sketches:list)->float:
+    "The median of the union of shards, from (quantile points, rows) per shard."
+    pts = [(v, n / len(q)) for q, n in sketches if n for v in q]
+    if not pts: return 0.0
+    pts.sort()
+    w = np.cumsum([p[1] for p in pts])
+    return float(pts[int(np.searchsorted(w, w[-1] / 2 - 1e-9))][0])
+
+@patch(cls_method=True)
+def merge_numeric(cls:FeatureProcessor, parts:list, # `numeric_summary` of one field on every shard
+                 )->dict:
+    "`numeric_stats` of the field over all shards together."
+    n, k = sum(p['n'] for p in parts), sum(p['missing'] for p in parts)
+    med = _sketch_median([(p['q'], p['n'] - p['missing']) for p in parts])
+    mean = (sum(p['sum'] for p in parts) + k * med) / max(n, 1)
+    var = (sum(p['sumsq'] for p in parts) + k * med * med) / max(n, 1) - mean * mean
+    std = math.sqrt(var) if var > 1e-12 * max(1.0, mean * mean) else 0.0
+    return {'median': med, 'mean': mean, 'std': std or 1.0}
+
+# %% ../nbs/03_data.ipynb #9d8e6e6f
+@patch(cls_method=True)
+def merge_summaries(cls:FeatureProcessor, summaries:list, # `summarise` of every shard
+                    cfg:BSMConfig, # the fields
+                   )->dict:
+    "`vocabs`, `num_stats` and `label_list` as `fit` on all shards together would learn them."
+    vocabs = {f: sorted(set().union(*(s['cats'][f] for s in summaries))) for f in cfg.cat_field_list}
+    num_stats = {f: cls.merge_numeric([s['nums'][f] for s in summaries]) for f in cfg.tab_field_list}
+    labels = [s['labels'] for s in summaries if s['labels'] is not None]
+    label_list = fit_label_list(pd.Series(sorted(set().union(*labels))), cfg) if labels else []
+    return {'vocabs': vocabs, 'num_stats': num_stats, 'label_list': label_list}
+
+@patch(cls_method=True)
+def from_summaries(cls:FeatureProcessor, summaries:list, # `summarise` of every shard
+                   cfg:BSMConfig, tokenizer=None):
+    "The processor `fit` on all shards together would give, its medians from the sketches."
+    return cls(cfg, tokenizer, **cls.merge_summaries(summaries, cfg))
+
+# %% ../nbs/03_data.ipynb #68b0d9ba
+@patch(as_prop=True)
+def cat_cardinalities(self:FeatureProcessor)->list:
+    "Rows of each categorical field's embedding table: its vocabulary, missing (0) and unseen (1)."
+    return [len(self.vocabs[f]) + 2 for f in self.cfg.cat_field_list]
+
+@patch(as_prop=True)
+def n_numeric(self:FeatureProcessor)->int:
+    "Numeric features: a scaled value and a missing flag per numeric field."
+    return 2 * len(self.cfg.tab_field_list)
+
+# %% ../nbs/03_data.ipynb #43482464
+@patch
+def texts(self:FeatureProcessor, df:pd.DataFrame)->list:
+    "Cleaned text of each row; several text fields joined with the tokenizer's separator."
+    cols = [[self.clean(v) for v in df[f]] if f in df else [''] * len(df) for f in self.cfg.text_name]
+    if len(cols) == 1: return cols[0]
+    sep = f' {getattr(self.tokenizer, "sep_token", None) or "|"} '
+    return [sep.join(parts) for parts in zip(*cols)]
+
+# %% ../nbs/03_data.ipynb #4b5a3a6f
+@patch
+def token_ids(self:FeatureProcessor, df:pd.DataFrame, chunk:int=8192)->TokenIds:
+    "Token ids of each row's cleaned text, truncated to `max_seq_length`; cleaned and tokenised `chunk` rows at a time."
+    if self.tokenizer is None: raise ValueError('FeatureProcessor needs a tokenizer to encode text')
+    texts = (t for s in range(0, len(df), chunk) for t in self.texts(df.iloc[s:s + chunk]))
+    return tokenize_rows(texts, self.tokenizer, self.cfg.max_seq_length, chunk)
+
+# %% ../nbs/03_data.ipynb #11d57cc4
+@patch
+def category_indices(self:FeatureProcessor, df:pd.DataFrame)->np.ndarray:
+    "(rows, categorical fields) indices: 0 missing (or the field absent), 1 unseen, 2... the vocabulary."
+    cats = np.zeros((len(df), len(self.cfg.cat_field_list)), dtype=np.int64)
+    for j, f in enumerate(self.cfg.cat_field_list):
+        if f not in df: continue
+        index, (codes, names) = {v: i + 2 for i, v in enumerate(self.vocabs[f])}, category_codes(df[f])
+        cats[:, j] = np.array([0 if v is None else index.get(v, 1) for v in names], dtype=np.int64)[codes]
+    return cats
+
+# %% ../nbs/03_data.ipynb #134be814
+@patch
+def numeric_features(self:FeatureProcessor, df:pd.DataFrame)->np.ndarray:
+    "(rows, `n_numeric`) float32: per numeric field the scaled value, then the missing flag."
+    nums = np.zeros((len(df), self.n_numeric), dtype=np.float32)
+    for j, f in enumerate(self.cfg.tab_field_list):
+        x = to_numbers(df[f], f) if f in df else np.full(len(df), np.nan)
+        st = self.num_stats[f]
+        nums[:, 2*j] = np.clip((np.where(np.isnan(x), st['median'], x) - st['mean']) / st['std'], -10, 10) # before float32: 1e300 would overflow it
+        nums[:, 2*j+1] = np.isnan(x)
+    return np.clip(nums, -10, 10)
+
+# %% ../nbs/03_data.ipynb #4744ab05
+@patch
+def encode(self:FeatureProcessor, df:pd.DataFrame, # rows with the fields of train (any may be absent)
+           with_labels:bool=True, # encode the label column when present (False for serving)
+          )->dict:
+    "Arrays for the model: token ids (unpadded `TokenIds`), categorical indices, numeric features, labels."
+    cfg, out = self.cfg, {}
+    if cfg.effective_fusion != 'tab_only': out['input_ids'] = self.token_ids(df)
+    out.update(cat=self.category_indices(df), num=self.numeric_features(df))
+    if with_labels and cfg.label_name in df: out['label'] = encode_labels(df[cfg.label_name], self.label_list, cfg.label_name)
+    return out
+
+# %% ../nbs/03_data.ipynb #8ad7e08d
+@patch
+def to_dict(self:FeatureProcessor)->dict: return {'vocabs': self.vocabs, 'num_stats': self.num_stats, 'label_list': self.label_list}
+
+@patch(cls_method=True)
+def from_dict(cls:FeatureProcessor, d:dict, # from `to_dict`
+              cfg:BSMConfig, tokenizer=None):
+    "The processor whose `to_dict` gave `d`."
+    return cls(cfg, tokenizer, d['vocabs'], d['num_stats'], d['label_list'])
 
 # %% ../nbs/03_data.ipynb #b7f1e468
 class BSMDataset(Dataset):
@@ -370,13 +504,17 @@ class BSMDataset(Dataset):
         self.lengths = self.arrays['input_ids'].lengths.astype(np.int64) if 'input_ids' in self.arrays else np.ones(len(self.df), dtype=int)
 
     def __len__(self): return len(self.df)
-    def __getitem__(self, i):
-        a = self.arrays
-        item = {'cat': torch.from_numpy(a['cat'][i]), 'num': torch.from_numpy(a['num'][i]), 'index': i}
-        if 'input_ids' in a: item['input_ids'] = a['input_ids'][i]
-        if 'label' in a: item['label'] = int(a['label'][i])
-        return item
 
+# %% ../nbs/03_data.ipynb #63830d11
+@patch
+def __getitem__(self:BSMDataset, i):
+    a = self.arrays
+    item = {'cat': torch.from_numpy(a['cat'][i]), 'num': torch.from_numpy(a['num'][i]), 'index': i}
+    if 'input_ids' in a: item['input_ids'] = a['input_ids'][i]
+    if 'label' in a: item['label'] = int(a['label'][i])
+    return item
+
+# %% ../nbs/03_data.ipynb #7aed86de
 def collate_batch(items:list, # items of a `BSMDataset`
                   pad_id:int=0, # the tokenizer's padding id
                   multiple:int=1, # round the width up to a multiple of this
@@ -393,15 +531,6 @@ def collate_batch(items:list, # items of a `BSMDataset`
     return out
 
 # %% ../nbs/03_data.ipynb #3ad5e51b
-def _min_over_ranks(n:int)->int|None:
-    "The smallest `n` over all ranks of the process group; None outside one."
-    import torch.distributed as dist
-    if not (dist.is_available() and dist.is_initialized()): return None
-    dev = torch.device('cuda', torch.cuda.current_device()) if dist.get_backend() == 'nccl' else torch.device('cpu')
-    t = torch.tensor([n], dtype=torch.long, device=dev)
-    dist.all_reduce(t, op=dist.ReduceOp.MIN)
-    return int(t.item())
-
 class LengthBucketSampler(Sampler):
     "Batches of indices with similar lengths, shuffled; deterministic for a seed and epoch; split across distributed ranks."
     def __init__(self, lengths, # a length per row
@@ -423,57 +552,77 @@ class LengthBucketSampler(Sampler):
     @property
     def sampler(self): return self # Lightning calls `batch_sampler.sampler.set_epoch(epoch)` at each epoch
 
-    def replicas(self)->tuple:
-        "(ranks sharing these rows, this rank among them)."
-        world, rank = self.num_replicas, self.rank
-        if world is None or rank is None:
-            import torch.distributed as dist
-            on = dist.is_available() and dist.is_initialized()
-            world = world if world is not None else (dist.get_world_size() if on else 1)
-            rank = rank if rank is not None else (dist.get_rank() if on else 0)
-        if self.data_shards > 1 and world > 1:
-            if world % self.data_shards: raise ValueError(f'{world} ranks cannot form {self.data_shards} equal data shards')
-            world //= self.data_shards
-            rank %= world # ranks are numbered host by host: node_rank * devices + local_rank
-        return world, rank
+# %% ../nbs/03_data.ipynb #c97eb832
+@patch
+def replicas(self:LengthBucketSampler)->tuple:
+    "(ranks sharing these rows, this rank among them)."
+    world, rank = self.num_replicas, self.rank
+    if world is None or rank is None:
+        import torch.distributed as dist
+        on = dist.is_available() and dist.is_initialized()
+        world = world if world is not None else (dist.get_world_size() if on else 1)
+        rank = rank if rank is not None else (dist.get_rank() if on else 0)
+    if self.data_shards > 1 and world > 1:
+        if world % self.data_shards: raise ValueError(f'{world} ranks cannot form {self.data_shards} equal data shards')
+        world //= self.data_shards
+        rank %= world # ranks are numbered host by host: node_rank * devices + local_rank
+    return world, rank
 
-    def global_batches(self, world:int=1)->list:
-        "The batches of `batch_size × world` rows that all ranks share, for this epoch."
-        n, size = len(self.lengths), self.bs * world
-        if not self.shuffle:
-            order = np.argsort(-self.lengths, kind='stable')
-            return [order[i:i+size] for i in range(0, n, size)]
-        rng = np.random.default_rng(self.seed + self.epoch)
-        order, chunk, out = rng.permutation(n), size * self.chunk, []
-        if not self.bucket: out = [order[i:i+size] for i in range(0, n, size)]
-        else:
-            for s in range(0, n, chunk):
-                c = order[s:s+chunk]
-                c = c[np.argsort(-self.lengths[c], kind='stable')]
-                out += [c[i:i+size] for i in range(0, len(c), size)]
-        if self.drop_last: out = [b for b in out if len(b) == size]
-        return [out[i] for i in rng.permutation(len(out))] if self.bucket else out
+# %% ../nbs/03_data.ipynb #c361a32b
+@patch
+def global_batches(self:LengthBucketSampler, world:int=1)->list:
+    "The batches of `batch_size × world` rows that all ranks share, for this epoch."
+    n, size = len(self.lengths), self.bs * world
+    if not self.shuffle:
+        order = np.argsort(-self.lengths, kind='stable')
+        return [order[i:i+size] for i in range(0, n, size)]
+    rng = np.random.default_rng(self.seed + self.epoch)
+    order, chunk, out = rng.permutation(n), size * self.chunk, []
+    if not self.bucket: out = [order[i:i+size] for i in range(0, n, size)]
+    else:
+        for s in range(0, n, chunk):
+            c = order[s:s+chunk]
+            c = c[np.argsort(-self.lengths[c], kind='stable')]
+            out += [c[i:i+size] for i in range(0, len(c), size)]
+    if self.drop_last: out = [b for b in out if len(b) == size]
+    return [out[i] for i in rng.permutation(len(out))] if self.bucket else out
 
-    def batches(self)->list:
-        "This rank's batches for this epoch, as lists of row indices."
-        world, rank = self.replicas()
-        if not self.shuffle and world > 1: # evaluation: deal sorted rows out in turn, no duplicates
-            order, n = np.argsort(-self.lengths, kind='stable'), len(self.lengths)
-            mine = order[rank::world] if len(order[rank::world]) or not n else order[[rank % n]]
-            return [mine[i:i+self.bs].tolist() for i in range(0, len(mine), self.bs)]
-        out = []
-        for b in self.global_batches(world):
-            part = np.array_split(b, world)[rank] if world > 1 else b
-            out.append((part if len(part) else b[[rank % len(b)]]).tolist())
-        if self.data_shards > 1 and self.shuffle: # shards differ in size: every rank stops with the smallest
-            if self._common is None: self._common = _min_over_ranks(len(out)) # once the process group is up, then kept
-            if self._common is not None: out = out[:self._common]
-        return out
+# %% ../nbs/03_data.ipynb #5806e571
+def _min_over_ranks(n:int)->int|None:
+    "The smallest `n` over all ranks of the process group; None outside one."
+    import torch.distributed as dist
+    if not (dist.is_available() and dist.is_initialized()): return None
+    dev = torch.device('cuda', torch.cuda.current_device()) if dist.get_backend() == 'nccl' else torch.device('cpu')
+    t = torch.tensor([n], dtype=torch.long, device=dev)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return int(t.item())
 
-    def __iter__(self):
-        yield from self.batches()
-        self.epoch += 1
-    def __len__(self): return len(self.batches())
+# %% ../nbs/03_data.ipynb #35a015c9
+@patch
+def batches(self:LengthBucketSampler)->list:
+    "This rank's batches for this epoch, as lists of row indices."
+    world, rank = self.replicas()
+    if not self.shuffle and world > 1: # evaluation: deal sorted rows out in turn, no duplicates
+        order, n = np.argsort(-self.lengths, kind='stable'), len(self.lengths)
+        mine = order[rank::world] if len(order[rank::world]) or not n else order[[rank % n]]
+        return [mine[i:i+self.bs].tolist() for i in range(0, len(mine), self.bs)]
+    out = []
+    for b in self.global_batches(world):
+        part = np.array_split(b, world)[rank] if world > 1 else b
+        out.append((part if len(part) else b[[rank % len(b)]]).tolist())
+    if self.data_shards > 1 and self.shuffle: # shards differ in size: every rank stops with the smallest
+        if self._common is None: self._common = _min_over_ranks(len(out)) # once the process group is up, then kept
+        if self._common is not None: out = out[:self._common]
+    return out
+
+# %% ../nbs/03_data.ipynb #e41930dd
+@patch
+def __iter__(self:LengthBucketSampler):
+    yield from self.batches()
+    self.epoch += 1
+
+@patch
+def __len__(self:LengthBucketSampler): return len(self.batches())
 
 # %% ../nbs/03_data.ipynb #e62fcdf2
 def make_dataloader(ds:BSMDataset, # encoded split

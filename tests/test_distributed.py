@@ -1,5 +1,5 @@
 """Data-parallel training as SageMaker runs it, on one machine: two "hosts", 127.0.0.1 and 127.0.0.2, each a `bsm-train`
-process with its own SAGEMAKER_BASE_DIR and resourceconfig.json, over gloo on CPU (see nbs/12_distributed.ipynb)."""
+process with its own SAGEMAKER_BASE_DIR and resourceconfig.json, over gloo on CPU (see nbs/14_distributed.ipynb)."""
 import inspect, json, re, shutil, socket, subprocess, sys, textwrap, time
 from pathlib import Path
 
@@ -18,7 +18,7 @@ HPS = {'max_epochs': 2, 'max_seq_length': 32, 'lr': 1e-3, 'head_lr': 1e-3, 'drop
 ROWS = dict(n_train=192, n_val=45, n_test=48) # 45 val rows: the ranks validate 23 and 22
 METRIC_TOL = 1e-4 # test metrics of 2 ranks vs 1 process: only the order of float sums differs (measured: ~2e-8)
 integrated = pytest.mark.skipif('setup_distributed' not in inspect.getsource(bsm_nb.entrypoint),
-                                reason='bsm-train does not call bsm_nb.distributed yet: apply the 11_entrypoint patch of the distributed chapter')
+                                reason='bsm-train does not call bsm_nb.distributed yet: apply the 13_entrypoint patch of the distributed chapter')
 
 
 def free_port()->int:
@@ -37,7 +37,7 @@ def tiny(tiny_bert_dir, tmp_path_factory)->Path:
 
 
 def sm_host(root:Path, name:str, hosts:list|None, current:str|None, **hps)->Path:
-    "A SageMaker tree with the synthetic channels; with `hosts`, the cluster description of `current` (the seed's file name)."
+    "A SageMaker tree with the synthetic channels; with `hosts`, the cluster description of `current` (in the original training script's file name)."
     base = write_sagemaker_tree(root/name, seed=0, hyperparameters={**HPS, **hps}, **ROWS)
     if hosts:
         conf = base/'input'/'config'

@@ -122,6 +122,16 @@ def test_spot_without_a_checkpoint_uri_gets_one_per_job(aws, tmp_path):
     assert req['StoppingCondition'] == {'MaxRuntimeInSeconds': 86400, 'MaxWaitTimeInSeconds': 172800}
 
 
+def test_training_and_tuning_take_the_same_job_settings():
+    "`make_trainer` and `tuning_job_request` take `JobSettings`' parameters, with its defaults, as keywords."
+    import inspect
+    settings = [(p.name, p.default) for p in inspect.signature(launch.JobSettings).parameters.values()]
+    for f in (launch.make_trainer, launch.tuning_job_request):
+        params = inspect.signature(f).parameters.values()
+        assert [(p.name, p.default) for p in params if p.kind == p.KEYWORD_ONLY] == settings, f.__name__
+        assert 'kwargs' not in inspect.signature(f).parameters
+
+
 def test_deploy_then_delete_endpoint(aws):
     model_data = f's3://{BUCKET}/bsm/models/job-1/output/model.tar.gz'
     names = launch.deploy_endpoint(model_data, IMAGE, aws.role, 'bsm-test', instance_type='ml.m5.xlarge',
@@ -491,3 +501,139 @@ def test_metric_definitions_read_the_lines_train_prints():
     assert got['val_auroc'] == [0.8123, 0.8123] and got['val_loss'] == [0.7, 0.4, 0.4]
     assert got['test_auroc'] == [0.9] and got['threshold'] == [0.41] and got['epoch'] == [1, 2]
     assert got == expected_metrics(log, list(got))
+
+
+# --- the model registry ------------------------------------------------------------------------------------------
+
+METRICS = {'val': {'auroc': 0.9123, 'average_precision': 0.95, 'f1_score': 0.88, 'accuracy': 0.9, 'loss': 0.2211, 'rows': 400},
+           'test': {'auroc': 0.9001, 'average_precision': 0.94, 'f1_score': 0.87, 'accuracy': 0.89, 'loss': 0.25, 'rows': 400},
+           'threshold': 0.41, 'epochs': 4, 'wall_s': 812.5}
+HEADLINE = {'test_auroc': '0.9001', 'test_average_precision': '0.9400', 'test_f1_score': '0.8700', 'test_accuracy': '0.8900',
+            'val_auroc': '0.9123', 'val_average_precision': '0.9500', 'val_f1_score': '0.8800', 'val_accuracy': '0.9000', 'threshold': '0.4100'}
+SERVED = ['application/json', 'text/csv', 'application/jsonlines']
+
+
+def model_dir(tmp_path)->Path:
+    "A model dir as `train` leaves it, as far as registration cares."
+    d = tmp_path/'model'
+    d.mkdir()
+    (d/'metrics.json').write_text(json.dumps(METRICS, indent=1))
+    (d/'model.safetensors').write_bytes(b'\0' * 128)
+    return d
+
+
+def register(aws, tmp_path, model_data=MODEL_DATA, **kw)->str:
+    return launch.register_model(model_data, IMAGE, 'bsm-nb', model_dir(tmp_path) if 'metrics' not in kw else kw.pop('metrics'),
+                                 s3=aws.s3, sagemaker_client=aws.sm, **kw)
+
+
+def test_served_types_are_what_the_server_reads_and_answers():
+    from bsm_nb.protocol import CANONICAL
+    assert list(launch.SERVED_TYPES) == list(CANONICAL) == SERVED
+
+
+def test_register_model_uploads_its_metrics_and_creates_the_group_then_a_version(aws, tmp_path):
+    arn = register(aws, tmp_path, properties={'training_job': 'job-1'}, environment={'MODEL_SERVER_WORKERS': 2},
+                   realtime_instance_types=['ml.g5.xlarge', 'ml.g5.2xlarge', 'ml.m5.xlarge'], transform_instance_types=['ml.g5.xlarge'])
+    registry_ops = [op for op in aws.ops() if 'ModelPackage' in op]
+    assert registry_ops == ['DescribeModelPackageGroup', 'CreateModelPackageGroup', 'CreateModelPackage']
+    assert aws.calls('CreateModelPackageGroup') == [{'ModelPackageGroupName': 'bsm-nb', 'ModelPackageGroupDescription': 'bsm_nb models'}]
+
+    [req] = aws.calls('CreateModelPackage')
+    assert req.pop('ClientToken') # botocore's idempotency token: a retried request makes no second version
+    metrics_s3 = f's3://{BUCKET}/bsm/models/job-1/output/metrics.json' # next to model.tar.gz
+    assert req == {
+        'ModelPackageGroupName': 'bsm-nb', 'ModelPackageDescription': f'bsm_nb model {MODEL_DATA}', 'ModelApprovalStatus': 'PendingManualApproval',
+        'InferenceSpecification': {
+            'Containers': [{'Image': IMAGE, 'ModelDataUrl': MODEL_DATA, 'Environment': {'MODEL_SERVER_WORKERS': '2'}}],
+            'SupportedContentTypes': SERVED, 'SupportedResponseMIMETypes': SERVED,
+            'SupportedRealtimeInferenceInstanceTypes': ['ml.g5.xlarge', 'ml.g5.2xlarge', 'ml.m5.xlarge'],
+            'SupportedTransformInstanceTypes': ['ml.g5.xlarge']},
+        'ModelMetrics': {'ModelQuality': {'Statistics': {'ContentType': 'application/json', 'S3Uri': metrics_s3}}},
+        'CustomerMetadataProperties': {**HEADLINE, 'training_job': 'job-1'}}
+    # metrics.json is where the package says
+    obj = aws.s3.get_object(Bucket=BUCKET, Key='bsm/models/job-1/output/metrics.json')
+    assert (json.loads(obj['Body'].read()), obj['ContentType']) == (METRICS, 'application/json')
+
+    d = aws.sm.describe_model_package(ModelPackageName=arn)
+    assert (d['ModelPackageGroupName'], d['ModelPackageVersion'], d['ModelApprovalStatus']) == ('bsm-nb', 1, 'PendingManualApproval')
+    assert d['InferenceSpecification'] == req['InferenceSpecification']
+    assert d['ModelMetrics']['ModelQuality']['Statistics']['S3Uri'] == metrics_s3
+    assert d['CustomerMetadataProperties']['test_auroc'] == '0.9001'
+
+    # the next registration is version 2 of the same group
+    second = register(aws, tmp_path/'second', model_data=f's3://{BUCKET}/bsm/models/job-2/output/model.tar.gz', metrics=METRICS)
+    assert aws.sm.describe_model_package(ModelPackageName=second)['ModelPackageVersion'] == 2
+    assert len(aws.calls('CreateModelPackageGroup')) == 1
+
+
+def test_register_model_reads_the_metrics_out_of_model_tar_gz(aws, tmp_path):
+    import tarfile
+    d = model_dir(tmp_path)
+    with tarfile.open(tmp_path/'model.tar.gz', 'w:gz') as tar: # as SageMaker packs /opt/ml/model
+        for f in sorted(d.iterdir(), reverse=True): tar.add(f, arcname=f.name)
+    aws.s3.upload_file(str(tmp_path/'model.tar.gz'), BUCKET, 'bsm/models/job-1/output/model.tar.gz')
+    assert launch.model_metrics(MODEL_DATA, aws.s3) == METRICS
+    launch.register_model(MODEL_DATA, IMAGE, 'bsm-nb', s3=aws.s3, sagemaker_client=aws.sm, approval_status='Approved')
+    [req] = aws.calls('CreateModelPackage')
+    assert (req['CustomerMetadataProperties'], req['ModelApprovalStatus']) == (HEADLINE, 'Approved')
+    body = aws.s3.get_object(Bucket=BUCKET, Key='bsm/models/job-1/output/metrics.json')['Body'].read()
+    assert json.loads(body) == METRICS
+
+
+def test_register_model_checks_the_request_before_uploading(aws, tmp_path):
+    with pytest.raises(ValueError, match="approval status 'approved': expected one of Approved, Rejected, PendingManualApproval"):
+        register(aws, tmp_path, approval_status='approved')
+    assert 'Contents' not in aws.s3.list_objects_v2(Bucket=BUCKET)
+    assert not [op for op in aws.ops() if 'ModelPackage' in op]
+
+
+def test_approve_then_deploy_the_latest_approved_version(aws, tmp_path):
+    first = register(aws, tmp_path)
+    second = register(aws, tmp_path/'second', model_data=f's3://{BUCKET}/bsm/models/job-2/output/model.tar.gz', metrics=METRICS)
+    with pytest.raises(LookupError, match='model package group bsm-nb has no Approved version'):
+        launch.latest_approved_package('bsm-nb', aws.sm)
+
+    assert launch.approve_model_package(first, description='test AUROC 0.90', sagemaker_client=aws.sm) == first
+    assert aws.calls('UpdateModelPackage') == [{'ModelPackageArn': first, 'ModelApprovalStatus': 'Approved', 'ApprovalDescription': 'test AUROC 0.90'}]
+    d = aws.sm.describe_model_package(ModelPackageName=first)
+    assert (d['ModelApprovalStatus'], d['ApprovalDescription']) == ('Approved', 'test AUROC 0.90')
+    assert launch.latest_approved_package('bsm-nb', aws.sm) == first
+    assert aws.calls('ListModelPackages')[-1] == {'ModelPackageGroupName': 'bsm-nb', 'ModelApprovalStatus': 'Approved',
+                                                  'SortBy': 'CreationTime', 'SortOrder': 'Descending'}
+    launch.approve_model_package(second, sagemaker_client=aws.sm)
+    assert launch.latest_approved_package('bsm-nb', aws.sm) == second
+    launch.approve_model_package(second, 'Rejected', 'worse on the new data', sagemaker_client=aws.sm)
+    assert launch.latest_approved_package('bsm-nb', aws.sm) == first
+    with pytest.raises(ValueError, match="approval status 'approve'"):
+        launch.approve_model_package(first, 'approve', sagemaker_client=aws.sm)
+    assert len(aws.calls('UpdateModelPackage')) == 3
+
+    # a rejected (or pending) version is refused before anything is made
+    with pytest.raises(ValueError, match=f'model package {re.escape(second)} is Rejected, not Approved'):
+        launch.deploy_from_package(second, aws.role, 'bsm-reg', instance_type='ml.m5.xlarge', sagemaker_client=aws.sm)
+    with pytest.raises(ValueError, match='instance type ml.c5.xlarge: the package lists ml.g5.xlarge, ml.m5.xlarge for endpoints'):
+        launch.deploy_from_package(first, aws.role, 'bsm-reg', instance_type='ml.c5.xlarge', sagemaker_client=aws.sm)
+    assert not aws.calls('CreateModel')
+
+    names = launch.deploy_from_package(launch.latest_approved_package('bsm-nb', aws.sm), aws.role, 'bsm-reg', instance_type='ml.m5.xlarge',
+                                       sagemaker_client=aws.sm)
+    [model] = aws.calls('CreateModel')
+    assert model == {'ModelName': names['model_name'], 'ExecutionRoleArn': aws.role, 'Containers': [{'ModelPackageName': first}]} # no image, no model data
+    [config] = aws.calls('CreateEndpointConfig')
+    assert config['ProductionVariants'] == [{'VariantName': 'AllTraffic', 'ModelName': names['model_name'], 'InstanceType': 'ml.m5.xlarge',
+                                             'InitialInstanceCount': 1, 'InitialVariantWeight': 1.0}]
+    assert aws.calls('CreateEndpoint') == [{'EndpointName': 'bsm-reg', 'EndpointConfigName': names['endpoint_config_name']}]
+    assert aws.sm.describe_model(ModelName=names['model_name'])['Containers'] == [{'ModelPackageName': first}]
+    assert aws.sm.describe_endpoint(EndpointName='bsm-reg')['EndpointConfigName'] == names['endpoint_config_name']
+    assert launch.delete_endpoint('bsm-reg', aws.sm)['model_names'] == [names['model_name']]
+
+
+def test_package_model_on_a_gpu_endpoint_in_a_vpc(aws, tmp_path):
+    arn = register(aws, tmp_path, approval_status='Approved', realtime_instance_types=['ml.g4dn.xlarge']) # moto knows no g5
+    launch.deploy_from_package(arn, aws.role, 'bsm-reg', 'ml.g4dn.xlarge', sagemaker_client=aws.sm, security=locked_down(), environment={'MODEL_SERVER_TIMEOUT': 120})
+    [model], [config] = aws.calls('CreateModel'), aws.calls('CreateEndpointConfig')
+    assert model['Containers'] == [{'ModelPackageName': arn, 'Environment': {'MODEL_SERVER_TIMEOUT': '120'}}]
+    assert (model['VpcConfig'], model['EnableNetworkIsolation']) == (VPC, True)
+    assert (config['ProductionVariants'][0]['InstanceType'], config['ProductionVariants'][0]['InferenceAmiVersion']) == ('ml.g4dn.xlarge', launch.DEFAULT_INFERENCE_AMI)
+    assert config['KmsKeyId'] == VOLUME_KEY

@@ -13,10 +13,10 @@ PROBE = 'import sys; print("KERNEL_PYTHON=" + sys.executable)'
 
 
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize('name', ['03_data.ipynb', '11_entrypoint.ipynb'])
+@pytest.mark.parametrize('name', ['03_data.ipynb', '13_entrypoint.ipynb'])
 def test_notebook_runs_in_a_jupyter_kernel(name, monkeypatch):
     """Every cell runs without an error output in a python3 kernel started from this venv, with cwd nbs/
-    (11_entrypoint trains a tiny model end to end through `main`). The executed copy is never saved."""
+    (13_entrypoint trains a tiny model end to end through `main`). The executed copy is never saved."""
     monkeypatch.setenv('HF_HUB_OFFLINE', '1'); monkeypatch.setenv('TOKENIZERS_PARALLELISM', 'false')
     path = NBS/name
     nb = nbformat.read(path, as_version=4)

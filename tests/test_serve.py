@@ -1,6 +1,7 @@
 """bsm-serve as SageMaker runs it: real nginx in front of gunicorn on loopback, serving a model that bsm-train
 wrote (a tiny random BERT, one epoch), checked against `ModelBundle.predict_frame` on the same rows; plus
-bsm-predict on files and the multiclass answer shape. Chapter 08 (nbs/09_serve.ipynb) unit-tests the parsing."""
+bsm-predict on files and the multiclass answer shape. Chapters 09 (nbs/09_protocol.ipynb) and 10 (nbs/10_serve.ipynb)
+unit-test the request protocol and the server's parts."""
 import csv, io, json, os, shutil, signal, socket, subprocess, sys, threading, time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -12,7 +13,8 @@ import requests
 from bsm_nb.artifacts import load_bundle
 from bsm_nb.data import read_data_file
 from bsm_nb.model import save_tiny_bert
-from bsm_nb.serve import ServeSettings, create_app, predict, predict_main, reference_nginx_conf
+from bsm_nb.protocol import predict, predict_main
+from bsm_nb.serve import ServeSettings, create_app, reference_nginx_conf
 from bsm_nb.synthetic import write_sagemaker_tree
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -459,7 +461,7 @@ def test_still_serving_after_fuzzing(server, bundle, rows):
 
 def long_rows(bundle, n:int)->pd.DataFrame:
     "`n` rows whose message fills `max_seq_length` tokens: the slowest rows to predict."
-    from bsm_nb.serve import longest_rows
+    from bsm_nb.protocol import longest_rows
     return longest_rows(bundle.config, n)
 
 def limit_in_log(log:Path)->int:

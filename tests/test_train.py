@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 WOMENS = ROOT.parent/'shared'/'data'/'womens_clothing'
 WORKERS = 2 # concurrent bsm-train processes: each start spends ~5 s importing torch, lightning and transformers
 MODEL_FILES = {'bsm_model.json', 'model.safetensors', 'preprocessor.json', 'tokenizer', 'metrics.json', 'predictions.csv',
-               'predictions_val.csv', 'roc_curve.png', 'pr_curve.png'}
+               'predictions_val.csv', 'roc_curve.png', 'pr_curve.png', 'calibration_curve.png', 'trees.txt'}
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -43,7 +43,7 @@ def assert_complete_model_dir(model_dir:Path, out:str):
     assert MODEL_FILES <= names, f'missing {MODEL_FILES - names}\n{out[-3000:]}'
     assert not staging_left(model_dir)
     assert (model_dir/'tokenizer'/'tokenizer.json').exists() or (model_dir/'tokenizer'/'vocab.txt').exists()
-    for png in ('roc_curve.png', 'pr_curve.png'):
+    for png in ('roc_curve.png', 'pr_curve.png', 'calibration_curve.png'):
         w, h = png_size(model_dir/png)
         assert w > 100 and h > 100, (png, w, h)
 
@@ -131,6 +131,43 @@ def test_synthetic_model_dir_reloads_to_the_same_predictions(synthetic_run):
     assert got.id.astype(str).tolist() == ref.id.tolist()
     np.testing.assert_allclose(got.probability.to_numpy(), ref.probability.to_numpy(), atol=1e-5, rtol=0)
     assert got.label.astype(str).tolist() == ref.label.tolist()
+
+
+def test_synthetic_run_reports_the_network_the_trees_and_their_blend(synthetic_run):
+    """The default `ensemble=auto`: metrics.json and the final line give each part's val and test scores, the weight and
+    the temperature chosen on val, and ECE / Brier before and after calibration; bsm_model.json holds what reproduces them."""
+    base, out = synthetic_run
+    m, meta = metrics_of(base/'model'), meta_of(base/'model')
+    assert set(m['parts']) == {'network', 'trees', 'answers'}, m['parts']
+    for part in m['parts'].values(): assert 0 <= part['test']['auroc'] <= 1 and 0 <= part['val']['auroc'] <= 1
+    assert m['parts']['answers']['test'] == m['test'] and m['parts']['answers']['threshold'] == m['threshold']
+    w, T = m['ensemble']['ensemble_weight'], m['ensemble']['temperature']
+    assert m['ensemble']['ensemble'] == 'auto' and 0 <= w <= 1 and T > 0, m['ensemble']
+    assert (meta['ensemble_weight'], meta['temperature'], meta['format_version']) == (w, T, 2)
+    assert set(m['calibration']['test']) == {'ece_before', 'ece_after', 'brier_before', 'brier_after'}
+    final = next(ln for ln in out.splitlines() if ln.startswith('final '))
+    assert f'ensemble_weight={w:.4f}' in final and f'trees_test_auroc={m["parts"]["trees"]["test"]["auroc"]:.4f}' in final, final
+
+
+def test_predict_and_serve_answer_what_training_wrote(synthetic_run):
+    """predictions.csv, `predict` (load_bundle) and the server (`create_app`, in process) give the same blended,
+    calibrated probabilities, to within 1e-6, and the same labels."""
+    from bsm_nb.protocol import predict
+    from bsm_nb.serve import ServeSettings, create_app
+    base, _ = synthetic_run
+    test = pd.read_csv(channel_csv(base, 'test'))
+    ref = read_predictions(base/'model'/'predictions.csv')
+    got = predict(base/'model', test)
+    np.testing.assert_allclose(got.probability.to_numpy(), ref.probability.to_numpy(), atol=1e-6, rtol=0)
+    assert got.label.astype(str).tolist() == ref.label.tolist()
+    app = create_app(ServeSettings(model_dir=base/'model', torch_threads=0))
+    assert app.extensions['bsm_model'].wait(120) == 'ready'
+    r = app.test_client().post('/invocations', data=channel_csv(base, 'test').read_bytes(), content_type='text/csv',
+                               headers={'Accept': 'application/json'})
+    assert r.status_code == 200, r.text
+    served = r.json['predictions']
+    assert [p['id'] for p in served] == ref.id.tolist()
+    np.testing.assert_allclose([p['probability'] for p in served], ref.probability.to_numpy(), atol=1e-6, rtol=0)
 
 
 def test_command_line_flag_overrides_the_hyperparameters_file(synthetic_run, tiny_bert_dir):
