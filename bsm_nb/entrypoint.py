@@ -23,8 +23,8 @@ __all__ = ['log', 'SPLIT_METRICS', 'SetupError', 'check_model_dir', 'check_input
            'encoder_tokenizer', 'encode_split', 'encode_splits', 'make_loaders', 'class_weights_for', 'build_model',
            'fit_model', 'load_best', 'predict_splits', 'cross_entropy', 'score_splits', 'fit_tree_partner',
            'finish_probabilities', 'calibration_report', 'score_parts', 'run_stats', 'write_predictions', 'write_plots',
-           'save_outputs', 'final_line', 'run_training', 'train_job', 'write_failure', 'setup_logging',
-           'is_sigterm_stop', 'main']
+           'save_outputs', 'start_tracking', 'track_outputs', 'final_line', 'run_training', 'train_job',
+           'write_failure', 'setup_logging', 'is_sigterm_stop', 'main']
 
 # %% ../nbs/13_entrypoint.ipynb #6c2fad98
 class SetupError(ValueError):
@@ -57,8 +57,12 @@ def check_pretrained_path(cfg:BSMConfig)->bool:
     except ConfigError as e: raise SetupError(str(e)) from None
 
 # %% ../nbs/13_entrypoint.ipynb #cd9d10e7
-def check_before_imports(cfg:BSMConfig, paths:SageMakerPaths)->bool:
+def check_before_imports(cfg:BSMConfig, paths:SageMakerPaths,
+                         env:dict|None=None, # environment, for `MLFLOW_TRACKING_URI`; `os.environ` when None
+                        )->bool:
     "Every check that needs neither data nor torch; True when `pretrained_model` is a hub name still to check."
+    from bsm_nb.tracking import tracking_uri # light: the standard library and config
+    tracking_uri(cfg.mlflow_tracking_uri, env) # a bad URI is a config error now, not a warning after training
     check_input_channels(paths)
     check_model_dir(paths.model_dir)
     return check_pretrained_path(cfg)
@@ -175,6 +179,7 @@ def fit_model(model:MultimodalBert, cfg:BSMConfig, paths:SageMakerPaths,
               train_dl, val_dl, # from `make_loaders`: the train loader, and val split across the ranks
               cluster:Cluster|None=None, # DDP over the cluster when it has several processes
               trainer_kwargs:dict|None=None, # extra `lightning.Trainer` arguments
+              tracker=None, # an MLflow logger from `start_tracking`, beside TensorBoard
              )->tuple:
     "(the fitted `Trainer`, the seconds fitting took)."
     import lightning as L
@@ -184,7 +189,8 @@ def fit_model(model:MultimodalBert, cfg:BSMConfig, paths:SageMakerPaths,
     tb = L.pytorch.loggers.TensorBoardLogger(str(out), name='tensorboard', version='') if out else False
     t = time.time()
     kw = {**(ddp_trainer_kwargs(cluster) if cluster is not None else {}), **(trainer_kwargs or {})}
-    trainer = model_train(model, cfg, train_dl, val_dl, logger=tb, checkpoint_dir=paths.checkpoint_dir, **kw)
+    loggers = [lg for lg in (tb, tracker) if lg]
+    trainer = model_train(model, cfg, train_dl, val_dl, logger=loggers or False, checkpoint_dir=paths.checkpoint_dir, **kw)
     return trainer, time.time() - t
 
 # %% ../nbs/13_entrypoint.ipynb #09e706f8
@@ -337,6 +343,29 @@ def save_outputs(model_dir:Path, # the final model dir
         (stage/'metrics.json').write_text(json.dumps(metrics, indent=1))
         save_artifacts(stage, cfg, processor, model, threshold, tokenizer, extra={'metrics': metrics, **(post or {})})
 
+# %% ../nbs/13_entrypoint.ipynb #e2aaa533
+def start_tracking(cfg:BSMConfig, paths:SageMakerPaths,
+                   env:dict|None=None, # environment; `os.environ` when None
+                   rank:int=0, # the global rank: only 0 tracks
+                  ):
+    "An MLflow run as a Lightning logger when a tracking URI is given (chapter 11); None otherwise, or when unreachable."
+    from bsm_nb.tracking import make_mlflow_logger, run_tags, tracking_uri
+    env = os.environ if env is None else env
+    if not (uri := tracking_uri(cfg.mlflow_tracking_uri, env)): return None
+    channels = [k for k in ('train', 'val', 'test', 'pretrained') if paths.channel(k).is_dir()]
+    run_name = cfg.mlflow_run_name or env.get('TRAINING_JOB_NAME') or None
+    return make_mlflow_logger(uri, cfg.mlflow_experiment, run_name, run_tags(env, channels), asdict(cfg), rank=rank)
+
+# %% ../nbs/13_entrypoint.ipynb #3c3f9635
+def track_outputs(tracker, # from `start_tracking`, or None
+                  metrics:dict, model_dir:Path, step:int):
+    "The final metrics, `metrics.json` and the plots into the MLflow run, which is then finished; never raises."
+    if tracker is None: return
+    from bsm_nb.tracking import finish, log_final
+    files = [model_dir/f for f in ('metrics.json', 'roc_curve.png', 'pr_curve.png', 'calibration_curve.png')]
+    log_final(tracker, metrics, files, step=step)
+    finish(tracker)
+
 # %% ../nbs/13_entrypoint.ipynb #53ef2a61
 def final_line(metrics:dict)->str:
     "The `final` line: every val and test metric but `rows`, prefixed by its split, and the threshold."
@@ -351,6 +380,7 @@ def run_training(cfg:BSMConfig, # the run's config
                  paths:SageMakerPaths, # where channels and outputs are
                  trainer_kwargs:dict|None=None, # extra `lightning.Trainer` arguments
                  cluster:Cluster|None=None, # from `setup_distributed`; None: a single process
+                 tracker=None, # an MLflow logger from `start_tracking`
                 )->dict:
     "Train, evaluate and save; returns the metrics written to `metrics.json` ({} on ranks other than global rank 0)."
     from bsm_nb.train import mark_complete
@@ -363,7 +393,7 @@ def run_training(cfg:BSMConfig, # the run's config
     processor, data = encode_splits(splits, cfg, tokenizer, cluster)
     loaders, fit_val = make_loaders(data, cfg, tokenizer, cluster)
     model = build_model(cfg, processor, data['train'], encoder)
-    trainer, fit_s = fit_model(model, cfg, paths, loaders['train'], fit_val, cluster, trainer_kwargs)
+    trainer, fit_s = fit_model(model, cfg, paths, loaders['train'], fit_val, cluster, trainer_kwargs, tracker)
     if not trainer.is_global_zero: return {}
     best = load_best(trainer)
     net, rows_per_s = predict_splits(best, loaders, cfg)
@@ -375,6 +405,7 @@ def run_training(cfg:BSMConfig, # the run's config
     metrics['parts'] = score_parts(net, tree_probs, answers, data, post, cfg)
     metrics['calibration'] = calibration_report(net, tree_probs, labels, post)
     save_outputs(paths.model_dir, cfg, processor, best, tokenizer, answers, data, metrics, t0, trees, post)
+    track_outputs(tracker, metrics, paths.model_dir, trainer.global_step)
     mark_complete(paths.checkpoint_dir, {'steps': trainer.global_step, 'model_dir': str(paths.model_dir)})
     print(final_line(metrics), flush=True)
     return metrics
@@ -394,7 +425,13 @@ def train_job(cfg:BSMConfig, # from `load_config`, checked by `check_before_impo
     if hub_name: check_hub_model(cfg.pretrained_model) # in the cache, or reachable now
     cluster = setup_distributed(cfg, paths, env) # logs `distributed: world_size=... node_rank=...` on every rank
     cfg = scale_lr(cfg, cluster.world_size)
-    run_training(cfg, paths, cluster=cluster)
+    tracker = start_tracking(cfg, paths, env, cluster.global_rank)
+    try: run_training(cfg, paths, cluster=cluster, tracker=tracker)
+    except BaseException:
+        if tracker is not None:
+            from bsm_nb.tracking import finish
+            finish(tracker, 'FAILED')
+        raise
     if cluster.global_rank == 0:
         log.info(f'model dir: {paths.model_dir} (predictions: {paths.model_dir/"predictions.csv"}, '
                  'plots: roc_curve.png, pr_curve.png, calibration_curve.png)')
@@ -439,7 +476,7 @@ def main(argv:list|None=None, # arguments after the program name; `sys.argv[1:]`
         cfg, paths = load_config(argv, env)
         if any(a.replace('_', '-') == '--use-cuda' for a in argv):
             log.info('--use-cuda is accepted for compatibility; the device is chosen automatically')
-        hub_name = check_before_imports(cfg, paths) # no torch yet: a bad model dir or channel fails in under a second
+        hub_name = check_before_imports(cfg, paths, env) # no torch yet: a bad model dir or channel fails in under a second
         train_job(cfg, paths, env, hub_name)
     except SystemExit as e:
         if not is_sigterm_stop(e): raise

@@ -43,7 +43,7 @@ registry="${account}.dkr.ecr.${region}.${domain}"
 uri="${registry}/${image}:${tag}"
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
-build_args=(--platform "${BSM_DOCKER_PLATFORM:-linux/amd64}")
+build_args=(--platform "${BSM_DOCKER_PLATFORM:-linux/amd64}" --build-arg "BSM_IMAGE=$uri")
 if [[ -f /opt/ml/metadata/resource-metadata.json ]]; then build_args+=(--network sagemaker); fi
 if [[ -n "${BSM_DOCKER_BUILD_ARGS:-}" ]]; then
     read -r -a extra <<< "$BSM_DOCKER_BUILD_ARGS"

@@ -176,7 +176,7 @@ def test_build_and_push_builds_creates_the_repository_logs_in_and_pushes(build_a
     assert r.stdout.splitlines()[-1] == f'{registry}/bsm-nb:v1'
     assert calls[:4] == [
         'aws sts get-caller-identity --query Account --output text',
-        f'docker build --platform linux/amd64 -f {ROOT}/docker/Dockerfile -t bsm-nb:v1 {ROOT}',
+        f'docker build --platform linux/amd64 --build-arg BSM_IMAGE={registry}/bsm-nb:v1 -f {ROOT}/docker/Dockerfile -t bsm-nb:v1 {ROOT}',
         'aws ecr describe-repositories --region eu-west-1 --repository-names bsm-nb',
         'aws ecr create-repository --region eu-west-1 --repository-name bsm-nb --image-scanning-configuration scanOnPush=true']
     # `aws ecr get-login-password | docker login`: the two ends of the pipe start together, in either order
@@ -190,7 +190,8 @@ def test_build_and_push_reuses_a_repository_and_reads_the_configured_region(buil
     r, calls = build_and_push('team/bsm-nb', STUB_REGION='us-west-2', BSM_DOCKER_BUILD_ARGS='--build-arg X=1 --pull')
     assert r.returncode == 0, r.stderr
     assert not any('create-repository' in c for c in calls)
-    assert f'docker build --platform linux/amd64 --build-arg X=1 --pull -f {ROOT}/docker/Dockerfile -t team/bsm-nb:latest {ROOT}' in calls
+    uri = '123456789012.dkr.ecr.us-west-2.amazonaws.com/team/bsm-nb:latest'
+    assert f'docker build --platform linux/amd64 --build-arg BSM_IMAGE={uri} --build-arg X=1 --pull -f {ROOT}/docker/Dockerfile -t team/bsm-nb:latest {ROOT}' in calls
     assert r.stdout.splitlines()[-1] == '123456789012.dkr.ecr.us-west-2.amazonaws.com/team/bsm-nb:latest'
 
 

@@ -191,3 +191,47 @@ def test_the_logger_class_is_a_module_attribute():
     assert issubclass(cls, MLFlowLogger) and cls.__module__ == 'bsm_nb.tracking' and cls is t._safe_logger_class()
     assert pickle.loads(pickle.dumps(cls)) is cls
     with pytest.raises(AttributeError): t.NoSuchThing
+
+
+# --- the train program ------------------------------------------------------------------------------
+
+def test_train_logs_its_run_to_the_server(server, train_tree, train_run, tiny_bert_dir):
+    """`bsm-train` with `mlflow_tracking_uri`: every hyperparameter, one val metric per epoch, the final metrics,
+    the plots and metrics.json, and the run's tags, read back through `MlflowClient`."""
+    import bsm_nb
+    from mlflow.tracking import MlflowClient
+    base = train_tree('tracked', n_train=80, n_val=30, n_test=30, seed=5,
+                      hyperparameters={'max_epochs': 2, 'mlflow_tracking_uri': server.uri, 'mlflow_experiment': 'bsm-e2e'})
+    rc, out, _ = train_run(base, '--pretrained_model', tiny_bert_dir)
+    assert rc == 0, out[-4000:]
+    client = MlflowClient(server.uri)
+    (run,) = client.search_runs([client.get_experiment_by_name('bsm-e2e').experiment_id])
+    m = json.loads((base/'model'/'metrics.json').read_text())
+    assert run.info.status == 'FINISHED'
+    assert (run.data.params['max_epochs'], run.data.params['mlflow_experiment']) == ('2', 'bsm-e2e')
+    assert {'lr', 'fusion', 'ensemble', 'calibrate', 'text_name'} <= set(run.data.params)
+    assert len(client.get_metric_history(run.info.run_id, 'val_auroc')) == m['epochs'] == 2
+    assert run.data.metrics['final/test_auroc'] == pytest.approx(m['test']['auroc'])
+    assert run.data.metrics['final/threshold'] == pytest.approx(m['threshold'])
+    assert {'metrics.json', 'roc_curve.png', 'pr_curve.png', 'calibration_curve.png'} <= {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert run.data.tags['bsm_nb.version'] == bsm_nb.__version__ and 'train' in run.data.tags['bsm_nb.channels']
+
+
+def test_train_with_an_unreachable_server_still_lands_the_model(train_tree, train_run, tiny_bert_dir):
+    "A tracking server that does not answer is a warning in the log; the run succeeds and the model dir is complete."
+    base = train_tree('untracked', n_train=60, n_val=20, n_test=20, seed=6,
+                      hyperparameters={'max_epochs': 1, 'mlflow_tracking_uri': 'http://127.0.0.1:9'})
+    rc, out, _ = train_run(base, '--pretrained_model', tiny_bert_dir)
+    assert rc == 0, out[-4000:]
+    assert (base/'model'/'bsm_model.json').exists()
+    assert 'http://127.0.0.1:9' in out and 'WARNING' in out, out[-3000:]
+
+
+def test_a_bad_tracking_uri_fails_before_training(train_tree, train_run, tiny_bert_dir):
+    "A tracking URI of no accepted form is a config error: exit 255 at once, the failure file naming the hyperparameter."
+    base = train_tree('badtracking', n_train=40, n_val=16, n_test=16, hyperparameters={'mlflow_tracking_uri': 'ftp://x'})
+    rc, out, _ = train_run(base, '--pretrained_model', tiny_bert_dir)
+    assert rc == 255, out[-3000:]
+    first = (base/'output'/'failure').read_text().splitlines()[0]
+    assert 'mlflow_tracking_uri' in first and 'ftp://x' in first, first
+    assert 'epoch=' not in out
