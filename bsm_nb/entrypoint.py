@@ -397,11 +397,13 @@ def run_training(cfg:BSMConfig, # the run's config
     if not trainer.is_global_zero: return {}
     best = load_best(trainer)
     net, rows_per_s = predict_splits(best, loaders, cfg)
+    t = time.time()
     trees, tree_probs, why = fit_tree_partner(cfg, processor, splits)
     labels = {k: data[k].arrays['label'] for k in net}
     answers, post = finish_probabilities(cfg, net, tree_probs, labels)
     metrics = {**score_splits(answers, data, cfg.threshold_policy, cfg.threshold_target),
-               **run_stats(trainer, best, cfg, len(data['train']), fit_s, rows_per_s), 'ensemble': {**post, 'reason': why}}
+               **run_stats(trainer, best, cfg, len(data['train']), fit_s, rows_per_s),
+               'ensemble': {**post, 'reason': why, 'fit_s': round(time.time() - t, 2)}} # trees, temperature and weight
     metrics['parts'] = score_parts(net, tree_probs, answers, data, post, cfg)
     metrics['calibration'] = calibration_report(net, tree_probs, labels, post)
     save_outputs(paths.model_dir, cfg, processor, best, tokenizer, answers, data, metrics, t0, trees, post)
