@@ -110,7 +110,8 @@ def render(nb, pages:list, i:int)->str:
     body = body.replace('</head>', NAV_CSS + '\n</head>', 1)
     body = re.sub(r'(<body[^>]*>)', lambda m: m.group(1) + side, body, count=1)
     body = body.replace('</body>', pager + '\n</body>', 1)
-    if m := re.search(r'''(?:src|href)=["'](https?:)?//[^"']+''', body): raise RuntimeError(f'{pages[i][0]}: links off this machine: {m.group(0)}')
+    # what a browser would fetch (scripts, images, stylesheets) must be in the page; links a reader follows may go anywhere
+    if m := re.search(r'''(?:\bsrc=|<link\b[^>]*\bhref=)["'](https?:)?//[^"']+''', body): raise RuntimeError(f'{pages[i][0]}: loads from off this machine: {m.group(0)}')
     return body
 
 
