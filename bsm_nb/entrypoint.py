@@ -238,8 +238,13 @@ def fit_tree_partner(cfg:BSMConfig, processor:FeatureProcessor,
     from bsm_nb.ensemble import resolve_ensemble, train_trees, tree_features, tree_proba
     mode, why = resolve_ensemble(cfg.ensemble, cfg)
     if mode == 'network': return None, {}, why or 'ensemble=network'
-    trees = train_trees(processor, splits['train'], splits['val'], seed=cfg.seed)
-    return trees, {k: tree_proba(trees, tree_features(processor, splits[k])[0]) for k in ('val', 'test') if k in splits}, ''
+    try:
+        trees = train_trees(processor, splits['train'], splits['val'], seed=cfg.seed)
+        return trees, {k: tree_proba(trees, tree_features(processor, splits[k])[0]) for k in ('val', 'test') if k in splits}, ''
+    except Exception as e: # the network is trained: under `auto` it lands alone rather than not at all
+        if mode != 'auto': raise
+        log.warning(f'ensemble: the trees could not be trained ({type(e).__name__}: {e}); the network answers alone')
+        return None, {}, f'trees failed: {type(e).__name__}: {e}'
 
 # %% ../nbs/13_entrypoint.ipynb #b8c1e50c
 def finish_probabilities(cfg:BSMConfig,
