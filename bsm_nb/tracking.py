@@ -183,6 +183,11 @@ def _safe_logger_class():
         "`MLFlowLogger` whose failures are warnings; after one while logging metrics or ending, nothing more is sent."
         stopped = None # why tracking stopped, once it did
         def log_hyperparams(self, params, *args, **kwargs):
+            # the run's hyperparameters come first, under their own names; what Lightning logs later (the model's init
+            # arguments, some with the same names) goes under model/, since MLflow refuses a name logged twice
+            if getattr(self, '_params_logged', False):
+                params = {f'model/{k}': v for k, v in (params if isinstance(params, dict) else vars(params)).items()}
+            self._params_logged = True
             _guarded(self, 'logging hyperparameters', super().log_hyperparams, params, *args, stop=False, **kwargs)
         def log_metrics(self, metrics, step=None): _guarded(self, 'logging metrics', super().log_metrics, metrics, step)
         def finalize(self, status='success'): _guarded(self, 'ending the run', super().finalize, status)

@@ -210,6 +210,7 @@ def test_train_logs_its_run_to_the_server(server, train_tree, train_run, tiny_be
     assert run.info.status == 'FINISHED'
     assert (run.data.params['max_epochs'], run.data.params['mlflow_experiment']) == ('2', 'bsm-e2e')
     assert {'lr', 'fusion', 'ensemble', 'calibrate', 'text_name'} <= set(run.data.params)
+    assert 'model/n_numeric' in run.data.params and 'logging hyperparameters failed' not in out # the model's own, apart
     assert len(client.get_metric_history(run.info.run_id, 'val_auroc')) == m['epochs'] == 2
     assert run.data.metrics['final/test_auroc'] == pytest.approx(m['test']['auroc'])
     assert run.data.metrics['final/threshold'] == pytest.approx(m['threshold'])
