@@ -111,7 +111,7 @@ def test_a_run_reads_back_whole_from_the_server(server, tmp_path):
     assert (run.info.run_name, run.info.status) == ('tiny-run', 'FINISHED')
     params = run.data.params
     assert {k: params.get(k) for k in hps} == {'lr': '3e-05', 'max_epochs': '3', 'fusion': 'gated', 'text_name': "['message']"}
-    assert params.get('step_size') == '0.05' # the module's own hyperparameters, logged by Lightning
+    assert params.get('model/step_size') == '0.05' # the module's own hyperparameters, logged by Lightning under model/
     history = client.get_metric_history(lg.run_id, 'train_loss')
     assert [m.step for m in history] == [3, 7, 11], [(m.step, m.value) for m in history] # one per epoch
     assert {k: v for k, v in run.data.metrics.items() if k.startswith('final/')} == {
