@@ -125,7 +125,7 @@ def predict_frame(self:ModelBundle, df:pd.DataFrame, # rows with (some of) the m
     cfg = dataclasses.replace(self.config, num_workers=0) # no worker processes per request
     p_net = predict_proba(self.model, make_dataloader(ds, cfg, pad_id=self.pad_id, batch_size=batch_size), precision=cfg.precision,
                           before_batch=before_batch, int8=cfg.predict_int8) if self.weight > 0 else None
-    p_trees = tree_proba(self.trees, tree_features(self.processor, df)[0]) if self.trees is not None and self.weight < 1 else None
+    p_trees = tree_proba(self.trees, tree_features(self.processor, df, ds.arrays.get('input_ids'))[0]) if self.trees is not None and self.weight < 1 else None # the request's token ids, tokenised once
     probs = final_probabilities(p_net, p_trees, self.weight, self.temperature)
     return format_predictions(probs, ds.ids, self.label_list, self.threshold)
 
@@ -157,7 +157,7 @@ def load_bundle(model_dir:Path, # a model dir written by `train`
                )->ModelBundle:
     "Load a model dir for prediction."
     model_dir = Path(model_dir); meta = read_meta(model_dir)
-    cfg = BSMConfig(**meta['config'])
+    cfg = BSMConfig(**{'trees_text': False, **meta['config']}) # dirs from before the trees read text do not name it
     tokenizer = load_tokenizer(str(model_dir/'tokenizer')) if (model_dir/'tokenizer').exists() else None
     processor = FeatureProcessor.from_dict(json.loads((model_dir/'preprocessor.json').read_text()), cfg, tokenizer)
     model = MultimodalBert(meta['config'], meta['cat_cardinalities'], meta['n_numeric'], meta['label_list'], encoder_config=meta['encoder_config'])

@@ -233,14 +233,16 @@ def score_splits(probs:dict, # from `predict_splits`
 # %% ../nbs/13_entrypoint.ipynb #3d4ec874
 def fit_tree_partner(cfg:BSMConfig, processor:FeatureProcessor,
                      splits:dict, # name -> rows, from `read_splits`
+                     data:dict|None=None, # name -> `BSMDataset` of those rows, from `encode_splits`: their token ids are reused
                     )->tuple:
-    "(LightGBM trees on the categorical and numeric fields or None, their probabilities per predicted split, why none)."
+    "(LightGBM trees on the categorical and numeric fields and the text or None, their probabilities per predicted split, why none)."
     from bsm_nb.ensemble import resolve_ensemble, train_trees, tree_features, tree_proba
     mode, why = resolve_ensemble(cfg.ensemble, cfg)
     if mode == 'network': return None, {}, why or 'ensemble=network'
     try:
-        trees = train_trees(processor, splits['train'], splits['val'], seed=cfg.seed)
-        return trees, {k: tree_proba(trees, tree_features(processor, splits[k])[0]) for k in ('val', 'test') if k in splits}, ''
+        ids = {k: data[k].arrays.get('input_ids') if data and k in data else None for k in splits}
+        trees = train_trees(processor, splits['train'], splits['val'], (ids['train'], ids['val']), seed=cfg.seed)
+        return trees, {k: tree_proba(trees, tree_features(processor, splits[k], ids[k])[0]) for k in ('val', 'test') if k in splits}, ''
     except Exception as e: # the network is trained: under `auto` it lands alone rather than not at all
         if mode != 'auto': raise
         log.warning(f'ensemble: the trees could not be trained ({type(e).__name__}: {e}); the network answers alone')
@@ -403,7 +405,7 @@ def run_training(cfg:BSMConfig, # the run's config
     best = load_best(trainer)
     net, rows_per_s = predict_splits(best, loaders, cfg)
     t = time.time()
-    trees, tree_probs, why = fit_tree_partner(cfg, processor, splits)
+    trees, tree_probs, why = fit_tree_partner(cfg, processor, splits, data)
     labels = {k: data[k].arrays['label'] for k in net}
     answers, post = finish_probabilities(cfg, net, tree_probs, labels)
     metrics = {**score_splits(answers, data, cfg.threshold_policy, cfg.threshold_target),
