@@ -145,6 +145,11 @@ def test_synthetic_run_reports_the_network_the_trees_and_their_blend(synthetic_r
     assert m['ensemble']['ensemble'] == 'auto' and 0 <= w <= 1 and T > 0, m['ensemble']
     assert (meta['ensemble_weight'], meta['temperature'], meta['format_version']) == (w, T, 2)
     assert set(m['calibration']['test']) == {'ece_before', 'ece_after', 'brier_before', 'brier_after'}
+    from bsm_nb.ensemble import load_trees
+    from bsm_nb.model import load_tokenizer
+    cfg = meta['config'] # the trees read the fields and a count per word piece of the tokenizer saved with the model
+    n_fields = len(cfg['cat_field_list']) + len(cfg['tab_field_list'])
+    assert cfg['trees_text'] and load_trees(base/'model').num_feature() == n_fields + len(load_tokenizer(str(base/'model'/'tokenizer')))
     final = next(ln for ln in out.splitlines() if ln.startswith('final '))
     assert f'ensemble_weight={w:.4f}' in final and f'trees_test_auroc={m["parts"]["trees"]["test"]["auroc"]:.4f}' in final, final
 
