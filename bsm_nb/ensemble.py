@@ -42,10 +42,13 @@ def token_bag(ids:TokenIds, # rows of token ids, from `FeatureProcessor.token_id
     return m
 
 # %% ../nbs/07_ensemble.ipynb #c3bc2a83
+def _text_for_trees(cfg:BSMConfig)->bool:
+    "Whether `cfg` has the trees read the text: `trees_text`, and text fields the network reads."
+    return bool(cfg.trees_text and cfg.text_name and cfg.effective_fusion != 'tab_only')
+
 def trees_read_text(processor:FeatureProcessor)->bool:
-    "Whether the trees of `processor`'s run read the text: `trees_text`, text fields the network reads, and a tokenizer."
-    cfg = processor.cfg
-    return bool(cfg.trees_text and cfg.text_name and cfg.effective_fusion != 'tab_only' and processor.tokenizer is not None)
+    "Whether the trees of `processor`'s run read the text: its config says so (`_text_for_trees`) and it has a tokenizer."
+    return _text_for_trees(processor.cfg) and processor.tokenizer is not None
 
 def tree_features(processor:FeatureProcessor, # fitted on train
                   df:pd.DataFrame, # rows with the fields of train (any may be absent)
@@ -215,8 +218,7 @@ def check_ensemble(mode:str)->str:
 # %% ../nbs/07_ensemble.ipynb #e6232737
 def trees_unusable(cfg:BSMConfig)->str|None:
     "Why trees cannot be trained for `cfg`; None when they can."
-    text = cfg.trees_text and cfg.text_name and cfg.effective_fusion != 'tab_only'
-    if not (cfg.cat_field_list or cfg.tab_field_list or text):
+    if not (cfg.cat_field_list or cfg.tab_field_list or _text_for_trees(cfg)):
         return 'no fields for the trees to read: no categorical or numeric fields (cat_field_list, tab_field_list), and the text is off (trees_text false)'
     return None
 
