@@ -4,22 +4,24 @@
 
 # %% ../nbs/08_artifacts.ipynb #8b0c54a1
 from __future__ import annotations
-import contextlib, dataclasses, json, os, shutil, uuid
-from dataclasses import asdict
+import contextlib, dataclasses, json, logging, os, shutil, uuid
 from pathlib import Path
 from fastcore.basics import patch
 import numpy as np, pandas as pd, torch
 from safetensors.torch import save_model as _save_safetensors, load_file
 import bsm_nb
-from .config import BSMConfig
+from .config import BSMConfig, persisted_config
 from .data import BSMDataset, FeatureProcessor, make_dataloader
 from .model import MultimodalBert, load_tokenizer
 from .train import format_predictions, predict_proba
 from .ensemble import final_probabilities, load_trees, tree_features, tree_proba
 
+log = logging.getLogger('bsm_nb')
+
 # %% auto #0
-__all__ = ['FORMAT_VERSION', 'READABLE_FORMATS', 'META_FILE', 'PREDICT_BATCH_SIZE', 'FormatError', 'staged_model_dir',
-           'save_model', 'save_artifacts', 'save_prediction', 'ModelBundle', 'read_meta', 'load_bundle']
+__all__ = ['log', 'FORMAT_VERSION', 'READABLE_FORMATS', 'META_FILE', 'ARTIFACT_NAMES', 'FORMULA_START', 'PREDICT_BATCH_SIZE',
+           'FormatError', 'staged_model_dir', 'save_model', 'save_artifacts', 'spreadsheet_safe', 'save_prediction',
+           'ModelBundle', 'read_meta', 'load_bundle']
 
 # %% ../nbs/08_artifacts.ipynb #0cb73e06
 FORMAT_VERSION = 2 # 2: a temperature, an ensemble weight and maybe trees.txt beside the network
@@ -29,17 +31,35 @@ META_FILE = 'bsm_model.json'
 class FormatError(ValueError):
     "A directory that is not a complete bsm_nb model dir of a format this version reads."
 
+# %% ../nbs/08_artifacts.ipynb #acba2147
+ARTIFACT_NAMES = ('model.safetensors', 'trees.txt', 'preprocessor.json', 'tokenizer', 'metrics.json', 'predictions.csv',
+                  'predictions_val.csv', 'roc_curve.png', 'pr_curve.png', 'calibration_curve.png') # what dirs without a list hold
+
+def _plain_name(n)->bool: return isinstance(n, str) and n not in ('', '.', '..') and Path(n).name == n and '\\' not in n
+
+def _previous_files(model_dir:Path)->set:
+    "The names the model dir's last run wrote: its `bsm_model.json`'s `files`, else the names bsm_nb writes."
+    try: files = json.loads((model_dir/META_FILE).read_text()).get('files')
+    except (OSError, ValueError, AttributeError): files = None
+    return {n for n in files if _plain_name(n)} if isinstance(files, list) else set(ARTIFACT_NAMES)
+
 # %% ../nbs/08_artifacts.ipynb #d6dd5546
+def _remove(p:Path):
+    if p.is_dir() and not p.is_symlink(): shutil.rmtree(p)
+    else: p.unlink(missing_ok=True)
+
 def _publish(stage:Path, # a finished staging dir
              model_dir:Path, # where its content goes; what is there under the same names is replaced
             ):
-    "Move the content of `stage` into `model_dir`, `bsm_model.json` last."
+    "Move the content of `stage` into `model_dir`, `bsm_model.json` last; the previous run's other files go."
+    names, old = sorted(p.name for p in stage.iterdir()), _previous_files(model_dir)
+    if (m := stage/META_FILE).exists(): m.write_text(json.dumps({**json.loads(m.read_text()), 'files': names}, indent=1))
     (model_dir/META_FILE).unlink(missing_ok=True)
-    names = sorted(p.name for p in stage.iterdir())
-    for name in [n for n in names if n != META_FILE] + [n for n in names if n == META_FILE]:
-        dest = model_dir/name
-        if dest.is_dir(): shutil.rmtree(dest)
+    for name in [n for n in names if n != META_FILE]:
+        if (dest := model_dir/name).exists() or dest.is_symlink(): _remove(dest)
         os.replace(stage/name, dest)
+    for name in sorted(old - set(names) - {META_FILE}): _remove(model_dir/name)
+    if META_FILE in names: os.replace(stage/META_FILE, model_dir/META_FILE)
 
 # %% ../nbs/08_artifacts.ipynb #bbccd1e5
 @contextlib.contextmanager
@@ -47,6 +67,8 @@ def staged_model_dir(model_dir:Path, # the final model dir, e.g. /opt/ml/model (
                     ):
     "Yield a staging dir; on success move its content into `model_dir`, with `bsm_model.json` last."
     model_dir = Path(model_dir); model_dir.mkdir(parents=True, exist_ok=True)
+    for old in model_dir.glob('.staging-*'):
+        log.warning(f'removing {old.name}, left in the model dir by a run that was killed'); _remove(old)
     stage = model_dir/f'.staging-{uuid.uuid4().hex[:8]}'
     stage.mkdir()
     try:
@@ -65,7 +87,7 @@ def save_model(model_filename:Path, # e.g. model_dir/'model.safetensors'
 def _meta(config:BSMConfig, model:MultimodalBert, threshold:float, extra:dict|None)->dict:
     "The content of `bsm_model.json`."
     hp = model.hparams
-    return {'format_version': FORMAT_VERSION, 'bsm_nb_version': bsm_nb.__version__, 'config': asdict(config),
+    return {'format_version': FORMAT_VERSION, 'bsm_nb_version': bsm_nb.__version__, 'config': persisted_config(config),
             'label_list': list(hp.label_list), 'threshold': float(threshold), 'cat_cardinalities': list(hp.cat_cardinalities),
             'n_numeric': int(hp.n_numeric), 'encoder_config': hp.get('encoder_config'), 'fusion': model.fusion, **(extra or {})}
 
@@ -85,12 +107,25 @@ def save_artifacts(model_dir:Path, # directory (usually the staging dir)
     (model_dir/META_FILE).write_text(json.dumps(_meta(config, model, threshold, extra), indent=1, default=str))
     return model_dir/META_FILE
 
+# %% ../nbs/08_artifacts.ipynb #644dc8d2
+FORMULA_START = ('=', '+', '-', '@', '\t', '\r')
+
+def _guard(s:pd.Series)->pd.Series:
+    hit = np.array([isinstance(v, str) and v.startswith(FORMULA_START) for v in s], dtype=bool)
+    return s.where(~hit, "'" + s.astype(str)) if hit.any() else s
+
+def spreadsheet_safe(df:pd.DataFrame, # a frame about to be written as CSV
+                    )->pd.DataFrame:
+    "`df` with each string cell a spreadsheet would run as a formula prefixed by an apostrophe."
+    cols = [c for c in df.columns if df[c].dtype == object or pd.api.types.is_string_dtype(df[c])]
+    return df.assign(**{c: _guard(df[c]) for c in cols}) if cols else df
+
 # %% ../nbs/08_artifacts.ipynb #655e6bec
 def save_prediction(prediction_filename:Path, # a .csv path
                     predictions:pd.DataFrame, # from `model_inference`
                    )->Path:
-    "Write predictions as CSV with a header."
-    predictions.to_csv(prediction_filename, index=False)
+    "Write predictions as CSV with a header, formula-like cells guarded (`spreadsheet_safe`)."
+    spreadsheet_safe(predictions).to_csv(prediction_filename, index=False)
     return Path(prediction_filename)
 
 # %% ../nbs/08_artifacts.ipynb #697c7092

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_config.ipynb #3953f22e
 from __future__ import annotations
-import ast, difflib, json, math, os
+import ast, difflib, json, math, os, re
 from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
 from fastcore.basics import patch
@@ -16,8 +16,8 @@ __all__ = ['FUSIONS', 'POOLINGS', 'MODEL_CLASSES', 'METRICS', 'CLEANING_STEPS', 
            'TrainSettings', 'ResultSettings', 'TrackingSettings', 'BSMConfig', 'ConfigError', 'parse_value', 'in_range',
            'range_text', 'check_ranges', 'check_choices', 'check_metrics', 'check_fields', 'check_full_field_list',
            'check_labels', 'check_config', 'field_types', 'config_from_dict', 'encode_value', 'encode_hyperparameters',
-           'to_hyperparameters', 'sagemaker_base_dir', 'SageMakerPaths', 'parse_cli', 'read_hyperparameters',
-           'load_config', 'local_encoder_dir']
+           'to_hyperparameters', 'strip_credentials', 'persisted_config', 'sagemaker_base_dir', 'SageMakerPaths',
+           'parse_cli', 'read_hyperparameters', 'load_config', 'local_encoder_dir']
 
 # %% ../nbs/00_config.ipynb #cd898dc9
 FUSIONS = ('concat', 'gated', 'text_only', 'tab_only')
@@ -408,6 +408,17 @@ def to_hyperparameters(cfg:BSMConfig, # config to serialise
     default = BSMConfig()
     return encode_hyperparameters({f.name: getattr(cfg, f.name) for f in fields(cfg)
                                    if not (only_changed and getattr(cfg, f.name) == getattr(default, f.name))})
+
+# %% ../nbs/00_config.ipynb #d5a32f28
+def strip_credentials(uri:str, # a URI that may carry `user:password@` before its host
+                     )->str:
+    "`uri` without the user info of its authority (`scheme://user:pw@host` -> `scheme://host`)."
+    return re.sub(r'^([A-Za-z][A-Za-z0-9+.\-]*://)[^/?#]*@', r'\1', uri or '')
+
+def persisted_config(cfg:BSMConfig, # the run's config
+                    )->dict:
+    "The config as every file and tracking server keeps it: `asdict(cfg)` with no credentials in it."
+    return {**asdict(cfg), 'mlflow_tracking_uri': strip_credentials(cfg.mlflow_tracking_uri)}
 
 # %% ../nbs/00_config.ipynb #f45c22b4
 DEFAULT_BASE_DIR = '/opt/ml' # where SageMaker mounts a job's tree

@@ -14,10 +14,10 @@ from .config import BSMConfig
 from .text import TokenIds, make_text_cleaner, tokenize_rows
 
 # %% auto #0
-__all__ = ['FORMATS', 'SKIPPED', 'DataError', 'InputError', 'file_format', 'channel_files', 'not_utf8', 'utf8_error',
-           'read_data_file', 'read_channel', 'normalise_category', 'category_codes', 'to_numbers', 'check_rows',
-           'check_filled', 'fit_label_list', 'encode_labels', 'FeatureProcessor', 'BSMDataset', 'collate_batch',
-           'LengthBucketSampler', 'make_dataloader', 'split_train_val']
+__all__ = ['FORMATS', 'SKIPPED', 'CHARS_PER_TOKEN', 'DataError', 'InputError', 'file_format', 'channel_files', 'not_utf8',
+           'utf8_error', 'read_data_file', 'read_channel', 'normalise_category', 'category_codes', 'to_numbers',
+           'check_rows', 'check_filled', 'fit_label_list', 'encode_labels', 'FeatureProcessor', 'BSMDataset',
+           'collate_batch', 'LengthBucketSampler', 'make_dataloader', 'split_train_val']
 
 # %% ../nbs/03_data.ipynb #c0584f6a
 class DataError(ValueError):
@@ -315,6 +315,8 @@ def encode_labels(labels:pd.Series, # raw labels
     return out
 
 # %% ../nbs/03_data.ipynb #c171ceea
+CHARS_PER_TOKEN = 64 # a text is cut to this many characters per token of `max_seq_length` before it is cleaned
+
 class FeatureProcessor:
     "Fitted preprocessing of text, categorical and numeric fields and labels; JSON-serialisable."
     def __init__(self, cfg:BSMConfig, # the run's config: which fields are text, categories, numbers, the label
@@ -322,10 +324,12 @@ class FeatureProcessor:
                  vocabs:dict|None=None, # categorical field -> its vocabulary (`category_vocab`)
                  num_stats:dict|None=None, # numeric field -> {'median', 'mean', 'std'} (`numeric_stats`)
                  label_list:list|None=None, # class names in model-output order (`fit_label_list`)
+                 trust_hook:bool=False, # True for the job creator's config (training); a model dir's hook must be allowed
                 ):
         self.cfg, self.tokenizer = cfg, tokenizer
         self.vocabs, self.num_stats, self.label_list = vocabs or {}, num_stats or {}, label_list or []
-        self.clean = make_text_cleaner(cfg.text_cleaning, cfg.text_hook)
+        self.clean = make_text_cleaner(cfg.text_cleaning, cfg.text_hook, trusted=trust_hook,
+                                       max_chars=CHARS_PER_TOKEN * cfg.max_seq_length)
 
 # %% ../nbs/03_data.ipynb #c5856913
 @patch(cls_method=True)
@@ -351,7 +355,7 @@ def fit(cls:FeatureProcessor, df:pd.DataFrame, # train rows
     vocabs = {f: cls.category_vocab(df[f]) for f in cfg.cat_field_list}
     num_stats = {f: cls.numeric_stats(to_numbers(df[f], f)) for f in cfg.tab_field_list}
     labels = fit_label_list(df[cfg.label_name], cfg) if cfg.label_name in df else []
-    return cls(cfg, tokenizer, vocabs, num_stats, labels)
+    return cls(cfg, tokenizer, vocabs, num_stats, labels, trust_hook=True)
 
 # %% ../nbs/03_data.ipynb #c9747c92
 @patch(cls_method=True)
@@ -410,7 +414,7 @@ def merge_summaries(cls:FeatureProcessor, summaries:list, # `summarise` of every
 def from_summaries(cls:FeatureProcessor, summaries:list, # `summarise` of every shard
                    cfg:BSMConfig, tokenizer=None):
     "The processor `fit` on all shards together would give, its medians from the sketches."
-    return cls(cfg, tokenizer, **cls.merge_summaries(summaries, cfg))
+    return cls(cfg, tokenizer, **cls.merge_summaries(summaries, cfg), trust_hook=True)
 
 # %% ../nbs/03_data.ipynb #68b0d9ba
 @patch(as_prop=True)
@@ -481,9 +485,11 @@ def to_dict(self:FeatureProcessor)->dict: return {'vocabs': self.vocabs, 'num_st
 
 @patch(cls_method=True)
 def from_dict(cls:FeatureProcessor, d:dict, # from `to_dict`
-              cfg:BSMConfig, tokenizer=None):
+              cfg:BSMConfig, tokenizer=None,
+              trust_hook:bool=False, # see `FeatureProcessor`: `cfg` came from a model dir, so its hook must be allowed
+             ):
     "The processor whose `to_dict` gave `d`."
-    return cls(cfg, tokenizer, d['vocabs'], d['num_stats'], d['label_list'])
+    return cls(cfg, tokenizer, d['vocabs'], d['num_stats'], d['label_list'], trust_hook=trust_hook)
 
 # %% ../nbs/03_data.ipynb #b7f1e468
 class BSMDataset(Dataset):

@@ -5,10 +5,9 @@
 # %% ../nbs/13_entrypoint.ipynb #70cbf92d
 from __future__ import annotations
 import json, logging, os, sys, tempfile, time, traceback
-from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
-from .config import BSMConfig, ConfigError, SageMakerPaths, load_config, local_encoder_dir
+from .config import BSMConfig, ConfigError, SageMakerPaths, load_config, local_encoder_dir, persisted_config
 if TYPE_CHECKING: # names of the annotations only; the modules are imported where they are used (see "Failing fast")
     import numpy as np, pandas as pd
     from bsm_nb.data import BSMDataset, FeatureProcessor
@@ -171,7 +170,7 @@ def build_model(cfg:BSMConfig, processor:FeatureProcessor,
     from bsm_nb.model import MultimodalBert
     labels = processor.label_list
     weights = class_weights_for(train.arrays['label'], len(labels), cfg.class_weights)
-    return MultimodalBert(asdict(cfg), processor.cat_cardinalities, processor.n_numeric, labels,
+    return MultimodalBert(persisted_config(cfg), processor.cat_cardinalities, processor.n_numeric, labels,
                           encoder_path=encoder, class_weights=weights)
 
 # %% ../nbs/13_entrypoint.ipynb #c841cb50
@@ -361,7 +360,7 @@ def start_tracking(cfg:BSMConfig, paths:SageMakerPaths,
     if not (uri := tracking_uri(cfg.mlflow_tracking_uri, env)): return None
     channels = [k for k in ('train', 'val', 'test', 'pretrained') if paths.channel(k).is_dir()]
     run_name = cfg.mlflow_run_name or env.get('TRAINING_JOB_NAME') or None
-    return make_mlflow_logger(uri, cfg.mlflow_experiment, run_name, run_tags(env, channels), asdict(cfg), rank=rank)
+    return make_mlflow_logger(uri, cfg.mlflow_experiment, run_name, run_tags(env, channels), persisted_config(cfg), rank=rank)
 
 # %% ../nbs/13_entrypoint.ipynb #3c3f9635
 def track_outputs(tracker, # from `start_tracking`, or None

@@ -4,13 +4,14 @@
 
 # %% ../nbs/02_text.ipynb #2a733b42
 from __future__ import annotations
-import html, importlib, itertools, re
+import html, importlib, importlib.metadata, itertools, os, re, sys
 from typing import Callable, Iterable
 import numpy as np
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['CLEANERS', 'load_hook', 'make_text_cleaner', 'TokenIds', 'tokenize_rows']
+__all__ = ['CLEANERS', 'HOOK_ENV', 'HOOK_GROUP', 'allowed_hooks', 'is_standard_library', 'HookNotAllowed', 'load_hook',
+           'make_text_cleaner', 'TokenIds', 'tokenize_rows']
 
 # %% ../nbs/02_text.ipynb #4324bbd3
 _TAG, _URL = re.compile(r'<[^>]{1,200}>'), re.compile(r'\b(?:https?://|www\.)\S+', re.I)
@@ -26,28 +27,67 @@ CLEANERS = {
     'whitespace': lambda s: ' '.join(s.split()),
 }
 
+# %% ../nbs/02_text.ipynb #9a101861
+HOOK_ENV, HOOK_GROUP = 'BSM_TEXT_HOOKS', 'bsm_nb.text_hooks'
+_SPEC = re.compile(r'^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$')
+
+def allowed_hooks(env:dict|None=None, # environment (default `os.environ`)
+                 )->set:
+    "The hooks a model dir may name here: `BSM_TEXT_HOOKS` and the entry points of group `bsm_nb.text_hooks`."
+    env = os.environ if env is None else env
+    named = {s.strip() for s in env.get(HOOK_ENV, '').split(',') if s.strip()}
+    return named | {ep.value.strip() for ep in importlib.metadata.entry_points(group=HOOK_GROUP)}
+
+# %% ../nbs/02_text.ipynb #571d8642
+def is_standard_library(module:str, # a module name, such as `os.path` or `builtins`
+                       )->bool:
+    "Whether `module` belongs to Python itself: the standard library or a builtin module."
+    top = (module or '').split('.')[0]
+    return top in sys.stdlib_module_names or top in sys.builtin_module_names
+
 # %% ../nbs/02_text.ipynb #d1119443
+class HookNotAllowed(ValueError):
+    "A text hook that this deployment does not let a model dir run."
+
 def load_hook(spec:str, # `module:function`, importable in the container
+              trusted:bool=False, # True: the job creator's own config; False: a model dir's, which the deployer must allow
+              env:dict|None=None, # environment for `allowed_hooks` (default `os.environ`)
              )->Callable:
-    "The function named by `spec`."
+    "The function named by `spec`, when it may run here; nothing is imported before that is decided."
+    if not _SPEC.match(spec):
+        raise ValueError(f'text_hook {spec[:80]!r} is not of the form module:function (dotted module, a function name)')
     mod_name, _, fn_name = spec.partition(':')
+    if is_standard_library(mod_name):
+        raise ValueError(f'text_hook {spec!r} is part of Python itself; standard-library and builtin callables are never '
+                         'accepted as a hook: name a function of your own package')
+    if not trusted and spec not in allowed_hooks(env):
+        raise HookNotAllowed(f"the model's config names text_hook {spec!r}, which this deployment does not allow: a model "
+                             f"dir is data and cannot bring code. To allow it, list it in {HOOK_ENV} (comma-separated "
+                             f"module:function) or install a package that registers it as an entry point in group {HOOK_GROUP!r}")
     try: fn = getattr(importlib.import_module(mod_name), fn_name)
     except (ImportError, AttributeError) as e:
         raise ValueError(f"text_hook {spec!r} cannot be loaded: {e}; expected an importable module:function") from None
     if not callable(fn): raise ValueError(f'text_hook {spec!r} is not callable')
+    if is_standard_library(getattr(fn, '__module__', None) or ''):
+        raise ValueError(f'text_hook {spec!r} is {fn.__module__}.{getattr(fn, "__name__", "?")}, a standard-library or '
+                         'builtin callable, which is never accepted as a hook')
     return fn
 
 # %% ../nbs/02_text.ipynb #4ddff78b
 def make_text_cleaner(steps:list=('whitespace', 'html'), # names from `CLEANERS`
                       hook:str='', # optional `module:function` applied after the steps
+                      trusted:bool=False, # whether the hook comes from the job creator (see `load_hook`)
+                      max_chars:int=0, # cut each text to this many characters before cleaning; 0: no cut
+                      env:dict|None=None, # environment for `allowed_hooks`
                      )->Callable:
     "A function that cleans one string (None and NaN become '')."
     unknown = [s for s in steps if s not in CLEANERS]
     if unknown: raise ValueError(f'unknown text cleaning step(s) {unknown}; expected some of {list(CLEANERS)}')
     fns = [CLEANERS[s] for s in CLEANERS if s in steps]
-    user = load_hook(hook) if hook else None
+    user = load_hook(hook, trusted, env) if hook else None
     def clean(text)->str:
         s = '' if text is None or text != text else str(text) # NaN != NaN
+        if max_chars: s = s[:max_chars]
         for f in fns: s = f(s)
         if user:
             try: s = str(user(s))

@@ -175,6 +175,46 @@ def test_predict_and_serve_answer_what_training_wrote(synthetic_run):
     np.testing.assert_allclose([p['probability'] for p in served], ref.probability.to_numpy(), atol=1e-6, rtol=0)
 
 
+def test_a_model_dir_never_runs_code_it_names(synthetic_run, tmp_path):
+    """A model dir whose config names a text hook is data asking to run code: `predict`, `bsm-predict` and the server
+    refuse it unless the deployer allows the hook (BSM_TEXT_HOOKS), refuse Python's own callables always, and nothing
+    it names runs, not even a module's import."""
+    import subprocess, sys
+    from bsm_nb.protocol import predict
+    from bsm_nb.serve import ServeSettings, create_app
+    base, _ = synthetic_run
+    hooks, marker, imported = tmp_path/'hooks', tmp_path/'pwned', tmp_path/'imported'
+    hooks.mkdir(); (hooks/'team_hooks.py').write_text(f'open({str(imported)!r}, "w").close()\ndef shout(s): return s.upper()\n')
+    def model_with(hook:str)->Path:
+        d = tmp_path/hook.replace(':', '_'); shutil.copytree(base/'model', d)
+        m = meta_of(d); m['config']['text_hook'] = hook; (d/'bsm_model.json').write_text(json.dumps(m)); return d
+    rows = pd.read_csv(channel_csv(base, 'test')).head(3).assign(message=f'touch {marker}')
+    (tmp_path/'rows.csv').write_text(rows.to_csv(index=False))
+    env = {**os.environ, 'PYTHONPATH': str(hooks), 'HF_HUB_OFFLINE': '1'}
+    env.pop('BSM_TEXT_HOOKS', None)
+    bsm_predict = Path(sys.executable).parent/'bsm-predict'
+    def run_predict(d:Path, **extra): return subprocess.run([str(bsm_predict), str(d), str(tmp_path/'rows.csv'), str(tmp_path/'out.jsonl')],
+                                                            capture_output=True, text=True, env={**env, **extra}, timeout=300)
+    for hook in ['os:system', 'builtins:eval', 'subprocess:getoutput']:
+        d = model_with(hook)
+        with pytest.raises(ValueError, match='never accepted as a hook'): predict(d, rows)
+        r = run_predict(d, BSM_TEXT_HOOKS=hook) # not even a deployer can allow Python's own callables
+        assert r.returncode == 2 and 'never accepted as a hook' in r.stderr, r.stderr[-2000:]
+        app = create_app(ServeSettings(model_dir=d, torch_threads=0))
+        assert app.extensions['bsm_model'].wait(120) == 'failed'
+        c = app.test_client()
+        assert c.get('/ping').status_code != 200
+        assert c.post('/invocations', data=(tmp_path/'rows.csv').read_bytes(), content_type='text/csv').status_code != 200
+    assert not marker.exists()
+    d = model_with('team_hooks:shout') # a package of the team's own, not allowed by this deployment
+    r = run_predict(d)
+    assert r.returncode == 2 and 'does not allow' in r.stderr and 'BSM_TEXT_HOOKS' in r.stderr, r.stderr[-2000:]
+    assert not imported.exists() and not (tmp_path/'out.jsonl').exists()
+    r = run_predict(d, BSM_TEXT_HOOKS='team_hooks:shout') # the deployer allows it
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert imported.exists() and len((tmp_path/'out.jsonl').read_text().splitlines()) == 3
+
+
 def test_command_line_flag_overrides_the_hyperparameters_file(synthetic_run, tiny_bert_dir):
     "`--lr 1e-4` wins over the file's lr 2e-05; the file's other values stay; the config is saved in bsm_model.json."
     base, _ = synthetic_run
@@ -509,9 +549,12 @@ BAD = [
     Bad('reinit_layers_too_many', HPS, ['reinit_layers', '5', 'only 2 layers'], hps={'reinit_layers': '5'}),
     Bad('text_hook_not_module_function', HPS, ["'text_hook'", "'nocolon'", 'module:function'], hps={'text_hook': 'nocolon'}),
     Bad('text_hook_unimportable', HPS, ['text_hook', "'nosuchmodule_xyz:clean'", 'nosuchmodule_xyz'], hps={'text_hook': 'nosuchmodule_xyz:clean'}),
-    Bad('text_hook_function_missing', HPS, ['text_hook', "'json:nosuchfn'", 'cannot be loaded'], hps={'text_hook': 'json:nosuchfn'}),
+    Bad('text_hook_function_missing', HPS, ['text_hook', "'bsm_nb.text:nosuchfn'", 'cannot be loaded'], hps={'text_hook': 'bsm_nb.text:nosuchfn'}),
     # a hook that raises on the text: the reason must name the hook, not only the hook's own exception
-    Bad('text_hook_raises', HPS, ['text_hook', "'json:loads'"], hps={'text_hook': 'json:loads'}),
+    Bad('text_hook_raises', HPS, ['text_hook', "'numpy:int64'", 'failed on text'], hps={'text_hook': 'numpy:int64'}),
+    # Python's own callables are no cleaning function, whoever names them
+    Bad('text_hook_standard_library', HPS, ['text_hook', "'os:system'", 'never accepted as a hook'], hps={'text_hook': 'os:system'}),
+    Bad('text_hook_builtin', HPS, ['text_hook', "'builtins:eval'", 'never accepted as a hook'], hps={'text_hook': 'builtins:eval'}),
     Bad('no_text_field', HPS, ["'text_name'", 'no text field named', 'model_class tab_mlp'], hps={'text_name': '[]'}),
     Bad('tabular_model_without_fields', HPS, ["'cat_field_list'/'tab_field_list'", 'no tabular field'],
         hps={'model_class': 'tab_mlp', 'cat_field_list': '[]', 'tab_field_list': '[]'}),
@@ -840,7 +883,7 @@ CATS, NUMS = COLUMNS[2:5], COLUMNS[5:8]
 SENSIBLE = { # values that should train, for the fields whose good values are not just numbers in range
     'fusion': FUSIONS, 'pooling': POOLINGS, 'model_class': [*MODEL_CLASSES], 'class_weights': ['none', 'balanced'],
     'lr_scaling': ['none', 'linear', 'sqrt'], 'precision': ['auto', '32-true', 'bf16-mixed'], 'early_stop_metric': ['val_loss', 'val_auroc'],
-    'id_name': ['case_id'], 'label_name': ['label'], 'positive_label': ['', '0', '1'], 'text_hook': ['', 'json:dumps'],
+    'id_name': ['case_id'], 'label_name': ['label'], 'positive_label': ['', '0', '1'], 'text_hook': ['', 'numpy:str_'],
     'text_name': ['message', '["message", "order_status"]'], 'cat_field_list': ['[]', json.dumps(CATS[:2])], 'tab_field_list': ['[]', json.dumps(NUMS)],
     'text_cleaning': ['[]', 'html,lowercase,urls'], 'metric_choices': ['auroc', '["accuracy", "f1_score", "auroc"]'], 'label_list': ['', '0,1', 'no,yes'],
     'full_field_list': ['']}
