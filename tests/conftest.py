@@ -56,3 +56,21 @@ def train_run():
 def train_env():
     "`train_env(base, **extra)`: the environment `train_run` uses, for runs that need their own variables (script mode)."
     return train_environment
+
+
+def _untracked_at_root()->set:
+    "Untracked, unignored top-level names of the checkout."
+    out = subprocess.run(['git', 'ls-files', '--others', '--exclude-standard', '--directory'], cwd=ROOT,
+                         capture_output=True, text=True).stdout
+    return {ln.split('/')[0] for ln in out.splitlines() if ln}
+
+
+@pytest.fixture(scope='session', autouse=True)
+def tests_leave_no_files_in_the_checkout():
+    """A test that writes into the checkout (an MLflow store from a relative tracking URI, a model dir) fails the
+    session: such files were once committed by accident (a 1,085-file MLflow store at the root)."""
+    if not (ROOT/'.git').exists(): yield; return
+    before = _untracked_at_root()
+    yield
+    left = _untracked_at_root() - before
+    assert not left, f'tests left {sorted(left)} in {ROOT}: write under tmp_path instead'

@@ -691,6 +691,7 @@ def run_main(monkeypatch):
     logs = [(lg, lg.handlers[:], lg.level, lg.propagate) for lg in loggers]
     threads = sys.modules['torch'].get_num_threads() if 'torch' in sys.modules else None
     def run(base:Path, *args, **env)->tuple:
+        monkeypatch.chdir(base) # a relative path drawn as a tracking URI (or any output) lands in the run's tree
         for k in [k for k in os.environ if k.startswith('SM_')]: monkeypatch.delenv(k)
         for k, v in {'SAGEMAKER_BASE_DIR': base, 'HF_HUB_OFFLINE': '1', 'TOKENIZERS_PARALLELISM': 'false', **env}.items():
             monkeypatch.setenv(k, str(v).replace('{base}', str(base)))
