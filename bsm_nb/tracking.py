@@ -7,10 +7,10 @@ from __future__ import annotations
 import logging, numbers, os, re, tempfile, time, urllib.error, urllib.request
 from functools import cache
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 from urllib.request import url2pathname
 import bsm_nb
-from .config import ConfigError
+from .config import ConfigError, strip_credentials
 
 log = logging.getLogger('bsm_nb')
 
@@ -143,12 +143,18 @@ MLFLOW_CLIENT_ENV = {'MLFLOW_HTTP_REQUEST_MAX_RETRIES': '2', 'MLFLOW_HTTP_REQUES
 
 def set_client_defaults(uri:str, # a checked tracking URI
                         env:dict|None=None, # where to set them; `os.environ` when None
-                       ):
-    "Few retries and a short timeout for MLflow's HTTP client, and the file store allowed for a file: URI, where unset."
+                       )->str:
+    "Set MLflow's client defaults where unset; the URI to give MLflow, its credentials moved to the environment."
     logging.getLogger('mlflow.tracking.request_header.registry').addFilter(_no_plugin_header_noise)
     env = os.environ if env is None else env
     for k, v in {**MLFLOW_CLIENT_ENV, **({'MLFLOW_ALLOW_FILE_STORE': 'true'} if uri.startswith('file:') else {})}.items():
         env.setdefault(k, v)
+    u = urlsplit(uri)
+    if u.scheme in ('http', 'https') and '@' in u.netloc: # MLflow would print the URI, password and all
+        if u.username: env.setdefault('MLFLOW_TRACKING_USERNAME', unquote(u.username))
+        if u.password: env.setdefault('MLFLOW_TRACKING_PASSWORD', unquote(u.password))
+        return strip_credentials(uri)
+    return uri
 
 # %% ../nbs/11_tracking.ipynb #8509e431
 def is_global_zero(rank:int|None=None, # the global rank when known
@@ -211,7 +217,7 @@ def make_mlflow_logger(uri:str, # a tracking URI (`tracking_uri`); '' turns trac
     "A started MLflow run as a Lightning logger; None when tracking is off, on ranks other than 0, or (with a warning) when the store cannot be used."
     uri = check_tracking_uri(uri)
     if not uri or not is_global_zero(rank): return None
-    set_client_defaults(uri)
+    uri = set_client_defaults(uri)
     reason = reachable(uri)
     if reason is None:
         try:

@@ -59,10 +59,10 @@ def train_env():
 
 
 def _untracked_at_root()->set:
-    "Untracked, unignored top-level names of the checkout."
+    "Untracked, unignored files and folders at the top of the checkout (as an MLflow store or `mlruns/` would be)."
     out = subprocess.run(['git', 'ls-files', '--others', '--exclude-standard', '--directory'], cwd=ROOT,
                          capture_output=True, text=True).stdout
-    return {ln.split('/')[0] for ln in out.splitlines() if ln}
+    return {ln for ln in out.splitlines() if ln and '/' not in ln.rstrip('/')}
 
 
 @pytest.fixture(scope='session', autouse=True)

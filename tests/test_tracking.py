@@ -200,10 +200,15 @@ def test_train_logs_its_run_to_the_server(server, train_tree, train_run, tiny_be
     the plots and metrics.json, and the run's tags, read back through `MlflowClient`."""
     import bsm_nb
     from mlflow.tracking import MlflowClient
+    with_password = server.uri.replace('http://', 'http://me:s3cret@') # the server ignores it; nothing may keep it
     base = train_tree('tracked', n_train=80, n_val=30, n_test=30, seed=5,
-                      hyperparameters={'max_epochs': 2, 'mlflow_tracking_uri': server.uri, 'mlflow_experiment': 'bsm-e2e'})
+                      hyperparameters={'max_epochs': 2, 'mlflow_tracking_uri': with_password, 'mlflow_experiment': 'bsm-e2e',
+                                       'checkpoint_every_n_steps': 2})
     rc, out, _ = train_run(base, '--pretrained_model', tiny_bert_dir)
     assert rc == 0, out[-4000:]
+    kept = [p for p in [*(base/'model').rglob('*'), *(base/'checkpoints').rglob('*')] if p.is_file() and b's3cret' in p.read_bytes()]
+    assert not kept and 's3cret' not in out, kept
+    assert json.loads((base/'model'/'bsm_model.json').read_text())['config']['mlflow_tracking_uri'] == server.uri
     client = MlflowClient(server.uri)
     (run,) = client.search_runs([client.get_experiment_by_name('bsm-e2e').experiment_id])
     m = json.loads((base/'model'/'metrics.json').read_text())
@@ -216,6 +221,7 @@ def test_train_logs_its_run_to_the_server(server, train_tree, train_run, tiny_be
     assert run.data.metrics['final/threshold'] == pytest.approx(m['threshold'])
     assert {'metrics.json', 'roc_curve.png', 'pr_curve.png', 'calibration_curve.png'} <= {a.path for a in client.list_artifacts(run.info.run_id)}
     assert run.data.tags['bsm_nb.version'] == bsm_nb.__version__ and 'train' in run.data.tags['bsm_nb.channels']
+    assert run.data.params['mlflow_tracking_uri'] == server.uri and 's3cret' not in json.dumps(run.data.params)
 
 
 def test_train_with_an_unreachable_server_still_lands_the_model(train_tree, train_run, tiny_bert_dir):
