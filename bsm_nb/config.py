@@ -52,7 +52,7 @@ class TextSettings:
     "Cleaning and length of the text."
     max_seq_length:int = 128 # tokens per row after truncation
     text_cleaning:list = field(default_factory=lambda: ['whitespace', 'html']) # built-in cleaning steps, in order
-    text_hook:str = '' # your own cleaning function as `module:function`, applied after the steps
+    text_hook:str = '' # your own cleaning function as `module:function`, applied after the steps; not Python's own (serving: allowed by the deployer)
 
 # %% ../nbs/00_config.ipynb #d067251b
 @dataclass
