@@ -335,10 +335,12 @@ def save_outputs(model_dir:Path, # the final model dir
                  t0:float, # `time.time()` when the run started
                  trees=None, # the tree partner, from `fit_tree_partner`
                  post:dict|None=None, # temperature and blend weight, from `finish_probabilities`
+                 encoder:str|None=None, # the encoder it started from (`find_encoder`): its weights' sha256 is recorded
                 ):
     "Write the weights, trees, predictions, plots, `metrics.json` and the artifacts into `model_dir`, all at once."
     from bsm_nb.artifacts import staged_model_dir, save_model, save_artifacts
     from bsm_nb.ensemble import save_trees
+    from bsm_nb.model import encoder_sha256
     threshold, labels = metrics.get('threshold', 0.5), processor.label_list
     with staged_model_dir(model_dir) as stage:
         save_model(stage/'model.safetensors', model)
@@ -347,7 +349,8 @@ def save_outputs(model_dir:Path, # the final model dir
         write_plots(stage, probs, data, len(labels), threshold if len(labels) == 2 else None)
         metrics['wall_s'] = round(time.time() - t0, 1)
         (stage/'metrics.json').write_text(json.dumps(metrics, indent=1))
-        save_artifacts(stage, cfg, processor, model, threshold, tokenizer, extra={'metrics': metrics, **(post or {})})
+        source = {'encoder': encoder, 'encoder_sha256': encoder_sha256(encoder) if encoder else None}
+        save_artifacts(stage, cfg, processor, model, threshold, tokenizer, extra={'metrics': metrics, **(post or {}), **source})
 
 # %% ../nbs/13_entrypoint.ipynb #e2aaa533
 def start_tracking(cfg:BSMConfig, paths:SageMakerPaths,
@@ -412,7 +415,7 @@ def run_training(cfg:BSMConfig, # the run's config
                'ensemble': {**post, 'reason': why, 'fit_s': round(time.time() - t, 2)}} # trees, temperature and weight
     metrics['parts'] = score_parts(net, tree_probs, answers, data, post, cfg)
     metrics['calibration'] = calibration_report(net, tree_probs, labels, post)
-    save_outputs(paths.model_dir, cfg, processor, best, tokenizer, answers, data, metrics, t0, trees, post)
+    save_outputs(paths.model_dir, cfg, processor, best, tokenizer, answers, data, metrics, t0, trees, post, encoder)
     track_outputs(tracker, metrics, paths.model_dir, trainer.global_step)
     mark_complete(paths.checkpoint_dir, {'steps': trainer.global_step, 'model_dir': str(paths.model_dir)})
     print(final_line(metrics), flush=True)

@@ -67,6 +67,14 @@ def test_synthetic_run_writes_a_complete_model_dir(synthetic_run):
     assert not (base/'output'/'failure').exists()
 
 
+def test_synthetic_model_dir_records_the_encoder_it_started_from(synthetic_run, tiny_bert_dir):
+    "bsm_model.json names the encoder and the sha256 of its weights file, which `sha256sum` would give."
+    import hashlib
+    from bsm_nb.model import encoder_sha256
+    meta = meta_of(synthetic_run[0]/'model')
+    assert meta['encoder'] == str(tiny_bert_dir)
+    assert meta['encoder_sha256'] == encoder_sha256(tiny_bert_dir) == hashlib.sha256((tiny_bert_dir/'model.safetensors').read_bytes()).hexdigest()
+
 def test_synthetic_metrics_json(synthetic_run):
     "metrics.json holds val and test metrics in [0, 1] with the right row counts, and the threshold bsm_model.json uses."
     base, _ = synthetic_run
