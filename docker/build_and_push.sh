@@ -6,8 +6,10 @@
 # Region: AWS_REGION, else AWS_DEFAULT_REGION, else `aws configure get region`.
 # Account: `aws sts get-caller-identity`.
 # BSM_DOCKER_PLATFORM (default linux/amd64, what SageMaker's x86 instances run) and BSM_DOCKER_BUILD_ARGS
-# (extra `docker build` arguments, split on spaces) adjust the build. In SageMaker Studio the build runs on
-# the `sagemaker` network, the only one Studio's Docker allows.
+# (extra `docker build` arguments, split on spaces) adjust the build. BSM_BASE_IMAGE is the Dockerfile's BASE_IMAGE,
+# best given by digest for a reproducible build (debian:bookworm-slim@sha256:<64 hex digits>; `docker buildx imagetools
+# inspect debian:bookworm-slim` shows it). In SageMaker Studio the build runs on the `sagemaker` network, the only one
+# Studio's Docker allows.
 # Prints the pushed image URI as its last line.
 set -euo pipefail
 
@@ -24,6 +26,10 @@ tag="${2:-latest}"
     || die "image name '$image' is not a valid ECR repository name: expected lowercase letters and digits, separated by . _ - or /"
 [[ "$tag" =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$ ]] \
     || die "tag '$tag' is not a valid image tag: expected up to 128 letters, digits, _ . or -, not starting with . or -"
+
+if [[ "${BSM_BASE_IMAGE:-}" == *@* && ! "$BSM_BASE_IMAGE" =~ @sha256:[0-9a-f]{64}$ ]]; then
+    die "BSM_BASE_IMAGE '$BSM_BASE_IMAGE' is not a valid digest reference: expected NAME@sha256: and 64 hex digits"
+fi
 
 command -v docker > /dev/null 2>&1 || die "docker is not installed or not on PATH; install Docker (in SageMaker Studio, enable Docker access for the domain)"
 command -v aws > /dev/null 2>&1 || die "the AWS CLI ('aws') is not installed or not on PATH; install AWS CLI v2"
@@ -44,6 +50,7 @@ uri="${registry}/${image}:${tag}"
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 build_args=(--platform "${BSM_DOCKER_PLATFORM:-linux/amd64}" --build-arg "BSM_IMAGE=$uri")
+if [[ -n "${BSM_BASE_IMAGE:-}" ]]; then build_args+=(--build-arg "BASE_IMAGE=$BSM_BASE_IMAGE"); fi
 if [[ -f /opt/ml/metadata/resource-metadata.json ]]; then build_args+=(--network sagemaker); fi
 if [[ -n "${BSM_DOCKER_BUILD_ARGS:-}" ]]; then
     read -r -a extra <<< "$BSM_DOCKER_BUILD_ARGS"

@@ -3,7 +3,7 @@
 `make container-test` builds docker/Dockerfile with podman (tests/container/build.sh) and runs this file with
 BSM_CONTAINER_IMAGE set to the image; elsewhere these tests skip. Containers publish ports on loopback only, and
 training runs with no network at all, as a network-isolated SageMaker job would."""
-import io, json, os, re, shutil, socket, subprocess, time, uuid
+import io, json, os, re, shutil, socket, subprocess, sys, time, uuid
 from pathlib import Path
 
 import numpy as np, pandas as pd
@@ -13,6 +13,8 @@ import requests
 from bsm_nb.synthetic import write_sagemaker_tree
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT/'docker'))
+import lock as image_lock # docker/lock.py: the lock the image is built from
 IMAGE = os.environ.get('BSM_CONTAINER_IMAGE', '')
 ENGINE = shutil.which(os.environ.get('BSM_CONTAINER_ENGINE', 'podman'))
 ENV = {**os.environ, 'CONTAINERS_CONF': os.environ.get('CONTAINERS_CONF', str(ROOT/'tests'/'container'/'containers.conf'))}
@@ -44,6 +46,27 @@ def run_image(base:Path, *command, timeout:float=600)->subprocess.CompletedProce
     return engine('run', '--rm', '--network', 'none', '-v', f'{base}:/opt/ml', IMAGE, *command, timeout=timeout)
 
 
+def train_in_image(base:Path, *flags, timeout:float=600)->str:
+    "`IMAGE train flags...` on `base`, which must succeed; its output."
+    r = run_image(base, 'train', *flags, timeout=timeout)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-5000:]
+    return out
+
+
+def copy_tree(base:Path, tmp_path_factory, name:str)->Path:
+    "A copy of the /opt/ml tree `base` (a trained one, say), to change without touching the module's."
+    dest = tmp_path_factory.mktemp(name)/'ml'
+    shutil.copytree(base, dest, symlinks=True)
+    return dest
+
+
+def python_in_image(code:str, image:str|None=None, timeout:float=300)->str:
+    "stdout of `python -c code` in a fresh container of `image` (default the one under test), with no network."
+    r = engine('run', '--rm', '--network', 'none', image or IMAGE, 'python', '-c', code, timeout=timeout, check=True)
+    return r.stdout
+
+
 class Container:
     "A detached container of the image, removed at the end."
     def __init__(self, *args):
@@ -72,10 +95,7 @@ class Container:
 def trained(tmp_path_factory):
     "A tree trained by `IMAGE train`: (base, output)."
     base = tree(tmp_path_factory, 'trained', n_train=600, max_epochs='2')
-    r = run_image(base, 'train')
-    out = r.stdout + r.stderr
-    assert r.returncode == 0, out[-5000:]
-    return base, out
+    return base, train_in_image(base)
 
 
 # --- train --------------------------------------------------------------------------------------------
@@ -245,29 +265,144 @@ def test_serve_on_sagemaker_bind_to_port_and_stop_within_30s(trained):
     assert 'stopped' in logs
 
 
+PROCESSES = """import json, os, pwd
+procs = []
+for pid in filter(str.isdigit, os.listdir('/proc')):
+    try:
+        cmd = open(f'/proc/{pid}/cmdline', 'rb').read().replace(b'\\0', b' ').decode(errors='replace').strip()
+        status = dict(l.split(':', 1) for l in open(f'/proc/{pid}/status').read().splitlines() if ':' in l)
+    except OSError: continue
+    uid = int(status['Uid'].split()[1]) # effective
+    procs.append({'pid': int(pid), 'ppid': int(status['PPid']), 'uid': uid, 'user': pwd.getpwuid(uid).pw_name,
+                  'cmd': cmd})
+print(json.dumps(procs))"""
+
+def test_serving_workers_run_unprivileged(server):
+    "gunicorn's workers (forks of its master, each with a model) and nginx's run as users without root's powers."
+    procs = json.loads(engine('exec', server.name, 'python', '-c', PROCESSES, check=True).stdout)
+    by_pid = {p['pid']: p for p in procs}
+    app = [p for p in procs if 'run_app_server' in p['cmd'] or 'gunicorn' in p['cmd']]
+    workers = [p for p in app if p['ppid'] in by_pid and by_pid[p['ppid']] in app] # children of the gunicorn master
+    assert workers, json.dumps(procs, indent=1)
+    assert all(p['uid'] != 0 and p['user'] == 'bsm' for p in workers), json.dumps(workers, indent=1)
+    nginx_workers = [p for p in procs if p['cmd'].startswith('nginx: worker')]
+    assert nginx_workers and all(p['uid'] != 0 for p in nginx_workers), json.dumps(procs, indent=1)
+    ids = engine('exec', server.name, 'id', 'www-data', check=True).stdout
+    assert '(bsm)' in ids, ids # nginx's workers reach the workers' socket through group bsm
+    r = requests.post(f'{server.url}/invocations', json=[{'message': 'where is my refund'}], timeout=60)
+    assert r.status_code == 200, r.text # and the unprivileged workers still answer
+
+
+@pytest.mark.parametrize('hook, says', [
+    ('os:system', 'never'), # Python's own callables are never a hook, whoever allows them
+    ('pandas:isna', 'BSM_TEXT_HOOKS'), # any other must be allowed by the deployer: the log says how
+])
+def test_a_model_dir_cannot_bring_a_text_hook(trained, tmp_path_factory, hook, says):
+    """A model dir whose config names a text hook the deployment does not allow is refused by `IMAGE serve`: /ping never
+    says ready, the log says why and how to allow one, and no caller's text is run as a command."""
+    base = copy_tree(trained[0], tmp_path_factory, 'hook')
+    meta_path = base/'model'/'bsm_model.json'
+    meta = json.loads(meta_path.read_text())
+    meta['config']['text_hook'] = hook
+    meta_path.write_text(json.dumps(meta))
+    target = base/'model'/'pwned'
+    (base/'model').chmod(0o777) # writable by the unprivileged workers too: only the refusal keeps the file away
+    s = Server(base)
+    try:
+        seen, deadline, logs = [], time.monotonic() + 240, ''
+        while time.monotonic() < deadline:
+            try:
+                seen.append(requests.get(f'{s.url}/ping', timeout=5).status_code)
+                r = s.post(json.dumps([{'message': 'touch /opt/ml/model/pwned'}]).encode(), JSON) # `target`, inside
+                seen.append(r.status_code)
+            except requests.ConnectionError: pass
+            logs = s.logs()
+            if hook in logs and says in logs and len(seen) >= 4: break
+            if not s.state()['Running']: break # refusing to load may stop the server: fine, it ran nothing
+            time.sleep(0.5)
+        logs = s.logs()
+    finally: s.remove()
+    assert 200 not in seen, (seen, logs[-4000:])
+    assert hook in logs and says in logs, logs[-4000:]
+    assert not target.exists(), f'{target} was created: the hook ran\n{logs[-4000:]}'
+
+
+# --- the image is the lock ------------------------------------------------------------------------------------
+
+PACKAGES = ("import importlib.metadata as m, json, sys, sysconfig; venv = sys.argv[1] == 'venv'; "
+            "found = m.distributions(path=[sysconfig.get_paths()['purelib']]) if venv else m.distributions(); "
+            "print(json.dumps([(d.metadata['Name'], d.version) for d in found]))")
+
+def image_packages(image:str|None=None, venv_only:bool=True)->dict:
+    "{canonical name: version} of /opt/venv's own packages, or of every one its python sees first (a base's too)."
+    found = json.loads(engine('run', '--rm', '--network', 'none', image or IMAGE, 'python', '-c', PACKAGES,
+                              'venv' if venv_only else 'all', timeout=300, check=True).stdout)
+    seen = {}
+    for name, version in found: seen.setdefault(image_lock.canonical(name), version) # the first on sys.path wins
+    return seen
+
+
+def test_the_image_holds_exactly_the_lock():
+    "What pip installed in the image is docker/requirements.lock, version for version, and consistent (pip check)."
+    locked = {n: p['version'] for n, p in image_lock.parse_lock(image_lock.LOCK.read_text()).items()}
+    got = image_packages()
+    assert got.pop('bsm-nb', None), got
+    assert got == locked, {'not locked': {n: v for n, v in got.items() if locked.get(n) != v},
+                           'missing': {n: v for n, v in locked.items() if got.get(n) != v}}
+    r = engine('run', '--rm', '--network', 'none', IMAGE, 'pip', 'check', timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
 # --- a base that brings its own torch (an AWS Deep Learning Container, pytorch/pytorch) ---------------------
 
 WHEELS = Path(os.environ.get('BSM_TORCH_BASE_WHEELS', '/opt/wheels'))
 BASE = os.environ.get('BSM_BASE_IMAGE', 'localhost/bsm-rehearsal-base:bookworm')
 
-def test_a_base_with_its_own_torch_keeps_it(tmp_path):
-    "The Dockerfile on a base whose python3 already imports torch: that torch stays, the rest installs beside it."
+def build_image(image:str, **env)->subprocess.CompletedProcess:
+    "tests/container/build.sh for `image`, with `env` (BSM_TORCH_WHEEL, BSM_BASE_IMAGE, ...) over the environment."
+    return subprocess.run(['bash', str(ROOT/'tests'/'container'/'build.sh')], capture_output=True, text=True,
+                          timeout=1800, env={**ENV, 'BSM_IMAGE': image, **env})
+
+
+def test_a_base_with_its_own_torch_keeps_it():
+    "The Dockerfile on a base whose python3 already imports torch: that torch stays, the lock without it goes beside."
     torch_wheels = sorted(WHEELS.glob('torch-*.whl'))
     if not torch_wheels: pytest.skip(f'no torch wheel in {WHEELS} to make a base with torch (BSM_TORCH_BASE_WHEELS)')
-    wheel = torch_wheels[-1].name
-    (tmp_path/'Containerfile').write_text(
-        f'FROM {BASE}\n'
-        'RUN apt-get update && apt-get install -y --no-install-recommends python3 python3-pip python3-venv && rm -rf /var/lib/apt/lists/*\n'
-        f'RUN pip install --no-cache-dir --break-system-packages /wheels/{wheel}\n')
-    base_with_torch, image = 'localhost/bsm-test-base-with-torch:latest', 'localhost/bsm-nb:test-base-with-torch'
-    engine('build', '--format', 'docker', '--network', 'host', '-v', f'{WHEELS}:/wheels:ro', '-t', base_with_torch, tmp_path, timeout=900, check=True)
-    engine('build', '--format', 'docker', '--network', 'host', '-f', ROOT/'docker'/'Dockerfile', '--build-arg', f'BASE_IMAGE={base_with_torch}',
-           '-t', image, ROOT, timeout=1200, check=True)
-    probe = ('import importlib.metadata as m, torch, bsm_nb.entrypoint, bsm_nb.serve; '
-             'print(m.version("torch"), torch.__file__, open("/opt/venv/torch-constraint.txt").read().strip())')
-    r = engine('run', '--rm', '--network', 'none', image, 'python', '-c', probe, timeout=300, check=True)
-    version, path, pin = r.stdout.split()
-    assert path.startswith('/usr/local/lib/python3') or path.startswith('/usr/lib/python3'), path # the base's, not the venv's
-    assert not path.startswith('/opt/venv') and pin == f'torch=={version}' and version in wheel, (r.stdout, wheel)
+    image = 'localhost/bsm-nb:test-base-with-torch'
+    r = build_image(image, BSM_TORCH_WHEEL=str(torch_wheels[-1]))
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
+    assert '(from the base image)' in r.stderr, r.stderr[-5000:] # lock.py check-torch said so
+    version, path = python_in_image('import importlib.metadata as m, torch, bsm_nb.entrypoint, bsm_nb.serve; '
+                                    'print(m.version("torch"), torch.__file__)', image).split()
+    assert path.startswith(('/usr/local/lib/python3', '/usr/lib/python3')), path # the base's, not the venv's
+    assert version in torch_wheels[-1].name, (version, torch_wheels[-1])
+    rest = image_lock.parse_lock(image_lock.for_base_torch(image_lock.LOCK.read_text()))
+    rest = {n: p['version'] for n, p in rest.items()}
+    # what python imports is the lock's version, from the venv or, where the base has the same, from the base
+    seen = image_packages(image, venv_only=False)
+    assert seen.get('bsm-nb') and {n: seen.get(n) for n in rest} == rest, {n: (seen.get(n), v) for n, v in rest.items()
+                                                                           if seen.get(n) != v}
+    assert 'torch' not in image_packages(image) # the venv has none of its own
     r = engine('run', '--rm', '--network', 'none', image, 'serve', '--print-nginx-conf', timeout=300, check=True)
     assert 'listen 8080;' in r.stdout
+
+
+def test_a_base_with_a_torch_below_the_floor_fails_the_build(tmp_path):
+    "A base whose torch is outside settings.ini's range (a stand-in: a bare torch 2.5.1) fails the build, naming it."
+    site = '/usr/lib/python3/dist-packages'
+    (tmp_path/'Containerfile').write_text(
+        f'FROM {BASE}\n'
+        'RUN apt-get update && apt-get install -y --no-install-recommends python3 python3-venv '
+        '&& rm -rf /var/lib/apt/lists/*\n'
+        f'RUN mkdir -p {site}/torch {site}/torch-2.5.1.dist-info '
+        f'&& echo "__version__ = \'2.5.1\'" > {site}/torch/__init__.py '
+        f'&& printf "Metadata-Version: 2.1\\nName: torch\\nVersion: 2.5.1\\n" '
+        f'> {site}/torch-2.5.1.dist-info/METADATA\n')
+    old_torch = 'localhost/bsm-test-base-old-torch:latest'
+    engine('build', '--format', 'docker', '--network', 'host', '-t', old_torch, tmp_path, timeout=900, check=True)
+    r = engine('build', '--format', 'docker', '--network', 'host', '-f', ROOT/'docker'/'Dockerfile', '--build-arg',
+               f'BASE_IMAGE={old_torch}', '-t', 'localhost/bsm-nb:test-old-torch', ROOT, timeout=1200)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0, out[-3000:]
+    assert "the base image has torch 2.5.1, outside bsm_nb's range torch<3,>=2.10 (settings.ini)" in out, out[-3000:]
+    assert 'Installing collected packages' not in out, out[-3000:] # it stops before anything is installed

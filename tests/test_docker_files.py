@@ -80,13 +80,37 @@ def test_dockerfile_contract():
     apt = next(r for r in runs if 'apt-get install' in r)
     assert '--no-install-recommends' in apt and ' nginx' in apt and 'rm -rf /var/lib/apt/lists/*' in apt
     pips = [pip for r in runs for pip in re.findall(r'pip install[^&;]*', r)]
-    assert len(pips) == 3, pips
-    for pip in pips:
-        assert '--no-cache-dir' in pip
-        # torch once, only where the base has none; afterwards every install is pinned to the torch there is
-        if '$TORCH_REQUIREMENT' not in pip: assert '--constraint /opt/venv/torch-constraint.txt' in pip, pip
-    torch_run = next(r for r in runs if '$TORCH_REQUIREMENT' in r)
-    assert torch_run.index("python3 -c 'import torch'") < torch_run.index('--system-site-packages') < torch_run.index('$TORCH_REQUIREMENT')
+    assert len(pips) == 2, pips
+    for pip in pips: assert '--no-cache-dir' in pip and '--no-deps' in pip, pip # nothing resolved at build time
+    # the packages: the lock alone, every file hashed, no source built
+    lock_pip, package_pip = pips
+    for flag in ('--require-hashes', '--only-binary :all:', '-r /tmp/bsm_nb/image.lock'): assert flag in lock_pip, lock_pip
+    # bsm_nb itself: from the context, built by the locked setuptools, nothing fetched
+    assert '--no-index' in package_pip and '--no-build-isolation' in package_pip, package_pip
+    assert package_pip.rstrip().endswith('/tmp/bsm_nb'), package_pip
+    venv = next(r for r in runs if 'image.lock' in r)
+    # a base torch is checked against settings.ini's range before anything is installed; the lock then goes in without it
+    steps = ("python3 -c 'import torch'", '--system-site-packages', 'lock.py check-torch', 'lock.py for-base-torch',
+             'pip install')
+    assert [venv.index(step) for step in steps] == sorted(venv.index(step) for step in steps), venv
+    assert ('COPY', 'settings.ini docker/requirements.lock docker/lock.py /tmp/bsm_nb/') in ins
+    assert not any('TORCH_REQUIREMENT' in a or 'torch-constraint' in a for _, a in ins) # the lock's torch or the base's
+
+
+def test_dockerfile_makes_the_unprivileged_serving_user():
+    "System user and group bsm, no login shell, no home; nginx's workers (www-data) in group bsm to reach its socket."
+    user = next(a for i, a in instructions() if i == 'RUN' and 'useradd' in a)
+    assert 'groupadd --system bsm' in user
+    useradd = re.search(r'useradd [^&|)]*', user)[0]
+    for flag in ('--system', '--gid bsm', '--no-create-home', '--shell /usr/sbin/nologin', '--no-log-init'):
+        assert flag in useradd, useradd
+    assert useradd.rstrip().endswith(' bsm') and 'usermod --append --groups bsm www-data' in user
+    ins = instructions()
+    apt = next(k for k, (i, a) in enumerate(ins) if 'apt-get install' in a)
+    assert ins.index(('RUN', user)) > apt # after nginx's install: www-data is there
+    assert not any(i == 'USER' for i, _ in ins) # train runs as SageMaker expects (root); serve drops to bsm itself
+
+
     for i, a in ins:
         assert '/opt/ml' not in a, f'{i} {a}: nothing may be baked under /opt/ml, SageMaker mounts it'
     assert any(i == 'EXPOSE' and a == '8080' for i, a in ins)
@@ -96,7 +120,87 @@ def test_dockerfile_contract():
         if i != 'COPY': continue
         for src in a.split()[:-1]:
             assert (ROOT/src).exists(), f'COPY {src}: missing from the repository'
-            assert f'!{src.rstrip("/")}' in ignore or f'!{src.rstrip("/")}/' in ignore, f'COPY {src}: excluded by .dockerignore'
+            allowed = [e[1:].rstrip('/') for e in ignore if e.startswith('!')]
+            assert any(src.rstrip('/') == a or src.startswith(a + '/') for a in allowed), f'COPY {src}: not in .dockerignore'
+            excluded = [e.rstrip('/') for e in ignore if not e.startswith(('!', '*', '#'))]
+            assert not any(src.startswith(e + '/') for e in excluded), f'COPY {src}: excluded by .dockerignore'
+
+
+# --- docker/requirements.lock --------------------------------------------------------------------------
+
+sys.path.insert(0, str(DOCKER))
+import lock as image_lock # docker/lock.py
+
+LOCK_TEXT = image_lock.LOCK.read_text()
+REQUIREMENT_LINE = re.compile(r'^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+) \\$')
+HASH_LINE = re.compile(r'^    --hash=sha256:[0-9a-f]{64}( \\)?$')
+
+
+def raw_lock(text:str)->dict:
+    "{name: (version, number of hashes)}, read line by line; any other line than a pin, a hash or a comment fails."
+    pins, name = {}, None
+    for n, line in enumerate(text.splitlines(), 1):
+        if m := REQUIREMENT_LINE.match(line):
+            name = image_lock.canonical(m[1])
+            assert name not in pins, f'line {n}: {name} pinned twice'
+            pins[name] = (m[2], 0)
+        elif HASH_LINE.match(line):
+            assert name, f'line {n}: a hash before any pin'
+            pins[name] = (pins[name][0], pins[name][1] + 1)
+        else: assert line.lstrip().startswith('#') or not line.strip(), f'line {n}: {line!r} is no pin, hash or comment'
+    return pins
+
+
+def test_the_lock_pins_and_hashes_every_package():
+    pins = raw_lock(LOCK_TEXT)
+    assert len(pins) > 50 and all(h >= 1 for _, h in pins.values()), [n for n, (_, h) in pins.items() if not h]
+    parsed = image_lock.parse_lock(LOCK_TEXT)
+    assert {n: v for n, (v, _) in pins.items()} == {n: p['version'] for n, p in parsed.items()}
+    # every `# via` names a package of the lock or an input: the lock is closed under its own dependencies
+    for name, p in parsed.items():
+        for via in p['via']: assert via.startswith('-r ') or image_lock.canonical(via) in pins, (name, via)
+
+
+def test_the_lock_agrees_with_settings_ini_and_requirements_in():
+    "Every requirement of settings.ini and docker/requirements.in is locked at a version its range admits."
+    from packaging.requirements import Requirement
+    pins = raw_lock(LOCK_TEXT)
+    for r in image_lock.settings_requirements() + image_lock.image_requirements():
+        req = Requirement(r)
+        name = image_lock.canonical(req.name)
+        assert name in pins, f'{r}: not in docker/requirements.lock; run `make lock`'
+        assert req.specifier.contains(pins[name][0], prereleases=True), f'{r}: locked at {pins[name][0]}: run `make lock`'
+    assert pins['torch'][0] == '2.10.0' # PyPI's last CUDA 12 build: the driver SageMaker's hosts have
+    # made from exactly these inputs: any edit of the requirements needs `make lock`
+    assert image_lock.recorded_digest(LOCK_TEXT) == image_lock.inputs_digest(), \
+        'the requirements of settings.ini or docker/requirements.in changed since the lock was made: run `make lock`'
+
+
+def test_a_base_with_its_own_torch_gets_the_lock_without_torch_and_what_only_torch_needs():
+    full, rest = image_lock.parse_lock(LOCK_TEXT), image_lock.parse_lock(image_lock.for_base_torch(LOCK_TEXT))
+    dropped = set(full) - set(rest)
+    assert {'torch', 'triton', 'nvidia-cudnn-cu12', 'nvidia-nccl-cu12'} <= dropped, dropped
+    torch_own = ('torch', 'triton', 'sympy', 'mpmath', 'networkx')
+    assert all(n in torch_own or n.startswith(('nvidia-', 'cuda-')) for n in dropped), dropped
+    # what torch shares with the rest stays, and so does every other requirement
+    assert {'filelock', 'fsspec', 'jinja2', 'typing-extensions', 'lightning', 'transformers', 'setuptools'} <= set(rest)
+    assert all(p == full[n] for n, p in rest.items())
+    assert raw_lock(image_lock.for_base_torch(LOCK_TEXT)).keys() == rest.keys() # still a valid hashed file
+
+
+@pytest.mark.parametrize('version, ok', [('2.5.1', False), ('2.9.1+cu126', False), ('2.10.0a0+git1234', False),
+                                         ('2.10.0', True), ('2.13.0+cpu', True), ('3.0.0', False)])
+def test_the_build_refuses_a_base_torch_outside_the_range(tmp_path, version, ok):
+    "lock.py check-torch sees the torch a base would bring (here a bare dist-info) and names the range it misses."
+    dist = tmp_path/f'torch-{version}.dist-info'
+    dist.mkdir(); (dist/'METADATA').write_text(f'Metadata-Version: 2.1\nName: torch\nVersion: {version}\n')
+    r = run([sys.executable, DOCKER/'lock.py', 'check-torch', ROOT/'settings.ini'],
+            env={**os.environ, 'PYTHONPATH': str(tmp_path)})
+    if ok: assert r.returncode == 0 and f'torch {version}' in r.stdout, r.stderr
+    else:
+        assert r.returncode == 1, r.stdout + r.stderr
+        said = f"the base image has torch {version}, outside bsm_nb's range torch<3,>=2.10 (settings.ini)"
+        assert said in r.stderr, r.stderr
 
 
 def test_dockerignore_keeps_the_context_small():
@@ -195,6 +299,14 @@ def test_build_and_push_reuses_a_repository_and_reads_the_configured_region(buil
     assert r.stdout.splitlines()[-1] == '123456789012.dkr.ecr.us-west-2.amazonaws.com/team/bsm-nb:latest'
 
 
+def test_build_and_push_passes_a_base_image_by_digest(build_and_push):
+    base = 'debian:bookworm-slim@sha256:' + 'ab' * 32
+    r, calls = build_and_push('bsm-nb', AWS_REGION='eu-west-1', BSM_BASE_IMAGE=base)
+    assert r.returncode == 0, r.stderr
+    build = next(c for c in calls if c.startswith('docker build'))
+    assert f'--build-arg BASE_IMAGE={base} -f' in build, build
+
+
 @pytest.mark.parametrize('args, stubs, env, code, message', [
     ((), ('docker', 'aws'), {}, 64, 'usage:'),
     (('Bsm_NB',), ('docker', 'aws'), {}, 1, "image name 'Bsm_NB' is not a valid ECR repository name"),
@@ -203,6 +315,8 @@ def test_build_and_push_reuses_a_repository_and_reads_the_configured_region(buil
     (('bsm-nb',), ('docker',), {'AWS_REGION': 'us-east-1'}, 1, "the AWS CLI ('aws') is not installed"),
     (('bsm-nb',), ('docker', 'aws'), {}, 1, 'no AWS region: set AWS_REGION'),
     (('bsm-nb',), ('docker', 'aws'), {'AWS_DEFAULT_REGION': 'us-east-1', 'STUB_ACCOUNT': ''}, 1, 'not a 12-digit AWS account id'),
+    (('bsm-nb',), ('docker', 'aws'), {'AWS_REGION': 'us-east-1', 'BSM_BASE_IMAGE': 'debian@sha256:abc'}, 1,
+     "BSM_BASE_IMAGE 'debian@sha256:abc' is not a valid digest reference"),
 ])
 def test_build_and_push_explains_what_is_missing(build_and_push, args, stubs, env, code, message):
     r, calls = build_and_push(*args, stubs=stubs, **env)
@@ -218,11 +332,12 @@ BUILD = ROOT/'tests'/'container'/'build.sh'
     ('1000', (), {}, 'missing podman'), # a laptop without podman: what to install, and that it runs as root
     ('1000', ('podman', 'runc', 'debootstrap'), {}, 'the rehearsal runs as root'),
     ('0', ('podman', 'runc', 'debootstrap'), {'BSM_WHEELS_DIR': '/nonexistent/wheels'}, 'BSM_WHEELS_DIR=/nonexistent/wheels is not a folder of wheels'),
+    ('0', ('podman', 'runc', 'debootstrap'), {'BSM_TORCH_WHEEL': '/nonexistent/torch.whl'}, 'BSM_TORCH_WHEEL=/nonexistent/torch.whl is not a wheel file'),
 ])
 def test_container_build_says_what_is_missing_and_builds_nothing(tmp_path, uid, tools, env, message):
     log = tmp_path/'calls'
     stubs = {'id': f'echo {uid}', **{t: f'echo "{t} $*" >> {log}' for t in tools}}
-    bin_dir = stub_bin(tmp_path, stubs, tools=('bash', 'dirname'))
+    bin_dir = stub_bin(tmp_path, stubs, tools=('bash', 'dirname', 'basename', 'cut'))
     r = run(['bash', BUILD], env={'PATH': str(bin_dir), **env})
     assert r.returncode == 2 and message in r.stderr, r.stderr
     if 'missing' in message: assert 'sudo apt-get install podman runc debootstrap' in r.stderr

@@ -10,10 +10,14 @@
 #   BSM_DEBIAN_MIRROR  where debootstrap gets bookworm (default http://deb.debian.org/debian)
 #   BSM_CA_CERTS       extra CA certificates the base trusts, for a TLS-intercepting proxy
 #                      (default: /usr/local/share/ca-certificates/*.crt)
-#   BSM_TORCH          the Dockerfile's TORCH_REQUIREMENT (default: the Dockerfile's own, PyPI's CUDA build, as in
-#                      production: about 3 GB of wheels, downloaded once and kept in the build cache)
-#   BSM_WHEELS_DIR     a folder of wheels mounted into the build and preferred by pip (default none). For a quicker,
-#                      smaller CPU-only rehearsal on this kind of machine: BSM_TORCH=torch==2.13.0 BSM_WHEELS_DIR=/opt/wheels
+#   BSM_WHEELS_DIR     a folder of wheels mounted into the build, which pip may take files from (default none); each
+#                      must match a hash in docker/requirements.lock, as every file from PyPI must
+#   BSM_TORCH_WHEEL    a torch wheel (default none: the lock's torch, PyPI's CUDA build, as in production, about 3 GB
+#                      of wheels, downloaded once and kept in the build cache). Given, the base gets python3 and this
+#                      wheel first (its dependencies from PyPI, unhashed: it stands for a Deep Learning Container), and
+#                      the image keeps that torch, as on any base with its own: a quicker, CPU-only rehearsal on this
+#                      kind of machine:
+#                      BSM_TORCH_WHEEL=/opt/wheels/torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl
 #   BSM_BUILD_ARGS     more `podman build` arguments, split on spaces
 #   CONTAINERS_CONF    podman's settings (default tests/container/containers.conf)
 set -euo pipefail
@@ -75,6 +79,23 @@ if [[ "${BSM_REBUILD_BASE:-0}" == 1 ]] || ! podman image exists "$base"; then
     rm -rf "$rootfs"; trap - EXIT
 fi
 
+# --- a base that brings its own torch (BSM_TORCH_WHEEL), as an AWS Deep Learning Container does ----------
+torch_wheel="${BSM_TORCH_WHEEL:-}"
+if [[ -n "$torch_wheel" ]]; then
+    [[ -f "$torch_wheel" && "$torch_wheel" == *.whl ]] || die "BSM_TORCH_WHEEL=$torch_wheel is not a wheel file"
+    wheel_name="$(basename "$torch_wheel")"
+    version="$(cut -d- -f2 <<< "$wheel_name")"
+    torch_base="${base%%:*}:torch-${version//+/_}"
+    say "making $torch_base: $base with python3 and $wheel_name"
+    context="$(mktemp -d "${TMPDIR:-/var/tmp}/bsm-torch-base.XXXXXX")"
+    printf '%s\n' "FROM $base" \
+        'RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 python3-pip python3-venv && rm -rf /var/lib/apt/lists/*' \
+        "RUN pip install --no-cache-dir --break-system-packages /wheel/$wheel_name" > "$context/Containerfile"
+    podman build --format docker --network host -v "$(dirname "$torch_wheel"):/wheel:ro" -t "$torch_base" "$context" >&2
+    rm -rf "$context"
+    base="$torch_base"
+fi
+
 # --- the image: the real Dockerfile, with build arguments only --------------------------------------
 args=(--format docker --network host -f "$repo_root/docker/Dockerfile" -t "$image" --build-arg "BASE_IMAGE=$base")
 wheels="${BSM_WHEELS_DIR:-}"
@@ -82,7 +103,6 @@ if [[ -n "$wheels" ]]; then
     [[ -d "$wheels" ]] || die "BSM_WHEELS_DIR=$wheels is not a folder of wheels"
     args+=(-v "$wheels:/wheels:ro" --build-arg WHEELS_DIR=/wheels)
 fi
-if [[ -n "${BSM_TORCH:-}" ]]; then args+=(--build-arg "TORCH_REQUIREMENT=$BSM_TORCH"); fi
 if [[ -n "${BSM_BUILD_ARGS:-}" ]]; then read -r -a extra <<< "$BSM_BUILD_ARGS"; args+=("${extra[@]}"); fi
 say "building $image from docker/Dockerfile on $base"
 podman build "${args[@]}" "$repo_root" >&2
