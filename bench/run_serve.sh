@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The serving figures of bench/RESULTS.md ("Serving"), about 15 minutes on 2 cores. Run it on a quiet machine:
+# The serving figures of bench/RESULTS.md ("Serving"), about 17 minutes on 2 cores. Run it on a quiet machine:
 # nothing else running, since the clients, nginx and the workers already share the cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,4 +20,6 @@ log "serve_load 1 worker x 2 torch threads"
 $PY bench/serve_load.py --phase load --workers 1 --torch-threads 2 | tee bench/out/serve_load_1x2.md
 log "serve_load 32-true"
 $PY bench/serve_load.py --phase load,overload --precision 32-true | tee bench/out/serve_load_fp32.md
+log "serve_worst: the worst requests for one worker (peak RSS, time)"
+$PY bench/serve_worst.py | tee bench/out/serve_worst.md
 log "done"

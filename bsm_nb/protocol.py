@@ -4,21 +4,23 @@
 
 # %% ../nbs/09_protocol.ipynb #03a73886
 from __future__ import annotations
-import argparse, codecs, csv, io, json, math, sys, time
+import argparse, codecs, csv, io, json, math, re, sys, time
 from pathlib import Path
 import numpy as np, pandas as pd
 from werkzeug.datastructures import MIMEAccept
 from werkzeug.http import parse_accept_header, parse_options_header
 from .config import BSMConfig, SageMakerPaths
-from .artifacts import PREDICT_BATCH_SIZE, load_bundle
+from .artifacts import PREDICT_BATCH_SIZE, load_bundle, spreadsheet_safe
 from .data import FORMATS
+from .train import CheckpointWriteError, atomic_write
 
 # %% auto #0
-__all__ = ['CSV', 'JSON', 'JSONLINES', 'TSV', 'MEDIA_TYPES', 'CANONICAL', 'ROW_BYTES', 'FILE_TYPES', 'RequestError',
-           'request_format', 'response_format', 'decode_body', 'headerless_columns', 'csv_has_header', 'read_csv_rows',
-           'json_records', 'jsonlines_records', 'records_frame', 'check_inputs', 'parse_request', 'prediction_records',
-           'format_response', 'longest_rows', 'measure_pace', 'rows_that_fit', 'payload_limit_mb', 'file_media_type',
-           'read_input_file', 'write_output_file', 'predict', 'predict_main']
+__all__ = ['CSV', 'JSON', 'JSONLINES', 'TSV', 'MEDIA_TYPES', 'CANONICAL', 'NOT_CHARSETS', 'JSON_SPACE', 'ROW_BYTES', 'FILE_TYPES',
+           'brief', 'RequestError', 'request_format', 'response_format', 'replace_surrogates', 'decode_body',
+           'headerless_columns', 'csv_has_header', 'csv_header', 'read_csv_rows', 'json_records', 'jsonlines_records',
+           'records_frame', 'check_inputs', 'count_lines', 'json_record_count', 'count_records', 'parse_request',
+           'prediction_records', 'format_response', 'longest_rows', 'measure_pace', 'rows_that_fit', 'payload_limit_mb',
+           'file_media_type', 'read_input_file', 'write_output_file', 'predict', 'predict_main']
 
 # %% ../nbs/09_protocol.ipynb #9ebe921a
 CSV, JSON, JSONLINES = 'text/csv', 'application/json', 'application/jsonlines'
@@ -28,14 +30,23 @@ MEDIA_TYPES = {CSV: CSV, 'application/csv': CSV, JSON: JSON, JSONLINES: JSONLINE
 CANONICAL = (JSON, CSV, JSONLINES) # JSON first: the answer to `*/*`
 
 # %% ../nbs/09_protocol.ipynb #6d339d17
+def brief(text:str, # a message, perhaps quoting values as `repr` does
+          width:int=80, # characters a quoted value keeps
+         )->str:
+    "`text` on one line, each quoted value longer than `width` characters cut (`...` marks the cut), at most 12 x `width` in all."
+    text = re.sub(r"""(?<!\w)(?:'[^']{%d,}?(?:'|$)|"[^"]{%d,}?(?:"|$))""" % (width + 1, width + 1), lambda m: m[0][:width - 3] + '...' + m[0][0], str(text))
+    text = re.sub(r'\s+', ' ', text).strip()
+    return text if len(text) <= 12 * width else text[:12 * width - 3] + '...'
+
 class RequestError(Exception):
     "A request answered without predictions: HTTP `status` (4xx the caller's mistake, 503/504 the server's limits) and a message that says what to do."
     def __init__(self, status:int, # HTTP status, such as 400, 413, 415 or 503
-                 message:str, # what was wrong, in words the caller can act on
+                 message:str, # what was wrong, in words the caller can act on; made `brief`
                  headers:dict|None=None, # extra response headers, such as `Retry-After`
                 ):
-        super().__init__(message)
+        super().__init__(brief(message))
         self.status, self.headers = status, headers or {}
+
 
 # %% ../nbs/09_protocol.ipynb #4d2b2f8a
 def request_format(content_type:str|None, # the request's Content-Type header
@@ -60,18 +71,34 @@ def response_format(accept:str|None, # the request's Accept header
     if best is None: raise RequestError(406, f'cannot answer in {accept!r}; Accept one of {", ".join(CANONICAL)}')
     return MEDIA_TYPES[best], {k.lower(): v for k, v in offered.get(best, (1, {}))[1].items()}
 
+# %% ../nbs/09_protocol.ipynb #5a7e1b01
+_SURROGATES = re.compile('[\ud800-\udfff]')
+
+def replace_surrogates(value):
+    "`value` with each lone surrogate replaced by U+FFFD when it is a string; anything else as it is."
+    if not isinstance(value, str) or value.isascii(): return value # `isascii` is O(1): most values cost nothing
+    return _SURROGATES.sub('\ufffd', value)
+
+
 # %% ../nbs/09_protocol.ipynb #4fe89d59
+NOT_CHARSETS = ('idna', 'punycode', 'undefined', 'unicode-escape', 'raw-unicode-escape') # text codecs that no document is written in
+
 def decode_body(body:bytes, # the raw request body
                 params:dict|None=None, # Content-Type parameters; `charset` is honoured
                )->str:
-    "The body as text; 415 for an unknown charset, 400 when empty or not in its charset."
+    "The body as text, lone surrogates replaced; 415 for a charset that is no text encoding, 400 when empty or not in its charset."
     charset = (params or {}).get('charset', 'utf-8')
-    try: codec = codecs.lookup(charset).name
-    except LookupError: raise RequestError(415, f'unsupported charset {charset!r}; send UTF-8') from None
-    try: text = body.decode('utf-8-sig' if codec == 'utf-8' else codec)
+    try: info = codecs.lookup(charset)
+    except (LookupError, ValueError): info = None # ValueError: a name with a NUL
+    if info is None or not info._is_text_encoding or info.name in NOT_CHARSETS:
+        why = 'unknown' if info is None else 'not a text encoding' if not info._is_text_encoding else f'a codec for {info.name} text, not a charset'
+        raise RequestError(415, f'unsupported charset {charset!r} ({why}); send UTF-8, or name the text encoding of the body (such as latin-1 or utf-16)')
+    try: text = body.decode('utf-8-sig' if info.name == 'utf-8' else info.name)
     except UnicodeDecodeError as e: raise RequestError(400, f'the body is not valid {charset}: byte {e.start} ({body[e.start:e.start+1]!r})') from None
+    except (UnicodeError, ValueError) as e: raise RequestError(400, f'the body is not valid {charset}: {e}') from None
     if not text.strip(): raise RequestError(400, 'empty request body; send at least one record')
-    return text
+    return replace_surrogates(text)
+
 
 # %% ../nbs/09_protocol.ipynb #870a371e
 def headerless_columns(n:int, # number of values in a row
@@ -96,16 +123,27 @@ def csv_has_header(first_row:list, # cells of the first CSV row
     names = {config.id_name, *config.feature_fields}
     return any(str(c).strip() in names for c in first_row)
 
+# %% ../nbs/09_protocol.ipynb #5a7e1b03
+def csv_header(text:str, # a CSV body
+               config:BSMConfig, # the model's config
+               params:dict|None=None, # Content-Type parameters; `header=present|absent` is honoured
+               sep:str=',', # '\t' for TSV
+              )->bool:
+    "Whether the CSV `text` starts with a header row, from its first row only (Python's `csv` reads no further)."
+    try: first = next((row for row in csv.reader(io.StringIO(text), delimiter=sep) if row), [])
+    except csv.Error as e: raise RequestError(400, f'malformed CSV: {e}') from None
+    return csv_has_header(first, config, (params or {}).get('header', ''))
+
+
 # %% ../nbs/09_protocol.ipynb #526a9a47
 def read_csv_rows(text:str, # a CSV body
                   config:BSMConfig, # the model's config
                   params:dict|None=None, # Content-Type parameters; `header=present|absent` is honoured
                   sep:str=',', # '\t' for TSV
+                  header:bool|None=None, # whether the first row names the columns; None = decide with `csv_header`
                  )->pd.DataFrame:
     "A frame of strings (NaN where missing), one row per CSV record; 400 when the CSV is malformed."
-    try: first = next((row for row in csv.reader(io.StringIO(text), delimiter=sep) if row), [])
-    except csv.Error as e: raise RequestError(400, f'malformed CSV: {e}') from None
-    header = csv_has_header(first, config, (params or {}).get('header', ''))
+    header = csv_header(text, config, params, sep) if header is None else header
     try: df = pd.read_csv(io.StringIO(text), sep=sep, header=0 if header else None, dtype=str, keep_default_na=True)
     except pd.errors.EmptyDataError: raise RequestError(400, 'the CSV holds no rows') from None
     except (pd.errors.ParserError, ValueError) as e: raise RequestError(400, f'malformed CSV: {str(e).strip()}') from None
@@ -113,7 +151,9 @@ def read_csv_rows(text:str, # a CSV body
     if not len(df): raise RequestError(400, 'the CSV has a header row but no data rows')
     return df
 
+
 # %% ../nbs/09_protocol.ipynb #eea319ed
+JSON_SPACE = ' \t\r' # whitespace between JSON values besides the line break
 _JSON_TYPES = {dict: 'an object', list: 'an array', str: 'a string', int: 'a number', float: 'a number', bool: 'a boolean', type(None): 'null'}
 
 def _json_value(text:str, what:str='JSON'):
@@ -136,10 +176,10 @@ def json_records(text:str, # a JSON body
 # %% ../nbs/09_protocol.ipynb #ab90bd6b
 def jsonlines_records(text:str, # a JSON Lines body
                      )->list:
-    "One record per non-blank line; 400 naming the first malformed line."
+    "One record per line that is not blank (JSON's own whitespace only); 400 naming the first malformed line."
     records = []
-    for i, line in enumerate(text.splitlines(), 1):
-        if not line.strip(): continue
+    for i, line in enumerate(text.split('\n'), 1): # `\n` only: JSON strings may hold U+2028 and other breaks of `splitlines`
+        if not line.strip(JSON_SPACE): continue
         records.append(_json_value(line, f'JSON Lines: line {i}'))
     return records
 
@@ -155,7 +195,7 @@ def records_frame(records:list, # objects by field name, or arrays in CSV column
         if not isinstance(rec, dict): raise RequestError(400, f'row {i}: a record must be an object of field values, not {_JSON_TYPES.get(type(rec), "that")}')
         for k in names:
             if isinstance(rec.get(k), (dict, list)): raise RequestError(400, f'row {i}, field {k!r}: expected a single value, not {_JSON_TYPES[type(rec[k])]}')
-        rows.append({k: rec[k] for k in names if k in rec})
+        rows.append({k: replace_surrogates(rec[k]) for k in names if k in rec})
     return pd.DataFrame(rows, columns=[k for k in names if any(k in r for r in rows)], dtype=object)
 
 # %% ../nbs/09_protocol.ipynb #0c09d2a1
@@ -171,17 +211,120 @@ def check_inputs(df:pd.DataFrame, # rows as parsed
         raise RequestError(400, f'row {int(np.flatnonzero(empty)[0])} has no value for any of the model\'s input fields ({", ".join(config.feature_fields)})')
     return df[[c for c in [config.id_name, *config.feature_fields] if c in df.columns]].reset_index(drop=True)
 
+# %% ../nbs/09_protocol.ipynb #5a7e1b06
+_CHUNK = 2**20 # characters a numpy pass handles at once: its arrays stay a few MB
+_NONBLANK = np.ones(256, bool); _NONBLANK[[9, 10, 11, 12, 13, 32]] = False # what makes a line not blank
+_STEP = np.zeros(256, np.int8); _STEP[[ord('['), ord('{')]] = 1; _STEP[[ord(']'), ord('}')]] = -1 # JSON depth
+
+def _chunks(text:str, lo:int=0, hi:int|None=None):
+    "(offset, uint8 array) for `text[lo:hi]`, `_CHUNK` characters at a time; non-ASCII characters read as `?`, which is no structure."
+    hi = len(text) if hi is None else hi
+    for off in range(lo, hi, _CHUNK): yield off, np.frombuffer(text[off:min(off + _CHUNK, hi)].encode('ascii', 'replace'), np.uint8)
+
+def count_lines(text:str, # text whose records end at line breaks (\n, \r or \r\n)
+               )->int:
+    "Lines that are not blank (whitespace only), counted with numpy."
+    n, open_line = 0, False # open_line: the line not yet ended has a non-blank character
+    for _, b in _chunks(text):
+        seen = np.cumsum(_NONBLANK[b], dtype=np.int32) # non-blank characters so far
+        at = seen[(b == 10) | (b == 13)] # ... at each line end
+        if not len(at): open_line = open_line or bool(seen[-1]); continue
+        n += int(open_line or at[0] > 0) + int(np.count_nonzero(np.diff(at) > 0))
+        open_line = bool(seen[-1] > at[-1])
+    return n + open_line
+
+
+# %% ../nbs/09_protocol.ipynb #5a7e1b08
+def _json_scan(s:str, lo:int, depth:int, target:int)->tuple:
+    "From `s[lo]` at `depth`, until the depth falls below `target`: (commas at depth `target`, where it fell or None)."
+    commas = 0
+    for off, b in _chunks(s, lo):
+        d = depth + np.cumsum(_STEP[b], dtype=np.int32) # the depth after each character
+        fell = np.flatnonzero(d < target)
+        end = fell[0] if len(fell) else len(b)
+        commas += int(np.count_nonzero((b[:end] == 44) & (d[:end] == target)))
+        if len(fell): return commas, off + int(end)
+        depth = int(d[-1])
+    return commas, None
+
+def _depths_at(s:str, positions:list)->np.ndarray:
+    "The JSON depth just before each of the sorted `positions` of `s`."
+    pos, out, depth = np.asarray(positions, dtype=np.int64), [], 0
+    for off, b in _chunks(s):
+        d = depth + np.cumsum(_STEP[b], dtype=np.int32)
+        k = pos[(pos >= off) & (pos < off + len(b))] - off
+        out.append(np.where(k > 0, d[np.maximum(k - 1, 0)], depth))
+        depth = int(d[-1])
+    return np.concatenate(out) if out else np.zeros(0, np.int32)
+
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_JSON_STRING_BUT_INSTANCES = re.compile(r'("instances")|"[^"\\]*(?:\\.[^"\\]*)*"')
+_INSTANCES = re.compile(r'"instances"\s*:\s*\[')
+_INSTANCES_ONLY = re.compile(r'\s*\{\s*"instances"\s*:\s*\[') # SageMaker's layout: the key first
+
+_EMPTY_ARRAY = re.compile(r'\[\s*\]')
+
+def _array_elements(s:str, at:int, depth:int)->int:
+    "Elements of the JSON array whose `[` is `s[at]`, entered from `depth`, strings already removed from `s`."
+    if _EMPTY_ARRAY.match(s, at): return 0
+    return _json_scan(s, at, depth, depth + 1)[0] + 1
+
+def json_record_count(text:str, # a JSON body
+                     )->int:
+    "The records `json_records` would read from `text`, counted without parsing (strings removed, then depths with numpy)."
+    head = text.lstrip(JSON_SPACE + '\n')[:1]
+    if head == '[':
+        s = _JSON_STRING.sub('', text)
+        return _array_elements(s, s.index('['), 0)
+    if head != '{' or '"instances"' not in text: return 1 # one record (or a body json_records refuses)
+    if _INSTANCES_ONLY.match(text): # the common case, with the cheaper pass: strings removed, the array's elements counted
+        s = _JSON_STRING.sub('', text)
+        at = s.index('[')
+        commas, end = _json_scan(s, at, 1, 2)
+        if end is not None and s[end + 1:].strip(JSON_SPACE + '\n') == '}': return 0 if _EMPTY_ARRAY.match(s, at) else commas + 1
+    s = _JSON_STRING_BUT_INSTANCES.sub(lambda m: m[1] or '', text) # strings removed but the key
+    keys = [m.end() - 1 for m in _INSTANCES.finditer(s)] # the `[` after each "instances":
+    depths = _depths_at(s, keys)
+    top = [k for k, d in zip(keys, depths.tolist()) if d == 1] # keys of the top-level object; json.loads keeps the last
+    return _array_elements(s, top[-1], 1) if top else 1
+
+
+# %% ../nbs/09_protocol.ipynb #5a7e1b10
+def _csv_quoted(sep:str)->re.Pattern:
+    "A quoted CSV field: a quote at the start of a field, to its closing quote (`""` inside)."
+    return re.compile(rf'(?<![^{re.escape(sep)}\r\n])"[^"]*(?:""[^"]*)*"')
+
+def count_records(text:str, # a decoded body
+                  mime:str, # CSV, JSON or JSONLINES (or TSV)
+                  header:bool=False, # a CSV's first row names the columns (`csv_header`)
+                  limit:int=0, # the most records wanted; a body that cheaply fits is not counted exactly (its bound is returned)
+                 )->int:
+    "The records the parser would read from `text`, counted without parsing it; with `limit`, any number up to it when the body cannot hold more."
+    if mime == JSON:
+        if limit and text.count(',') < limit: return text.count(',') + 1 # elements <= commas + 1
+        return json_record_count(text)
+    if limit and text.count('\n') + text.count('\r') + 1 - header <= limit: return text.count('\n') + text.count('\r') + 1 - header
+    if mime == JSONLINES: return count_lines(text)
+    if '"' in text: text = _csv_quoted('\t' if mime == TSV else ',').sub('q', text) # a line break inside quotes ends no record
+    return max(0, count_lines(text) - header)
+
+
 # %% ../nbs/09_protocol.ipynb #0f8fbb8c
 def parse_request(body:bytes, # the raw request body
                   content_type:str|None, # its Content-Type header
                   config:BSMConfig, # the model's config
+                  admit=None, # (records) -> None, raising `RequestError` to refuse before parsing
+                  limit:int=0, # the row limit `admit` enforces, for `count_records`' cheap bound
                  )->pd.DataFrame:
     "Rows to predict from a CSV, JSON or JSON Lines body, checked by `check_inputs`; `RequestError` otherwise."
     mime, params = request_format(content_type)
     text = decode_body(body, params)
-    if mime == CSV: df = read_csv_rows(text, config, params)
+    header = csv_header(text, config, params) if mime == CSV else False
+    if admit: admit(count_records(text, mime, header, limit))
+    if mime == CSV: df = read_csv_rows(text, config, params, header=header)
     else: df = records_frame(json_records(text) if mime == JSON else jsonlines_records(text), config)
     return check_inputs(df, config)
+
 
 # %% ../nbs/09_protocol.ipynb #fc067094
 def _plain(v):
@@ -209,7 +352,7 @@ def format_response(pred:pd.DataFrame, # from `predict_frame`
     if mime == JSON: return json.dumps({'predictions': prediction_records(pred)}, default=str)
     if mime == JSONLINES: return ''.join(json.dumps(r, default=str) + '\n' for r in prediction_records(pred))
     cols = [c for c in pred.columns if c in ('id', 'probability', 'label') or c.startswith('prob_')]
-    return pred[cols].to_csv(index=False, sep='\t' if mime == TSV else ',', header=(params or {}).get('header', '').lower() == 'present', lineterminator='\n')
+    return spreadsheet_safe(pred[cols]).to_csv(index=False, sep='\t' if mime == TSV else ',', header=(params or {}).get('header', '').lower() == 'present', lineterminator='\n')
 
 # %% ../nbs/09_protocol.ipynb #93c2999f
 def longest_rows(config:BSMConfig, # the model's config
@@ -280,12 +423,14 @@ def read_input_file(path:Path, # a CSV, TSV, JSON Lines, JSON or Parquet file
 def write_output_file(pred:pd.DataFrame, # from `predict_frame`
                       path:Path, # .csv, .tsv, .jsonl, .json or .parquet
                      )->Path:
-    "Write predictions in the format of `path`'s extension (CSV and TSV with a header row, since it is a whole file)."
+    "Write predictions in the format of `path`'s extension (CSV and TSV with a header row, since it is a whole file), atomically."
     path, mime = Path(path), file_media_type(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if mime == 'parquet': pred.to_parquet(path, index=False)
-    else: path.write_text(format_response(pred, mime, {'header': 'present'}), encoding='utf-8')
+    if mime == 'parquet': atomic_write(path, lambda f: pred.to_parquet(f, index=False))
+    else:
+        body = format_response(pred, mime, {'header': 'present'}).encode('utf-8')
+        atomic_write(path, lambda f: f.write(body))
     return path
+
 
 # %% ../nbs/09_protocol.ipynb #4b669d2b
 def predict(model, # a model directory, or a loaded `ModelBundle`
@@ -294,7 +439,10 @@ def predict(model, # a model directory, or a loaded `ModelBundle`
            )->pd.DataFrame:
     "Predictions for `df`, checked as the server checks a request."
     bundle = model if hasattr(model, 'predict_frame') else load_bundle(model)
-    return bundle.predict_frame(check_inputs(df, bundle.config), batch_size=batch_size)
+    df = check_inputs(df, bundle.config)
+    df = df.apply(lambda col: col.map(replace_surrogates) if col.dtype == object else col)
+    return bundle.predict_frame(df, batch_size=batch_size)
+
 
 # %% ../nbs/09_protocol.ipynb #f35379af
 def predict_main(argv:list|None=None, # arguments after the program name
@@ -311,7 +459,7 @@ def predict_main(argv:list|None=None, # arguments after the program name
         bundle = load_bundle(model_dir)
         pred = bundle.predict_frame(read_input_file(src, bundle.config), batch_size=args.batch_size)
         write_output_file(pred, dst)
-    except (RequestError, ValueError, OSError) as e:
+    except (RequestError, ValueError, OSError, CheckpointWriteError) as e:
         print(f'bsm-predict: {e}', file=sys.stderr)
         return 2
     print(f'bsm-predict: {len(pred)} predictions written to {dst}', file=sys.stderr)

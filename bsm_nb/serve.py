@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_serve.ipynb #46a628cf
 from __future__ import annotations
-import argparse, fcntl, json, logging, math, os, re, select, shutil, signal, subprocess, sys, tempfile, threading, time
+import argparse, fcntl, grp, json, logging, math, os, pwd, re, select, shutil, signal, subprocess, sys, tempfile, threading, time
 from dataclasses import dataclass, asdict, replace
 from socket import MSG_PEEK
 from pathlib import Path
@@ -15,15 +15,16 @@ from werkzeug.exceptions import HTTPException
 from .config import DEFAULT_BASE_DIR, SageMakerPaths
 from .artifacts import PREDICT_BATCH_SIZE, load_bundle
 from .data import InputError, to_numbers
-from .protocol import JSON, RequestError, format_response, measure_pace, parse_request, payload_limit_mb, response_format, rows_that_fit
+from .protocol import JSON, RequestError, brief, format_response, measure_pace, parse_request, payload_limit_mb, response_format, rows_that_fit
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'CHUNK_ROWS', 'WORKER_STUCK_EXIT', 'GRACEFUL_STOP_S', 'ERROR_LOG_FLAG_SINCE', 'STOP_TIMEOUT_S', 'ServeSettings',
-           'deadline_margin', 'request_deadline', 'client_gone', 'shared_pace', 'ModelState', 'execution_parameters',
-           'answer_invocation', 'create_app', 'render_nginx_conf', 'reference_nginx_conf', 'gunicorn_options',
-           'run_app_server', 'nginx_version', 'nginx_command', 'stop_processes', 'serve', 'main']
+__all__ = ['log', 'PARSE_WAIT_S', 'CHUNK_ROWS', 'WORKER_STUCK_EXIT', 'GRACEFUL_STOP_S', 'ERROR_LOG_FLAG_SINCE', 'STOP_TIMEOUT_S',
+           'ServeSettings', 'deadline_margin', 'request_deadline', 'client_gone', 'shared_pace', 'ModelState',
+           'execution_parameters', 'answer_invocation', 'create_app', 'nginx_worker_user', 'render_nginx_conf',
+           'reference_nginx_conf', 'gunicorn_options', 'run_app_server', 'nginx_version', 'nginx_command',
+           'stop_processes', 'serve_identity', 'unreadable_by', 'serve', 'main']
 
 # %% ../nbs/10_serve.ipynb #46eae9ac
 def _env_int(env:dict, name:str, default:int, minimum:int=0)->int:
@@ -66,6 +67,12 @@ class ServeSettings:
     batch_size:int = PREDICT_BATCH_SIZE # BSM_SERVE_BATCH_SIZE: rows per forward pass
     max_rows:int = 0 # MAX_ROWS_PER_REQUEST: rows one request may hold; 0 = what fits in the timeout, measured at load
     max_queue:int = 30 # BSM_MAX_QUEUE: requests a worker holds, running or waiting; beyond it 503 (default: threads - 2)
+    max_parsing:int = 2 # BSM_MAX_PARSING: requests a worker reads and parses at once; others wait for a place, then 503
+    client_timeout:int = 15 # BSM_CLIENT_TIMEOUT: seconds nginx waits for a client's next header or body bytes
+    user:str = '' # BSM_SERVE_USER: who gunicorn's workers run as when serve starts as root ('' = `bsm` where it exists)
+    worker_uid:int = -1 # resolved from `user` by `serve`: the workers' uid and gid, and the socket's group; -1 = as started
+    worker_gid:int = -1
+    socket_gid:int = -1
     stuck_after:int = 120 # BSM_STUCK_AFTER: seconds one prediction may run before its worker is replaced (default: 2 x timeout)
     n_gpus:int = 0 # GPUs to spread the workers over
     nginx_workers:int = 2 # nginx worker processes; proxying is light work
@@ -87,7 +94,8 @@ def from_env(cls:ServeSettings, env:dict|None=None, # environment (default `os.e
                host=env.get('BSM_SERVE_HOST', '').strip(), workers=workers, threads=threads,
                torch_threads=_env_int(env, 'BSM_TORCH_THREADS', max(1, n_cpus // workers), 1), timeout=timeout,
                max_rows=_env_int(env, 'MAX_ROWS_PER_REQUEST', 0, 0), max_queue=_env_int(env, 'BSM_MAX_QUEUE', max(1, threads - 2), 1),
-               stuck_after=_env_int(env, 'BSM_STUCK_AFTER', 2 * timeout, 1),
+               stuck_after=_env_int(env, 'BSM_STUCK_AFTER', 2 * timeout, 1), max_parsing=_env_int(env, 'BSM_MAX_PARSING', 2, 1),
+               client_timeout=_env_int(env, 'BSM_CLIENT_TIMEOUT', 15, 1), user=env.get('BSM_SERVE_USER', '').strip(),
                max_payload_mb=_env_int(env, 'SAGEMAKER_MAX_PAYLOAD_IN_MB', 6, 0), batch=batch,
                batch_strategy=env.get('SAGEMAKER_BATCH_STRATEGY', '').strip().upper() or 'MULTI_RECORD',
                max_concurrent_transforms=_env_int(env, 'SAGEMAKER_MAX_CONCURRENT_TRANSFORMS', 0, 0),
@@ -162,6 +170,7 @@ class ModelState:
                  max_queue:int=30, # requests held at once, running or waiting (as `ServeSettings`)
                  batch_size:int=PREDICT_BATCH_SIZE, # rows per forward pass
                  pace_file:Path|None=None, # see `shared_pace`
+                 max_parsing:int=2, # requests read and parsed at once (as `ServeSettings`)
                 ):
         self.model_dir, self.loader, self.torch_threads = Path(model_dir), loader or load_bundle, torch_threads
         self.timeout, self.max_rows, self.max_queue, self.batch_size, self.pace_file = timeout, max_rows, max_queue, batch_size, pace_file
@@ -170,6 +179,7 @@ class ModelState:
         self.pace, self.overhead = None, 0.0 # measured at load: seconds per row of the slowest rows; seconds a request costs whatever its rows
         self.recent = [0.0, 0.0] # seconds and rows of the larger requests served lately (decaying sums): their pace
         self.queue_lock, self.held, self.rows_held, self.busy_since = threading.Lock(), 0, 0, None
+        self.max_parsing, self.parsing = max_parsing, threading.BoundedSemaphore(max_parsing)
 
 # %% ../nbs/10_serve.ipynb #f8d2639d
 @patch(as_prop=True)
@@ -206,7 +216,7 @@ def _load(self:ModelState):
     except Exception as e:
         self.reason = f'cannot serve the model in {self.model_dir}: {type(e).__name__}: {e}'
         self.status = 'failed'
-        log.error(self.reason, exc_info=not isinstance(e, (ValueError, FileNotFoundError)))
+        log.error(brief(self.reason, 200), exc_info=not isinstance(e, (ValueError, FileNotFoundError, PermissionError)))
 
 # %% ../nbs/10_serve.ipynb #cded07f7
 @patch
@@ -242,6 +252,23 @@ def admit(self:ModelState, n:int, # rows in the request (0 before the body is re
             raise RequestError(503, f'busy: the {self.rows_held} rows queued ahead need about {ahead:.1f} s and these {n} about {mine:.1f} s, '
                                     f'more than the {max(left, 0):.1f} s left before the timeout; retry in {retry["Retry-After"]} s', retry)
         if hold: self.held, self.rows_held = self.held + 1, self.rows_held + n
+
+# %% ../nbs/10_serve.ipynb #6b8c2a02
+PARSE_WAIT_S = 5.0 # seconds a request waits for a place to be parsed in before its 503
+
+@patch
+def parse(self:ModelState, read_body, # () -> the raw body (read once a place is free)
+          content_type:str|None, # the request's Content-Type
+          deadline:float, # `time.monotonic()` by which to answer
+         )->pd.DataFrame:
+    "`parse_request` in one of `max_parsing` places: 503 when none frees up in time, 413 before parsing when the records are over `max_rows`."
+    if not self.parsing.acquire(timeout=max(0.0, min(PARSE_WAIT_S, deadline - time.monotonic()))):
+        raise RequestError(503, f'busy: {self.max_parsing} requests are being read in this worker (BSM_MAX_PARSING); retry in 1 s', {'Retry-After': '1'})
+    try:
+        over = lambda n: n > self.max_rows and self.admit(n, deadline, hold=False) # admit refuses with the row limit's 413
+        return parse_request(read_body(), content_type, self.bundle.config, admit=over, limit=self.max_rows)
+    finally: self.parsing.release()
+
 
 # %% ../nbs/10_serve.ipynb #4a0620d4
 @patch
@@ -347,8 +374,10 @@ def _json_response(payload:dict, status:int=200, headers:dict|None=None)->Respon
     return Response(json.dumps(payload, default=str), status=status, mimetype=JSON, headers=headers)
 
 def _not_ready(state:ModelState)->Response:
-    "503 with the model's status: loading, or failed and why."
-    return _json_response({'status': state.status, 'error': state.reason or f'the model in {state.model_dir} is still loading'}, 503)
+    "503 with the model's status, loading or failed; why it failed is in the log, not here (it names paths and files)."
+    why = 'the model failed to load; the server log says why' if state.status == 'failed' else 'the model is still loading'
+    return _json_response({'status': state.status, 'error': why}, 503)
+
 
 # %% ../nbs/10_serve.ipynb #655d7635
 def execution_parameters(settings:ServeSettings, # the server's settings
@@ -368,14 +397,15 @@ def answer_invocation(state:ModelState, # the worker's model
     try:
         state.admit(0, deadline, hold=False) # a worker that must refuse does so before it reads and parses the body
         out_mime, out_params = response_format(request.headers.get('Accept'))
-        rows = parse_request(request.get_data(cache=False), request.headers.get('Content-Type'), state.bundle.config)
+        rows = state.parse(lambda: request.get_data(cache=False), request.headers.get('Content-Type'), deadline)
         pred = state.predict(rows, deadline, gone=lambda: client_gone(environ))
     except (RequestError, InputError) as e:
-        status = getattr(e, 'status', 400)
-        log.info('%d on /invocations: %s', status, e)
-        return _json_response({'error': str(e)}, status, getattr(e, 'headers', None))
+        status, message = getattr(e, 'status', 400), brief(e)
+        log.info('%d on /invocations: %s', status, message)
+        return _json_response({'error': message}, status, getattr(e, 'headers', None))
     log.debug('%d rows in %.1f ms', len(rows), 1000 * (time.perf_counter() - t0))
     return Response(format_response(pred, out_mime, out_params), mimetype=out_mime)
+
 
 # %% ../nbs/10_serve.ipynb #353fdfce
 def _json_errors(app:Flask):
@@ -390,7 +420,7 @@ def _json_errors(app:Flask):
     @app.errorhandler(Exception)
     def server_error(e):
         log.exception('error on %s %s', request.method, request.path)
-        return _json_response({'error': f'internal error: {type(e).__name__}: {e}'}, 500)
+        return _json_response({'error': f'internal error ({type(e).__name__}); the server log has the details'}, 500)
 
 # %% ../nbs/10_serve.ipynb #808234df
 def create_app(settings:ServeSettings|None=None, # default: `ServeSettings.from_env()`
@@ -401,7 +431,7 @@ def create_app(settings:ServeSettings|None=None, # default: `ServeSettings.from_
     settings = settings or ServeSettings.from_env()
     state = ModelState(settings.model_dir, loader, settings.torch_threads, timeout=settings.timeout, max_rows=settings.max_rows,
                        max_queue=settings.max_queue, batch_size=settings.batch_size,
-                       pace_file=Path(settings.run_dir)/'pace.json' if settings.run_dir else None).start()
+                       pace_file=Path(settings.run_dir)/'pace.json' if settings.run_dir else None, max_parsing=settings.max_parsing).start()
     if recycle_stuck: state.watch(settings.stuck_after)
     app = Flask(__name__)
     app.config['MAX_CONTENT_LENGTH'] = settings.max_payload_mb * 2**20 or None # nginx checks first; this guards direct use
@@ -425,24 +455,39 @@ def _template_text()->str:
     return (files('bsm_nb')/'templates'/'nginx.conf.tmpl').read_text(encoding='utf-8')
 
 # %% ../nbs/10_serve.ipynb #f8a778bb
-def _nginx_user(as_root:bool|None=None)->str:
-    "The `user` directive: as root, workers drop to nobody; otherwise nginx runs as whoever started it."
+def nginx_worker_user()->str:
+    "The user nginx's workers run as under root: Debian's `www-data`, or `nobody`."
+    for name in ('www-data', 'nobody'):
+        try: pwd.getpwnam(name); return name
+        except KeyError: pass
+    return 'root'
+
+def _nginx_user(as_root:bool|None=None, # render for root (default: whether we are root)
+                user:str|None=None, # nginx's worker user (default `nginx_worker_user`)
+                group:str|None=None, # its group: the socket's (default the user's own)
+               )->str:
+    "The `user` directive: as root, workers drop to `user` in `group`; otherwise nginx runs as whoever started it."
     as_root = (os.geteuid() == 0) if as_root is None else as_root
     if not as_root: return '# not root: nginx runs as the user who started bsm-serve'
-    import grp, pwd
-    try: nobody = pwd.getpwnam('nobody')
-    except KeyError: return 'user root;'
-    return f'user nobody {grp.getgrgid(nobody.pw_gid).gr_name};'
+    user = user or nginx_worker_user()
+    if group is None:
+        try: group = grp.getgrgid(pwd.getpwnam(user).pw_gid).gr_name
+        except KeyError: group = user
+    return f'user {user} {group};'
+
 
 # %% ../nbs/10_serve.ipynb #37d6e25f
 def render_nginx_conf(settings:ServeSettings, # port, payload limit, timeout
                       run_dir:Path, # private directory for the pid file, temp files and the socket
                       as_root:bool|None=None, # render for root (default: whether we are root)
+                      user:str|None=None, # nginx's worker user under root (default `nginx_worker_user`)
+                      group:str|None=None, # their group under root: the socket's (default: `settings.socket_gid`'s, else the user's own)
                      )->str:
     "nginx.conf for `settings`, from the package's template."
     mb = settings.max_payload_mb
-    values = {'user': _nginx_user(as_root), 'nginx_workers': settings.nginx_workers, 'run_dir': run_dir, 'socket': Path(run_dir)/'gunicorn.sock',
-              'listen': f'{settings.host}:{settings.port}' if settings.host else settings.port,
+    if group is None and settings.socket_gid >= 0: group = grp.getgrgid(settings.socket_gid).gr_name
+    values = {'user': _nginx_user(as_root, user, group), 'nginx_workers': settings.nginx_workers, 'run_dir': run_dir, 'socket': Path(run_dir)/'gunicorn.sock',
+              'listen': f'{settings.host}:{settings.port}' if settings.host else settings.port, 'client_timeout': settings.client_timeout,
               'max_body': f'{mb}m' if mb else '0', 'body_buffer': f'{min(mb, 16) or 16}m', 'max_payload_mb': mb, 'timeout': settings.timeout}
     text = _template_text()
     for k, v in values.items(): text = text.replace('{{ ' + k + ' }}', str(v))
@@ -450,11 +495,13 @@ def render_nginx_conf(settings:ServeSettings, # port, payload limit, timeout
     if left: raise ValueError(f'nginx template fields without a value: {left}')
     return text
 
+
 # %% ../nbs/10_serve.ipynb #c75d1bc2
 def reference_nginx_conf()->str:
     "The config rendered with SageMaker's defaults, as root: the copy in `docker/model/nginx.conf`."
     head = '# Reference copy, not read by anything: bsm-serve renders the live config at every start into a fresh run directory (RUN below).\n'
-    return head + render_nginx_conf(ServeSettings(model_dir=Path(DEFAULT_BASE_DIR)/'model'), Path('/tmp/bsm-serve-RUN'), as_root=True)
+    return head + render_nginx_conf(ServeSettings(model_dir=Path(DEFAULT_BASE_DIR)/'model'), Path('/tmp/bsm-serve-RUN'), as_root=True,
+                                     user='www-data', group='bsm')
 
 # %% ../nbs/10_serve.ipynb #2093e91d
 def _pre_fork(server, worker):
@@ -490,10 +537,12 @@ def gunicorn_options(settings:ServeSettings, # workers, threads, timeout
                     )->dict:
     "gunicorn settings for `settings`."
     opts = {'bind': f'unix:{socket}', 'workers': settings.workers, 'worker_class': 'gthread', 'threads': settings.threads,
-            'timeout': settings.timeout, 'graceful_timeout': GRACEFUL_STOP_S, 'keepalive': 5, 'umask': 0, # nginx workers must reach the socket
+            'timeout': settings.timeout, 'graceful_timeout': GRACEFUL_STOP_S, 'keepalive': 5, 'umask': 0o117, # the socket: 0660
             'preload_app': False, 'accesslog': None, 'errorlog': '-', 'loglevel': 'info', 'proc_name': 'bsm-serve',
             'pre_fork': _pre_fork, 'post_fork': _post_fork, 'worker_exit': _worker_exit, 'control_socket_disable': True}
     if os.access('/dev/shm', os.W_OK): opts['worker_tmp_dir'] = '/dev/shm' # heartbeats off the container's disk
+    if settings.worker_uid >= 0: opts['user'] = settings.worker_uid
+    if settings.socket_gid >= 0: opts['group'] = settings.worker_gid if settings.worker_uid >= 0 else settings.socket_gid
     return opts
 
 # %% ../nbs/10_serve.ipynb #d168a25a
@@ -576,14 +625,81 @@ def stop_processes(procs:dict, # name -> Popen
             log.warning('%s did not stop within %d s; killing it', name, timeout)
             p.kill(); p.wait()
 
+# %% ../nbs/10_serve.ipynb #6b8c2a05
+def serve_identity(name:str, # BSM_SERVE_USER ('' = `bsm` where it exists)
+                   as_root:bool|None=None, # whether serve runs as root (default: whether we are)
+                  )->tuple:
+    "(user name, uid, gid) the workers run as; None for each when they stay as started. A named user that does not exist is a ValueError."
+    as_root = (os.geteuid() == 0) if as_root is None else as_root
+    if not as_root: return None, None, None
+    try: pw = pwd.getpwuid(int(name)) if name.isdigit() else pwd.getpwnam(name or 'bsm')
+    except KeyError:
+        if name: raise ValueError(f'BSM_SERVE_USER={name!r}: no such user here; name an existing user (or uid), or leave it unset for bsm') from None
+        log.warning("no user 'bsm' here: gunicorn's workers run as root; create it (useradd --system bsm) or set BSM_SERVE_USER to an unprivileged user")
+        return None, None, None
+    if pw.pw_uid == 0: log.warning('BSM_SERVE_USER=%s: gunicorn\'s workers run as root', name)
+    return (None, None, None) if pw.pw_uid == 0 else (pw.pw_name, pw.pw_uid, pw.pw_gid)
+
+
+# %% ../nbs/10_serve.ipynb #6b8c2a07
+def _can(st:os.stat_result, uid:int, gids:set, need:int)->bool:
+    "Whether `uid` in `gids` has the `need` bits (4 read, 1 search) of a file by its mode."
+    bits = st.st_mode >> 6 if st.st_uid == uid else st.st_mode >> 3 if st.st_gid in gids else st.st_mode
+    return bits & need == need
+
+def _groups(uid:int, gid:int)->set:
+    "`gid` and the groups that list `uid`'s user as a member."
+    name = next((p.pw_name for p in pwd.getpwall() if p.pw_uid == uid), '')
+    return {gid, *(g.gr_gid for g in grp.getgrall() if name and name in g.gr_mem)}
+
+def unreadable_by(model_dir:Path, # the model directory
+                  uid:int, gid:int, # the user the workers run as, and its group
+                  most:int=5, # paths to name
+                 )->list:
+    "Paths in (or above) `model_dir` that its mode bits keep `uid` from reading (directories: from listing or entering)."
+    gids, model_dir, bad = _groups(uid, gid), Path(model_dir).resolve(), []
+    for parent in reversed(model_dir.parents):
+        if not _can(parent.stat(), uid, gids, 1): return [str(parent)]
+    for root, dirs, files in os.walk(model_dir):
+        for p in [root, *(os.path.join(root, f) for f in files)]:
+            if not _can(os.stat(p), uid, gids, 5 if p == root else 4): bad.append(p)
+            if len(bad) >= most: return bad
+    return bad
+
+
 # %% ../nbs/10_serve.ipynb #f40d8db7
 def _make_run_dir(settings:ServeSettings)->tuple:
     "A fresh private run directory with nginx.conf rendered in it: (settings with their `run_dir`, the directory)."
     run_dir = Path(tempfile.mkdtemp(prefix='bsm-serve-', dir='/tmp' if os.path.isdir('/tmp') else None))
-    run_dir.chmod(0o755) # nginx workers (nobody) reach the socket through it
     settings = replace(settings, run_dir=str(run_dir))
+    pace = run_dir/'pace.json'
+    pace.touch(mode=0o600)
+    if settings.socket_gid >= 0: # as root: root and the socket's group; nginx's workers, in that group, reach the socket through it
+        os.chown(run_dir, 0, settings.socket_gid); run_dir.chmod(0o750)
+        os.chown(pace, max(settings.worker_uid, 0), settings.socket_gid)
+    else: run_dir.chmod(0o700)
     (run_dir/'nginx.conf').write_text(render_nginx_conf(settings, run_dir))
     return settings, run_dir
+
+
+# %% ../nbs/10_serve.ipynb #6b8c2a09
+def _drop_privileges(settings:ServeSettings)->ServeSettings:
+    "`settings` with the workers' uid and gid and the socket's group resolved (`serve_identity`); says in the log if they cannot read the model."
+    name, uid, gid = serve_identity(settings.user)
+    if uid is not None:
+        log.info("gunicorn's workers run as %s (uid %d, gid %d)", name, uid, gid)
+        bad = unreadable_by(settings.model_dir, uid, gid) if settings.model_dir.exists() else []
+        if bad: log.error('the model dir %s is not readable by %s, the user the workers run as: %s; make it readable (chmod -R a+rX) '
+                          'or set BSM_SERVE_USER', settings.model_dir, name, ', '.join(bad))
+        py = Path(sys.base_prefix) # the interpreter's own modules, imported lazily by the workers (a Python under /root is not theirs to read)
+        if not all(_can(p.stat(), uid, _groups(uid, gid), 1) for p in [*py.parents, py]):
+            log.error('Python in %s is not readable by %s, the user the workers run as: install it where that user can read it, '
+                      'or set BSM_SERVE_USER', py, name)
+        return replace(settings, worker_uid=uid, worker_gid=gid, socket_gid=gid)
+    if os.geteuid() == 0: # workers stay root: the socket's group is nginx's workers' own
+        return replace(settings, socket_gid=pwd.getpwnam(nginx_worker_user()).pw_gid)
+    return settings
+
 
 # %% ../nbs/10_serve.ipynb #b72daa7b
 def _start_children(procs:dict, # filled as they start: name -> Popen
@@ -617,6 +733,7 @@ def serve(settings:ServeSettings, # from `ServeSettings.from_env`
           nginx:str='nginx', # the nginx executable
          )->int:
     "Run nginx and gunicorn until SIGTERM/SIGINT (exit 0) or until one of them dies (exit 1)."
+    if settings.worker_uid < 0 and settings.socket_gid < 0: settings = _drop_privileges(settings) # as `main` does
     settings, run_dir = _make_run_dir(settings)
     stop = threading.Event()
     def on_signal(signum, frame):
@@ -667,4 +784,8 @@ def main(argv:list|None=None, # arguments after the program name
     if nginx is None:
         print('bsm-serve: nginx is not installed (apt-get install -y nginx)', file=sys.stderr)
         return 1
+    try: settings = _drop_privileges(settings)
+    except ValueError as e:
+        print(f'bsm-serve: {e}', file=sys.stderr)
+        return 2
     return serve(settings, nginx)

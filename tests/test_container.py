@@ -293,6 +293,27 @@ def test_serving_workers_run_unprivileged(server):
     assert r.status_code == 200, r.text # and the unprivileged workers still answer
 
 
+def test_the_workers_socket_and_run_dir_are_theirs_alone(server):
+    "The socket nginx reaches the workers by is 0660 bsm:bsm in a 0750 root:bsm dir; nothing there is open to others."
+    out = engine('exec', server.name, 'sh', '-c', "stat -c '%a %U %G %n' /tmp/bsm-serve-* /tmp/bsm-serve-*/*", check=True).stdout
+    modes = {ln.split()[3].rsplit('/', 1)[-1]: ln.split()[:3] for ln in out.splitlines()}
+    assert modes['gunicorn.sock'] == ['660', 'bsm', 'bsm'], out
+    assert next(v for k, v in modes.items() if k.startswith('bsm-serve-')) == ['750', 'root', 'bsm'], out
+    assert all(int(m[0][-1]) == 0 for m in modes.values()), out # no bits for others
+    logs = server.logs()
+    assert "gunicorn's workers run as bsm" in logs and 'is not readable by bsm' not in logs, logs[-3000:]
+
+
+def test_hostile_requests_get_a_4xx_json_reason_through_the_image(server):
+    "A charset that is no text encoding is a 415, a lone surrogate is answered, and a body of too many tiny rows is a 413."
+    r = server.post(b'message\nwhere is it\n', 'text/csv; charset=rot13')
+    assert r.status_code == 415 and 'rot13' in r.json()['error'], r.text
+    r = server.post(b'[{"message": "where is \\ud800 my refund"}]', JSON)
+    assert r.status_code == 200 and len(r.json()['predictions']) == 1, r.text
+    r = server.post(b'message\n' + b'a\n' * 3_000_000, CSV)
+    assert r.status_code == 413 and 'error' in r.json(), r.text[:500]
+    assert '/opt/ml' not in r.text and len(r.json()['error']) < 400, r.text[:500]
+
 @pytest.mark.parametrize('hook, says', [
     ('os:system', 'never'), # Python's own callables are never a hook, whoever allows them
     ('pandas:isna', 'BSM_TEXT_HOOKS'), # any other must be allowed by the deployer: the log says how

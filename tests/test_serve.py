@@ -193,6 +193,8 @@ BAD_REQUESTS = [ # (name, body, content type, accept, status, words of the messa
     ('xml content type', b'<a/>', 'application/xml', None, 415, 'unsupported Content-Type'),
     ('no content type', b'[{"message": "hi"}]', None, None, 415, 'missing Content-Type'),
     ('unknown charset', b'message\nhi\n', 'text/csv; charset=klingon', None, 415, 'unsupported charset'),
+    *[(f'{c} charset', b'message\nhi\n', f'text/csv; charset={c}', None, 415, f"unsupported charset '{c}' (")
+      for c in ('rot13', 'base64', 'zlib', 'bz2', 'hex', 'uu', 'quopri', 'punycode', 'idna', 'undefined', 'unicode_escape')],
     ('accept png', b'[{"message": "hi"}]', JSON, 'image/png', 406, 'cannot answer in'),
     ('empty body', b'', JSON, None, 400, 'empty request body'),
     ('blank body', b' \n\n', CSV, None, 400, 'empty request body'),
@@ -293,9 +295,11 @@ def test_incompatible_model_is_refused_then_sigterm_stops_everything(base, tmp_p
     try:
         r = s.wait(until=lambda r: r.json().get('status') == 'failed')
         assert (r.status_code, r.headers['Content-Type']) == (503, JSON)
-        assert 'model format 99' in r.json()['error'] and 'reads format 1' in r.json()['error']
+        failed = {'status': 'failed', 'error': 'the model failed to load; the server log says why'} # no path, no file names
+        assert r.json() == failed
         r = s.post(b'[{"message": "hi"}]')
-        assert r.status_code == 503 and 'model format 99' in r.json()['error']
+        assert r.status_code == 503 and r.json() == failed
+        assert 'model format 99' in s.log.read_text() and 'reads format 1' in s.log.read_text()
         assert requests.get(f'{s.url}/execution-parameters', timeout=5).json() == {'MaxConcurrentTransforms': 1, 'BatchStrategy': 'MULTI_RECORD', 'MaxPayloadInMB': 1}
         r = s.post(b'x' * (MB + MB // 2), CSV)
         assert r.status_code == 413 and 'larger than 1 MB' in r.json()['error']
@@ -356,7 +360,23 @@ def running(pid:int)->bool:
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
 FIELDS = ['case_id', 'message', 'marketplace', 'order_status', 'item_category', 'order_amount', 'days_since_order', 'messages_so_far', 'label']
-odd = st.sampled_from(['', 'NA', 'nan', 'inf', '-inf', '-1e309', '1e-400', '0x1F', ' 3 ', '١٢', '\x00', '\ufeff', 'é' * 5, 'a' * 5000, '"', ',', '\n'])
+# lone surrogates (JSON's "\ud800" escapes), NULs, bidi controls and zero-width characters, alone and inside words
+UNUSUAL = ['\ud800', '\udc80', 'a\udbffb', '\udfff\ud800', '\x00', 'a\x00b', '\u202e', 'abc\u202edef', '\u2066x\u2069', '\u200f', '\u061c',
+           '\u200b', '\u200c\u200d', '\u2060', '\ufeff', '\u2028', '\x85']
+odd = st.sampled_from(['', 'NA', 'nan', 'inf', '-inf', '-1e309', '1e-400', '0x1F', ' 3 ', '١٢', '\x00', '\ufeff', 'é' * 5, 'a' * 5000, '"', ',', '\n',
+                       *UNUSUAL])
+HUGE = ['a' * MB, 'word ' * (MB // 5), '\u202e\u200b' * (MB // 2), 'x\ud800' * (MB // 2)] # 1 MB single fields
+
+def _codec_names()->list:
+    "Every name `codecs.lookup` accepts here: the aliases, what they stand for, and the modules of `encodings`."
+    import codecs, encodings, pkgutil
+    from encodings.aliases import aliases
+    names = {*aliases, *aliases.values(), *(m.name for m in pkgutil.iter_modules(encodings.__path__))}
+    def ok(n):
+        try: codecs.lookup(n); return True
+        except LookupError: return False
+    return sorted(n for n in names if ok(n))
+CODEC_NAMES = _codec_names()
 scalars = st.none() | st.booleans() | st.integers() | st.integers(-10**400, 10**400) | st.floats() | st.text(max_size=30) | odd
 nested = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3), max_leaves=8)
 value = st.one_of(scalars, scalars, scalars, nested) # mostly single values, as a model field holds
@@ -382,7 +402,7 @@ def csv_text(header:list, rows:list)->str:
 @st.composite
 def fuzzed_request(draw):
     "(body, Content-Type, Accept): mostly well-formed requests with odd contents, sometimes odd headers or bytes."
-    kind = draw(st.sampled_from(['json', 'json', 'jsonl', 'csv', 'csv', 'raw-csv', 'deep', 'bytes']))
+    kind = draw(st.sampled_from(['json', 'json', 'jsonl', 'csv', 'csv', 'raw-csv', 'deep', 'bytes', 'huge']))
     if kind == 'json':
         recs = st.lists(record, min_size=1, max_size=6)
         doc = draw(st.sampled_from(['list'] * 4 + ['instances', 'one', 'other']).flatmap(lambda k: {
@@ -401,8 +421,16 @@ def fuzzed_request(draw):
     elif kind == 'deep':
         n = draw(st.integers(1_000, 200_000))
         body, ctype = draw(st.sampled_from([('[' * n + ']' * n), ('{"message": ' * n + '1' + '}' * n), ('[' * n)])).encode(), draw(st.sampled_from([JSON, JSONL]))
+    elif kind == 'huge': # one row, one field of 1 MB
+        text, fmt = draw(st.sampled_from(HUGE)), draw(st.sampled_from([JSON, JSONL, CSV]))
+        rec = {'case_id': 'big', 'message': text, 'marketplace': draw(st.sampled_from(['US', *UNUSUAL]))}
+        body = (csv_text(list(rec), [list(rec.values())]).encode('utf-8', 'replace') if fmt == CSV else
+                json.dumps([rec] if fmt == JSON else rec).encode())
+        ctype = fmt
     else: body, ctype = draw(st.binary(max_size=300)), draw(st.sampled_from([CSV, JSON, JSONL]))
-    params = draw(st.sampled_from(['', '', '', '', '', '', '; charset=utf-8', '; charset=latin-1', '; charset=utf-16', '; charset=klingon', '; header=absent', '; header=present']))
+    params = draw(st.sampled_from(['', '', '', '', '', '', '; charset=utf-8', '; charset=latin-1', '; charset=utf-16', '; charset=klingon', '; header=absent',
+                                   '; header=present', 'codec', 'codec', 'codec']))
+    if params == 'codec': params = f'; charset={draw(st.sampled_from(CODEC_NAMES))}' # any codec Python knows, text encoding or not
     # headers: well-formed most of the time, so that most bodies reach the model
     ctype = draw(st.sampled_from([ctype + params] * 30 + ['application/x-ndjson', 'text/plain', '', None]))
     if ctype is None: ctype = draw(header_text)
@@ -455,6 +483,117 @@ def test_still_serving_after_fuzzing(server, bundle, rows):
     assert server.ping().status_code == 200
     assert_same(decode(server.post(encode(rows.iloc[:5], JSON), JSON), JSON), bundle.predict_frame(rows.iloc[:5]))
     assert ' 500 ' not in server.log.read_text() and 'internal error' not in server.log.read_text()
+
+
+def test_too_many_records_are_refused_before_parsing(base, bundle, monkeypatch):
+    """Bodies of many tiny records (5 MB) are a 413 from the count on the text, before any parser runs (the parsers fail the
+    test if called); a body within the limit is parsed and answered as before."""
+    import bsm_nb.protocol as protocol
+    app = create_app(ServeSettings(model_dir=base/'model', torch_threads=0, max_rows=1000), loader=lambda d: bundle)
+    assert app.extensions['bsm_model'].wait(120) == 'ready'
+    client = app.test_client()
+    n = 5 * MB // 18
+    bodies = [(b'message\n' + b'a\n' * (5 * MB // 2), CSV), (b'[' + b'{"message": "a"},' * n + b'{}]', JSON),
+              (json.dumps({'instances': [{'message': 'a'}] * n}).encode(), JSON), (b'{"message": "a"}\n' * n, JSONL),
+              (b'message\n' + b'"a\nb"\n' * 1001, CSV)] # quoted line breaks: 1001 records of two lines each
+    def parsed(*a, **k): raise AssertionError('the body was parsed')
+    with monkeypatch.context() as m:
+        for name in ('read_csv_rows', 'json_records', 'jsonlines_records', 'records_frame'): m.setattr(protocol, name, parsed)
+        for body, ctype in bodies:
+            r = client.post('/invocations', data=body, content_type=ctype)
+            assert (r.status_code, r.mimetype) == (413, JSON), r.data[:300]
+            assert 'rows in one request; this server answers at most 1000 rows a request' in r.json['error'], r.json
+    r = client.post('/invocations', data=b'message\n' + b'"a\nb"\n' * 1000, content_type=CSV) # 2000 lines, 1000 records: within
+    assert r.status_code == 200 and len(r.json['predictions']) == 1000, r.data[:300]
+
+
+def proc_uid(pid:int)->int: return int(next(l for l in Path(f'/proc/{pid}/status').read_text().splitlines() if l.startswith('Uid:')).split()[1])
+def cmdline(pid:int)->list: return Path(f'/proc/{pid}/cmdline').read_bytes().decode(errors='replace').split('\0')
+
+
+def python_readable_by(uid:int)->bool:
+    "Whether `uid` can reach this interpreter's own modules (not so for a Python under /root, as on some build machines)."
+    from bsm_nb.serve import _can, _groups
+    import pwd
+    py, gid = Path(sys.base_prefix), next(p.pw_gid for p in pwd.getpwall() if p.pw_uid == uid)
+    return all(_can(p.stat(), uid, _groups(uid, gid), 1) for p in [*py.parents, py])
+
+
+def server_processes(s:Server)->tuple:
+    "(gunicorn master, its workers, nginx's workers, the socket) of a running `Server`."
+    family = descendants(s.proc.pid)
+    master = next(p for p in family if any('run_app_server' in a for a in cmdline(p)))
+    nginx_workers = [p for p in family if cmdline(p)[0].startswith('nginx: worker process')]
+    args = [a for a in cmdline(master) if a]
+    return master, descendants(master), nginx_workers, Path(args[-1])
+
+
+@needs_nginx
+@pytest.mark.skipif(os.geteuid() != 0, reason='serve changes users only when started as root')
+def test_socket_and_run_dir_are_closed_to_others_and_a_stalled_client_is_cut_off(server, tmp_path, base):
+    """As root: the run dir is root's and the socket group's (0750), the socket 0660 in that group, which nginx's workers
+    run in (as their own user); gunicorn's workers run as bsm where the image has it, else stay root with a warning. A
+    client that stops sending its body is disconnected after BSM_CLIENT_TIMEOUT (2 s here, not nginx's 60 s), one that
+    stops in its header as quickly, and the server answers as before."""
+    import pwd, stat
+    from bsm_nb.serve import nginx_worker_user
+    web = pwd.getpwnam(nginx_worker_user())
+    s = Server(base, tmp_path/'serve.log', BSM_CLIENT_TIMEOUT='2', MODEL_SERVER_WORKERS='1')
+    try:
+        s.wait()
+        master, workers, nginx_workers, sock = server_processes(s)
+        st_sock, st_run = sock.stat(), sock.parent.stat()
+        try: bsm = pwd.getpwnam('bsm')
+        except KeyError: bsm = None
+        group = bsm.pw_gid if bsm else web.pw_gid
+        assert workers and nginx_workers and proc_uid(master) == 0
+        assert {proc_uid(p) for p in workers} == {bsm.pw_uid if bsm else 0} and {proc_uid(p) for p in nginx_workers} == {web.pw_uid}
+        assert stat.S_ISSOCK(st_sock.st_mode) and (stat.S_IMODE(st_sock.st_mode), st_sock.st_gid) == (0o660, group), oct(st_sock.st_mode)
+        assert (stat.S_IMODE(st_run.st_mode), st_run.st_uid, st_run.st_gid) == (0o750, 0, group), oct(st_run.st_mode)
+        assert bsm or "no user 'bsm' here: gunicorn's workers run as root" in s.log.read_text()
+
+        stalled = socket.create_connection(('127.0.0.1', s.port), timeout=30)
+        stalled.sendall(b'POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\nContent-Length: 1000\r\n\r\nmessage\nhi')
+        t0, answer = time.monotonic(), b''
+        while chunk := stalled.recv(65536): answer += chunk
+        took = time.monotonic() - t0
+        assert 1.5 < took < 6, took
+        assert answer == b'', answer[:500] # closed, nothing sent: nginx logs a 408
+        half_header = socket.create_connection(('127.0.0.1', s.port), timeout=30)
+        half_header.sendall(b'POST /invocations HTTP/1.1\r\nHost: x\r\n')
+        t0 = time.monotonic()
+        while half_header.recv(65536): pass
+        assert time.monotonic() - t0 < 6
+        assert s.ping().status_code == 200
+    finally: s.stop()
+
+
+@needs_nginx
+@pytest.mark.skipif(os.geteuid() != 0, reason='serve changes users only when started as root')
+def test_workers_run_as_the_serve_user(base, bundle, rows, tmp_path):
+    """BSM_SERVE_USER=nobody: gunicorn's workers run as nobody (the master stays root), the socket is nobody's (0660), the
+    run dir root's and nobody's group's (0750), nginx's workers are in that group, and requests are answered."""
+    import pwd, stat, tempfile
+    nobody = pwd.getpwnam('nobody')
+    if not python_readable_by(nobody.pw_uid):
+        pytest.skip(f'nobody cannot read this Python ({sys.base_prefix}): its workers could not import the standard library; '
+                    'make container-test checks the image, whose Python is readable')
+    home = Path(tempfile.mkdtemp(dir='/tmp', prefix='bsm-model-')) # a model dir nobody can read (pytest's tmp dirs are root's only)
+    home.chmod(0o755)
+    shutil.copytree(base/'model', home/'model')
+    subprocess.run(['chmod', '-R', 'a+rX', str(home)], check=True)
+    s = Server(home, tmp_path/'serve.log', BSM_SERVE_USER='nobody', MODEL_SERVER_WORKERS='1')
+    try:
+        s.wait()
+        assert_same(decode(s.post(encode(rows.iloc[:5], JSON)), JSON), bundle.predict_frame(rows.iloc[:5]))
+        master, workers, nginx_workers, sock = server_processes(s)
+        assert proc_uid(master) == 0 and workers and {proc_uid(p) for p in workers} == {nobody.pw_uid}
+        st_sock, st_run = sock.stat(), sock.parent.stat()
+        assert (stat.S_IMODE(st_sock.st_mode), st_sock.st_uid, st_sock.st_gid) == (0o660, nobody.pw_uid, nobody.pw_gid)
+        assert (stat.S_IMODE(st_run.st_mode), st_run.st_uid, st_run.st_gid) == (0o750, 0, nobody.pw_gid)
+        assert "gunicorn's workers run as nobody" in s.log.read_text()
+    finally:
+        s.stop(); shutil.rmtree(home, ignore_errors=True)
 
 
 # --- under pressure: row limit, deadlines, clients that leave, load shedding, stuck workers ---------------
