@@ -257,6 +257,7 @@ def _depths_at(s:str, positions:list)->np.ndarray:
         depth = int(d[-1])
     return np.concatenate(out) if out else np.zeros(0, np.int32)
 
+# %% ../nbs/09_protocol.ipynb #5550969d
 _JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
 _JSON_STRING_BUT_INSTANCES = re.compile(r'("instances")|"[^"\\]*(?:\\.[^"\\]*)*"')
 _INSTANCES = re.compile(r'"instances"\s*:\s*\[')
@@ -287,7 +288,6 @@ def json_record_count(text:str, # a JSON body
     depths = _depths_at(s, keys)
     top = [k for k, d in zip(keys, depths.tolist()) if d == 1] # keys of the top-level object; json.loads keeps the last
     return _array_elements(s, top[-1], 1) if top else 1
-
 
 # %% ../nbs/09_protocol.ipynb #5a7e1b10
 def _csv_quoted(sep:str)->re.Pattern:
