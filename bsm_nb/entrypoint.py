@@ -22,8 +22,8 @@ __all__ = ['log', 'SPLIT_METRICS', 'SetupError', 'check_model_dir', 'check_input
            'encoder_tokenizer', 'encode_split', 'encode_splits', 'make_loaders', 'class_weights_for', 'build_model',
            'fit_model', 'load_best', 'predict_splits', 'cross_entropy', 'score_splits', 'fit_tree_partner',
            'finish_probabilities', 'calibration_report', 'score_parts', 'run_stats', 'write_predictions', 'write_plots',
-           'save_outputs', 'start_tracking', 'track_outputs', 'final_line', 'run_training', 'train_job',
-           'write_failure', 'setup_logging', 'is_sigterm_stop', 'main']
+           'save_outputs', 'start_tracking', 'track_outputs', 'final_line', 'StoppedBySigterm', 'stop_on_sigterm',
+           'run_training', 'train_job', 'write_failure', 'setup_logging', 'is_sigterm_stop', 'main']
 
 # %% ../nbs/13_entrypoint.ipynb #6c2fad98
 class SetupError(ValueError):
@@ -384,6 +384,16 @@ def final_line(metrics:dict)->str:
     post = {k: metrics['ensemble'][k] for k in ('ensemble_weight', 'temperature') if k in metrics.get('ensemble', {})}
     return metric_line('final', {**final, **parts, **post, 'threshold': metrics.get('threshold', 0.5)})
 
+# %% ../nbs/13_entrypoint.ipynb #1b62c854
+class StoppedBySigterm(SystemExit):
+    "SIGTERM after training's loop: nothing was published; the next start resumes from the newest checkpoint."
+
+def stop_on_sigterm():
+    "From here on (in the main thread), SIGTERM raises `StoppedBySigterm`."
+    import signal, threading
+    def stop(signum, frame): raise StoppedBySigterm(143)
+    if threading.current_thread() is threading.main_thread(): signal.signal(signal.SIGTERM, stop)
+
 # %% ../nbs/13_entrypoint.ipynb #329de2e7
 def run_training(cfg:BSMConfig, # the run's config
                  paths:SageMakerPaths, # where channels and outputs are
@@ -404,6 +414,7 @@ def run_training(cfg:BSMConfig, # the run's config
     model = build_model(cfg, processor, data['train'], encoder)
     trainer, fit_s = fit_model(model, cfg, paths, loaders['train'], fit_val, cluster, trainer_kwargs, tracker)
     if not trainer.is_global_zero: return {}
+    stop_on_sigterm() # Lightning's handler is gone: a stop from here on is still exit 143, with nothing half-written
     best = load_best(trainer)
     net, rows_per_s = predict_splits(best, loaders, cfg)
     t = time.time()
@@ -471,9 +482,9 @@ def setup_logging(level=logging.INFO):
 
 # %% ../nbs/13_entrypoint.ipynb #13664649
 def is_sigterm_stop(exc:BaseException)->bool:
-    "Whether `exc` is Lightning's `SIGTERMException` (a `SystemExit`), without importing Lightning."
+    "Whether `exc` is Lightning's `SIGTERMException` (a `SystemExit`, Lightning not imported for it) or `StoppedBySigterm`."
     mod = sys.modules.get('lightning.pytorch.utilities.exceptions')
-    return mod is not None and isinstance(exc, mod.SIGTERMException)
+    return isinstance(exc, StoppedBySigterm) or (mod is not None and isinstance(exc, mod.SIGTERMException))
 
 # %% ../nbs/13_entrypoint.ipynb #c78706a3
 def main(argv:list|None=None, # arguments after the program name; `sys.argv[1:]` when None

@@ -425,10 +425,10 @@ def write_output_file(pred:pd.DataFrame, # from `predict_frame`
                      )->Path:
     "Write predictions in the format of `path`'s extension (CSV and TSV with a header row, since it is a whole file), atomically."
     path, mime = Path(path), file_media_type(path)
-    if mime == 'parquet': atomic_write(path, lambda f: pred.to_parquet(f, index=False))
+    if mime == 'parquet': atomic_write(path, lambda f: pred.to_parquet(f, index=False), 'predictions')
     else:
         body = format_response(pred, mime, {'header': 'present'}).encode('utf-8')
-        atomic_write(path, lambda f: f.write(body))
+        atomic_write(path, lambda f: f.write(body), 'predictions')
     return path
 
 

@@ -10,7 +10,7 @@ import numpy as np, pandas as pd, torch
 import lightning as L
 from fastcore.basics import patch
 from fastcore.meta import delegates
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import Checkpoint, EarlyStopping, ModelCheckpoint
 from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from .config import BSMConfig
@@ -19,11 +19,12 @@ from .model import MultimodalBert
 log = logging.getLogger('bsm_nb')
 
 # %% auto #0
-__all__ = ['log', 'CKPT_PATTERN', 'DONE_FILE', 'TORCH_WRITE_FAILURE', 'WRITE_ERRORS', 'MAX_MMAP_THRESHOLD', 'metric_line',
-           'MetricLines', 'TrainTime', 'resume_config', 'list_checkpoints', 'is_readable_checkpoint',
-           'is_primary_process', 'mark_complete', 'clear_checkpoints', 'find_resume_checkpoint', 'rng_states',
-           'set_rng_states', 'ResumableBatches', 'resumable', 'RestoreResumeState', 'file_size_limit', 'write_errno',
-           'write_error_message', 'CheckpointWriteError', 'atomic_write', 'StreamingCheckpointIO', 'SpotCheckpoint',
+__all__ = ['log', 'SAFE_LOAD_TORCH', 'UNPICKLE_GLOBAL', 'CKPT_PATTERN', 'DONE_FILE', 'TORCH_WRITE_FAILURE', 'WRITE_ERRORS',
+           'MAX_MMAP_THRESHOLD', 'metric_line', 'MetricLines', 'TrainTime', 'load_plain', 'resume_config',
+           'list_checkpoints', 'is_readable_checkpoint', 'is_primary_process', 'mark_complete', 'clear_checkpoints',
+           'find_resume_checkpoint', 'rng_states', 'set_rng_states', 'ResumableBatches', 'resumable',
+           'RestoreResumeState', 'file_size_limit', 'write_errno', 'write_error_message', 'CheckpointWriteError',
+           'atomic_write', 'StreamingCheckpointIO', 'SpotCheckpoint', 'in_epoch_tail', 'validation_pending',
            'return_freed_memory', 'cpu_has_native_bf16', 'native_bf16', 'resolve_precision', 'monitor_mode',
            'model_train', 'load_checkpoint', 'prediction_mode', 'int8_view', 'predict_proba', 'format_predictions',
            'model_inference']
@@ -54,11 +55,31 @@ class TrainTime(L.Callback):
         t = time.perf_counter(); self.seconds += t - self._t; self._t = t
         self.samples += len(batch['label'])
 
+# %% ../nbs/05_train.ipynb #63f91836
+SAFE_LOAD_TORCH = '2.6' # from this torch on, `torch.load(weights_only=True)` runs no code (CVE-2025-32434)
+UNPICKLE_GLOBAL = re.compile(r'\bGLOBAL ([\w.]+)') # torch names what a pickle asked for: `... GLOBAL posix.system ...`
+
+def load_plain(path:Path, # a checkpoint file: data, never trusted
+               map_location='cpu', # where tensors go, as in `torch.load`
+              ):
+    "Load a checkpoint as tensors and plain data only (`weights_only=True`); `ValueError` saying why it is refused."
+    if torch.__version__ < SAFE_LOAD_TORCH:
+        raise RuntimeError(f'torch {torch.__version__} cannot load a checkpoint safely: before {SAFE_LOAD_TORCH}, '
+                           'torch.load(weights_only=True) can run code from the file (CVE-2025-32434); '
+                           f'install torch>={SAFE_LOAD_TORCH}')
+    try: return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:
+        msg = str(e)
+        if m := UNPICKLE_GLOBAL.search(msg):
+            raise ValueError(f'it asks to unpickle {m.group(1)}, which a checkpoint of tensors and plain data never '
+                             'does: refused, nothing in it ran') from None
+        why = f'{type(e).__name__}: {msg.splitlines()[0][:200]}' if msg else type(e).__name__
+        raise ValueError(f'it is not a torch checkpoint ({why})') from None
+
 # %% ../nbs/05_train.ipynb #7c1146b4
 def resume_config(p:Path)->dict:
     "The run config saved in a `bsm-train` checkpoint; `ValueError` saying why when the file is not one."
-    try: ck = torch.load(p, map_location='cpu', weights_only=True)
-    except Exception as e: raise ValueError(f'it is not a torch checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ""})') from None
+    ck = load_plain(p)
     if not isinstance(ck, dict): raise ValueError(f'it holds a {type(ck).__name__}, not a bsm-train checkpoint')
     hp = ck.get('hyper_parameters')
     cfg = hp.get('config') if isinstance(hp, dict) else None
@@ -166,10 +187,10 @@ def __iter__(self:ResumableBatches):
 
 # %% ../nbs/05_train.ipynb #1d4495d1
 def resumable(dl:torch.utils.data.DataLoader)->torch.utils.data.DataLoader:
-    "The same loader with a `ResumableBatches` batch sampler."
+    "The same loader with a `ResumableBatches` batch sampler, and a generator of its own for its workers' base seed."
     if isinstance(dl.batch_sampler, ResumableBatches): return dl
     return torch.utils.data.DataLoader(dl.dataset, batch_sampler=ResumableBatches(dl.batch_sampler), collate_fn=dl.collate_fn,
-                                       num_workers=dl.num_workers)
+                                       num_workers=dl.num_workers, generator=dl.generator or torch.Generator())
 
 # %% ../nbs/05_train.ipynb #97c8bb9e
 class RestoreResumeState(L.Callback):
@@ -178,7 +199,9 @@ class RestoreResumeState(L.Callback):
 
 # %% ../nbs/05_train.ipynb #4e865777
 @patch
-def on_load_checkpoint(self:RestoreResumeState, trainer, pl_module, checkpoint): self.state = checkpoint.get('bsm_resume')
+def on_load_checkpoint(self:RestoreResumeState, trainer, pl_module, checkpoint):
+    self.state = checkpoint.get('bsm_resume')
+    if self.state and self.state.get('should_stop'): trainer.should_stop = True # early stopping had ended the run
 
 # %% ../nbs/05_train.ipynb #648e0f0f
 @patch
@@ -221,15 +244,17 @@ WRITE_ERRORS = { # errno -> (cause in plain words, what to do)
     errno.EFBIG: ('file size limit reached{limit}', 'raise the file size limit (ulimit -f) or write checkpoints to a file system that allows larger files'),
 }
 
-def write_error_message(path:Path, exc:BaseException, err:int|None)->str:
-    "One line: which checkpoint could not be written, why in plain words, and what to do."
+def write_error_message(path:Path, exc:BaseException, err:int|None,
+                        what:str='checkpoint', # what the file is, for the message
+                       )->str:
+    "One line: which file could not be written, why in plain words, and what to do."
     if err not in WRITE_ERRORS:
         why = f'{type(exc).__name__}: {exc}'.splitlines()[0][:300]
-        return f'could not write checkpoint {path}: {why}; check that {path.parent} is writable and has free space'
+        return f'could not write {what} {path}: {why}; check that {path.parent} is writable and has free space'
     cause, todo = WRITE_ERRORS[err]
     limit = file_size_limit()
     cause = cause.format(limit=f' (files may be at most {limit/2**20:.1f} MB)' if limit is not None else '')
-    return f'could not write checkpoint {path}: {cause}; {todo.format(dir=path.parent)}'
+    return f'could not write {what} {path}: {cause}; {todo.format(dir=path.parent)}'
 
 # %% ../nbs/05_train.ipynb #cf56fb8c
 class CheckpointWriteError(RuntimeError):
@@ -237,6 +262,7 @@ class CheckpointWriteError(RuntimeError):
 
 def atomic_write(path:Path, # the file to write
                  write, # `write(f)` writes the content to the open binary file `f`
+                 what:str='checkpoint', # what the file is, for messages
                 ):
     "Write `path` under a temporary `.tmp-` name renamed when complete; on failure the temporary file is removed and `CheckpointWriteError` says which file and why."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
@@ -247,8 +273,8 @@ def atomic_write(path:Path, # the file to write
     except BaseException as e:
         err = write_errno(e, tmp) if isinstance(e, (OSError, RuntimeError)) else None
         try: tmp.unlink(missing_ok=True)
-        except OSError as u: log.warning(f'could not remove the partial checkpoint {tmp}: {u}')
-        if isinstance(e, (OSError, RuntimeError)): raise CheckpointWriteError(write_error_message(path, e, err)) from e
+        except OSError as u: log.warning(f'could not remove the partial {what} {tmp}: {u}')
+        if isinstance(e, (OSError, RuntimeError)): raise CheckpointWriteError(write_error_message(path, e, err, what)) from e
         raise
 
 # %% ../nbs/05_train.ipynb #f29f1a1c
@@ -258,46 +284,76 @@ class StreamingCheckpointIO(TorchCheckpointIO):
         atomic_write(path, lambda f: torch.save(checkpoint, f)) # through a Python file: a failed write keeps its errno
 
 # %% ../nbs/05_train.ipynb #686494f8
-class SpotCheckpoint(L.Callback):
-    "Resumable checkpoints every N steps, after each validation and on SIGTERM, written atomically; keeps the newest `keep`."
+class SpotCheckpoint(Checkpoint):
+    "Resumable checkpoints every N steps, at epoch ends and on SIGTERM, written atomically; keeps the newest `keep`."
     def __init__(self, dirpath:Path, every_n_steps:int=500, keep:int=2):
-        self.dirpath, self.every, self.keep, self.last_step, self.batches = Path(dirpath), every_n_steps, keep, -1, None
+        self.dirpath, self.every, self.keep, self.tail_rng = Path(dirpath), every_n_steps, keep, None
+        self.last_epoch, self.last_step = -1, -1 # of the newest checkpoint written
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint): # resumed in an epoch's tail: a new stop there
+        self.tail_rng = checkpoint['bsm_resume']['rng']             # keeps the RNG states of the last batch's end
 
 # %% ../nbs/05_train.ipynb #feb5d0a4
 @patch
 def save(self:SpotCheckpoint, trainer):
     step = trainer.global_step
     if step == self.last_step: return
-    self.last_step = step
+    self.last_epoch, self.last_step = trainer.current_epoch, step
     name = f'bsm-e{trainer.current_epoch:04d}-s{step:08d}.ckpt'
-    trainer.save_checkpoint(self.dirpath/name) # collective under DDP; rank 0 writes, atomically (`StreamingCheckpointIO`)
+    trainer.save_checkpoint(self.dirpath/name, weights_only=False) # all states; collective under DDP, rank 0 writes
     if trainer.is_global_zero:
         for old in list_checkpoints(self.dirpath)[self.keep:]: old.unlink(missing_ok=True)
         log.info(f'checkpoint {self.dirpath/name}')
 
+# %% ../nbs/05_train.ipynb #0fc3fabd
+def in_epoch_tail(trainer)->bool:
+    "Whether the epoch's training batches are all done but not its end (validation, early stopping, best checkpoint)."
+    fit, batches = trainer.fit_loop, trainer.fit_loop.epoch_loop.batch_progress
+    last_done = batches.is_last_batch and batches.current.processed == batches.current.ready
+    return last_done and fit.epoch_progress.current.processed < fit.epoch_progress.current.started
+
+# %% ../nbs/05_train.ipynb #1b429515
+def validation_pending(loops:dict)->dict:
+    "A checkpoint's `loops['fit_loop']` set to \"the epoch's training batches done, its validation not started\"."
+    train = loops['epoch_loop.batch_progress']
+    for k in ('total', 'current'): train[k]['completed'] = train[k]['processed'] # every fetched batch trained
+    train['is_last_batch'] = True
+    # restored as "stopped in validation's first batch": Lightning then runs validation again, from its first batch
+    loops['epoch_loop.val_loop.batch_progress'] = {'total': dict(ready=1, started=1, processed=0, completed=0),
+                                                   'current': dict(ready=1, started=1, processed=0, completed=0),
+                                                   'is_last_batch': False}
+    return loops
+
 # %% ../nbs/05_train.ipynb #eb7ea407
 @patch
 def on_save_checkpoint(self:SpotCheckpoint, trainer, pl_module, checkpoint):
-    ep = trainer.fit_loop.epoch_loop.batch_progress.current
-    checkpoint['bsm_resume'] = {'epoch': trainer.current_epoch, 'batches_done': ep.processed, 'rng': rng_states()}
+    tail = in_epoch_tail(trainer)
+    if tail: validation_pending(checkpoint['loops']['fit_loop'])
+    checkpoint['bsm_resume'] = {'epoch': trainer.current_epoch, 'should_stop': trainer.should_stop,
+                                'batches_done': trainer.fit_loop.epoch_loop.batch_progress.current.processed,
+                                'rng': self.tail_rng if tail and self.tail_rng is not None else rng_states()}
 
 # %% ../nbs/05_train.ipynb #740debb6
 @patch
 def on_train_batch_end(self:SpotCheckpoint, trainer, pl_module, outputs, batch, batch_idx):
-    if trainer.received_sigterm or (self.every and trainer.global_step % self.every == 0 and not trainer.fit_loop.epoch_loop._should_accumulate()):
-        self.save(trainer)
+    loop = trainer.fit_loop.epoch_loop
+    if loop._num_ready_batches_reached(): # the epoch's last batch: its checkpoint comes at the epoch's end
+        self.tail_rng = rng_states() # what a SIGTERM during validation resumes with
+        return
+    periodic = self.every and trainer.global_step % self.every == 0 and not loop._should_accumulate()
+    if trainer.received_sigterm or periodic: self.save(trainer)
 
 # %% ../nbs/05_train.ipynb #a6110c95
 @patch
-def on_validation_end(self:SpotCheckpoint, trainer, pl_module):
-    if not trainer.sanity_checking: self.save(trainer)
+def on_train_epoch_end(self:SpotCheckpoint, trainer, pl_module):
+    self.save(trainer) # called after EarlyStopping and ModelCheckpoint: their states include this epoch
 
 # %% ../nbs/05_train.ipynb #20026b6c
 @patch
 def on_exception(self:SpotCheckpoint, trainer, pl_module, exception):
     if isinstance(exception, SIGTERMException):
         self.save(trainer)
-        log.warning(f'stopped by SIGTERM at epoch {trainer.current_epoch} step {trainer.global_step}; resumable checkpoint in {self.dirpath}')
+        log.warning(f'stopped by SIGTERM at epoch {self.last_epoch} step {self.last_step}; '
+                    f'resumable checkpoint in {self.dirpath}')
 
 # %% ../nbs/05_train.ipynb #649e577b
 MAX_MMAP_THRESHOLD = 32 << 20 # glibc's ceiling for the threshold on 64-bit
@@ -383,9 +439,9 @@ def model_train(model:MultimodalBert, # the model to fit
     log.info(f"precision: {trainer.precision}{' (auto)' if config.precision == 'auto' else ''}")
     model.train() # HF loads encoders in eval mode, and Lightning keeps each module's mode: dropout must be on
     if ckpt_path is not None:
-        state = torch.load(ckpt_path, map_location='cpu', weights_only=True)['bsm_resume']
+        state = load_plain(ckpt_path)['bsm_resume']
         log.info(f"resumed from {ckpt_path} at epoch {state['epoch']} step {int(CKPT_PATTERN.match(Path(ckpt_path).name).group(2))}")
-    trainer.fit(model, train_dataloader, val_dataloader, ckpt_path=ckpt_path)
+    trainer.fit(model, train_dataloader, val_dataloader, ckpt_path=ckpt_path, weights_only=True) # no code runs
     return trainer
 
 # %% ../nbs/05_train.ipynb #dcf06e73
@@ -394,7 +450,8 @@ def load_checkpoint(checkpoint_path:str|Path, # a checkpoint written by `model_t
                    )->MultimodalBert:
     "The model of a Lightning checkpoint, in eval mode on `device`."
     if not Path(checkpoint_path).is_file(): raise FileNotFoundError(f'checkpoint {checkpoint_path} does not exist')
-    ckpt = torch.load(checkpoint_path, map_location=device, weights_only=True)
+    try: ckpt = load_plain(checkpoint_path, map_location=device)
+    except ValueError as e: raise ValueError(f'checkpoint {checkpoint_path} cannot be loaded: {e}') from None
     model = MultimodalBert(**ckpt['hyper_parameters'])
     model.load_state_dict(ckpt['state_dict'])
     return model.to(device).eval()

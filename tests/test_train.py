@@ -940,3 +940,25 @@ def test_fuzzed_hyperparameters_train_or_fail_clearly(hps, fuzz_tree, run_main, 
         return
     first = check_failure(fuzz_tree, rc, out)
     assert re.search(r"hyperparameter|channel|\.(csv|tsv|jsonl|parquet)\b|" + '|'.join(map(re.escape, [*TYPES, *COLUMNS])), first), (hps, first)
+
+
+def test_sigterm_after_training_loop_exits_143_and_the_next_start_finishes(train_tree, tiny_bert_dir, run_main, monkeypatch):
+    """A stop during test prediction (after Lightning's `fit` has put its handler away) is still exit 143 with a failure
+    file and nothing published; the next start resumes from the last epoch's checkpoint and lands the model."""
+    import signal
+    import bsm_nb.entrypoint as ep
+    base = train_tree('late_stop', n_train=48, n_val=16, n_test=16, seed=2, hyperparameters={'max_epochs': 1, 'batch_size': 16})
+    real = ep.predict_splits
+    def stopped(*args, **kw):
+        signal.raise_signal(signal.SIGTERM) # SageMaker's stop arrives here
+        return real(*args, **kw)
+    monkeypatch.setattr(ep, 'predict_splits', stopped)
+    rc, out = run_main(base, '--pretrained_model', tiny_bert_dir)
+    assert rc == 143, out[-3000:]
+    assert 'SIGTERM' in (base/'output'/'failure').read_text()
+    assert not (base/'model'/'bsm_model.json').exists() and not staging_left(base/'model')
+    monkeypatch.setattr(ep, 'predict_splits', real)
+    (base/'output'/'failure').unlink()
+    rc, out = run_main(base, '--pretrained_model', tiny_bert_dir)
+    assert rc == 0, out[-3000:]
+    assert (base/'model'/'bsm_model.json').exists() and 'final ' in out
