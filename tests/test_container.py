@@ -150,6 +150,71 @@ def test_sigterm_mid_training_exits_143_and_the_next_run_resumes(tmp_path_factor
     assert got['steps'] == ref['steps'] and got['test']['auroc'] == pytest.approx(ref['test']['auroc'], abs=1e-4), (got, ref)
 
 
+def tail_tree(tmp_path_factory, name:str)->Path:
+    "13 steps an epoch (periodic checkpoints at 5 and 10), 75 validation batches: validation fills most of 10 -> 13."
+    return write_sagemaker_tree(tmp_path_factory.mktemp(name)/'ml', n_train=100, n_val=600, n_test=100, seed=1,
+                                hyperparameters={**HPS, 'batch_size': '8', 'max_epochs': '2', 'checkpoint_every_n_steps': '5',
+                                                 'num_threads': '1'})
+
+
+def appeared(path:Path, timeout:float=300)->float:
+    "Poll (every 5 ms: `wait_for_log` is too coarse for an epoch's tail) until `path` exists; when it did."
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f'{path} did not appear'
+        time.sleep(0.005)
+    return time.monotonic()
+
+
+class RunsCode:
+    "Unpickled, it would run a command: what a doctored checkpoint on the S3 checkpoint prefix could hold."
+    def __reduce__(self): return (os.system, ('touch /opt/ml/output/ran',))
+
+
+@pytest.fixture(scope='module')
+def tail_trained(tmp_path_factory):
+    "The uninterrupted run of `tail_tree`'s data through the image: (base, output)."
+    base = tail_tree(tmp_path_factory, 'tail-ref')
+    return base, train_in_image(base)
+
+
+@pytest.mark.parametrize('moment', ['validation', 'epoch end'])
+def test_sigterm_around_an_epochs_end_then_the_image_resumes(moment, tmp_path_factory, tail_trained):
+    """SIGTERM during the last batches' validation, or right after the epoch's checkpoint: exit 143, then `IMAGE` resumes
+    and ends with the uninterrupted run's steps, per-epoch validation and metrics. Before the second start a doctored
+    checkpoint, newer than the real ones, is put beside them: it is skipped, and the command it holds never runs."""
+    import torch
+    ref_base, ref_out = tail_trained
+    ck = lambda b, s: b/'checkpoints'/f'bsm-e0000-s{s:08d}.ckpt'
+    for k in ((1.5, 1.0, 2.5) if moment == 'validation' else (0,)): # aim again if load moved the moment
+        base = tail_tree(tmp_path_factory, f'tail-{moment.replace(" ", "-")}-{k}')
+        c = Container('--network', 'none', '-v', f'{base}:/opt/ml', IMAGE, 'train')
+        try:
+            t5 = appeared(ck(base, 5)); t10 = appeared(ck(base, 10))
+            if moment == 'validation': time.sleep(k * (t10 - t5)) # 3 train batches, then validation (~5x t10 - t5)
+            else: appeared(ck(base, 13)) # the epoch end's checkpoint: between epochs
+            engine('kill', '--signal', 'TERM', c.name, check=True)
+            code = int(engine('wait', c.name, timeout=120, check=True).stdout.strip()); out = c.logs()
+        finally: c.remove()
+        stop = re.search(r'stopped by SIGTERM at epoch (\d+) step (\d+)', out)
+        if moment != 'validation' or (stop and stop.groups() == ('0', '13') and 'epoch=1 ' not in out): break
+    assert code == 143 and stop, out[-4000:]
+    if moment == 'validation':
+        assert stop.groups() == ('0', '13') and 'epoch=1 ' not in out and ck(base, 13).exists(), out[-4000:]
+    (base/'output'/'failure').unlink()
+    torch.save({'state_dict': RunsCode()}, base/'checkpoints'/'bsm-e0001-s00000099.ckpt')
+    r = run_image(base)
+    res = r.stdout + r.stderr
+    assert r.returncode == 0, res[-5000:]
+    assert 'skipping checkpoint' in res and 'bsm-e0001-s00000099.ckpt' in res, res[-5000:]
+    assert not (base/'output'/'ran').exists(), 'the doctored checkpoint ran its command'
+    assert f'at epoch {stop.group(1)} step {stop.group(2)}' in re.search(r'resumed from .*', res).group(0), res[-5000:]
+    val = lambda o: [' '.join(w for w in l.split() if not w.startswith('train_loss')) for l in o.splitlines() if l.startswith('epoch=')]
+    assert val(out) + val(res) == val(ref_out) # every epoch validated once, alike
+    got, ref = (json.loads((b/'model'/'metrics.json').read_text()) for b in (base, ref_base))
+    assert got['steps'] == ref['steps']
+    for split in ('val', 'test'): assert got[split] == pytest.approx(ref[split], abs=1e-4), split
+
 def test_unknown_command_is_refused(tmp_path_factory):
     r = engine('run', '--rm', '--network', 'none', IMAGE, 'fit', timeout=120)
     assert r.returncode == 64 and "unknown command 'fit'" in r.stderr, r.stderr
