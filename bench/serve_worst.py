@@ -16,7 +16,7 @@ bsm-serve) and after it VmHWM is read: the most the worker held while answering.
 Without --model-dir it uses (and trains once) the model of bench/serve_bench.py. Prints a Markdown table naming the CPU
 and its flags. Not a test: the numbers depend on the machine.
 """
-import argparse, json, os, re, signal, subprocess, sys, time
+import argparse, json, os, re, signal, sys, time
 from pathlib import Path
 
 import requests
@@ -25,7 +25,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from fail_fast import cpu_flags # noqa: E402
 from make_table import cpu_model # noqa: E402
-from serve_bench import ensure_model, free_port # noqa: E402
+from serve_bench import ensure_model # noqa: E402
+from serve_load import start_server # noqa: E402
 
 BIN = Path(sys.executable).parent
 MB = 2**20
@@ -73,22 +74,11 @@ def main():
     from bsm_nb.protocol import longest_rows
     base = args.model_dir or ensure_model(HERE/'out', args.encoder)
     config = load_bundle(base/'model', device='cpu').config
-    port, log = free_port(), HERE/'out'/'serve_worst.log'
+    log = HERE/'out'/'serve_worst.log'
     log.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, 'SAGEMAKER_BASE_DIR': str(base), 'SAGEMAKER_BIND_TO_PORT': str(port), 'BSM_SERVE_HOST': '127.0.0.1',
-           'MODEL_SERVER_WORKERS': '1'}
-    with open(log, 'wb') as out:
-        server = subprocess.Popen([str(BIN/'bsm-serve')], env=env, stdout=out, stderr=subprocess.STDOUT)
-    url, rows = f'http://127.0.0.1:{port}', []
+    server, url = start_server(base/'model', log, {'MODEL_SERVER_WORKERS': '1'})
+    rows = []
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            if server.poll() is not None: sys.exit(f'bsm-serve exited; see {log}')
-            try:
-                if requests.get(f'{url}/ping', timeout=5).status_code == 200: break
-            except requests.ConnectionError: pass
-            if time.monotonic() > deadline: sys.exit(f'bsm-serve not ready in 300 s; see {log}')
-            time.sleep(0.25)
         limit = int(re.search(r'at most (\d+) rows a request', log.read_text())[1])
         worker = gunicorn_worker(server.pid)
         slow = longest_rows(config, 1).to_csv(index=False, header=False).encode()
