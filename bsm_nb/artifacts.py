@@ -79,8 +79,9 @@ def staged_model_dir(model_dir:Path, # the final model dir, e.g. /opt/ml/model (
 # %% ../nbs/08_artifacts.ipynb #16f2d453
 def save_model(model_filename:Path, # e.g. model_dir/'model.safetensors'
                model:torch.nn.Module):
-    "Save the weights of `model` as safetensors."
+    "Save the weights of `model` as safetensors, readable by all (serving's workers run as another user)."
     _save_safetensors(model, str(model_filename))
+    os.chmod(model_filename, 0o644) # safetensors writes 0600
     return Path(model_filename)
 
 # %% ../nbs/08_artifacts.ipynb #88dd7fd7

@@ -684,13 +684,15 @@ def _make_run_dir(settings:ServeSettings)->tuple:
 
 # %% ../nbs/10_serve.ipynb #6b8c2a09
 def _drop_privileges(settings:ServeSettings)->ServeSettings:
-    "`settings` with the workers' uid and gid and the socket's group resolved (`serve_identity`); says in the log if they cannot read the model."
+    "`settings` with the workers' uid and gid and the socket's group resolved (`serve_identity`); root, with an error in the log, when they cannot read the model."
     name, uid, gid = serve_identity(settings.user)
     if uid is not None:
         log.info("gunicorn's workers run as %s (uid %d, gid %d)", name, uid, gid)
         bad = unreadable_by(settings.model_dir, uid, gid) if settings.model_dir.exists() else []
-        if bad: log.error('the model dir %s is not readable by %s, the user the workers run as: %s; make it readable (chmod -R a+rX) '
-                          'or set BSM_SERVE_USER', settings.model_dir, name, ', '.join(bad))
+        if bad: # a model written before its weights were made readable (safetensors writes 0600): serve it rather than fail
+            log.error('the model dir %s is not readable by %s, the user the workers run as: %s; gunicorn\'s workers run as root '
+                      'this time. Make it readable (chmod -R a+rX) to serve it unprivileged', settings.model_dir, name, ', '.join(bad))
+            return replace(settings, socket_gid=pwd.getpwnam(nginx_worker_user()).pw_gid)
         py = Path(sys.base_prefix) # the interpreter's own modules, imported lazily by the workers (a Python under /root is not theirs to read)
         if not all(_can(p.stat(), uid, _groups(uid, gid), 1) for p in [*py.parents, py]):
             log.error('Python in %s is not readable by %s, the user the workers run as: install it where that user can read it, '
