@@ -40,7 +40,7 @@ demo: install
 	$(PY) -m bsm_nb.synthetic demo --n-train 2000 --n-val 400 --n-test 400 --max-epochs 2
 	time SAGEMAKER_BASE_DIR=$(CURDIR)/demo $(BIN)/bsm-train
 	@echo; echo "test metrics:"; $(PY) -c "import json; m = json.load(open('demo/model/metrics.json')); print(json.dumps(m['test'], indent=1)); print('threshold', m['threshold'])"
-	@echo; echo "the parts (test AUROC) and the blend weight of the network, chosen on val:"; $(PY) -c "import json; m = json.load(open('demo/model/metrics.json')); print({p: round(s['test']['auroc'], 4) for p, s in m['parts'].items()}, 'weight', m['ensemble']['ensemble_weight'])"
+	@echo; echo "the parts (test AUROC) and their weights in the answers, chosen on val by cross-fitting:"; $(PY) -c "import json; m = json.load(open('demo/model/metrics.json')); e = m['ensemble']; print({p: round(s['test']['auroc'], 4) for p, s in m['parts'].items()}); print(e['choice'], e['ensemble_weights']); [print(f'  {p}: {c[\"why\"]}') for p, c in e['candidates'].items()]"
 	@echo; echo "calibration (temperature fitted on val; expected calibration error and Brier score before -> after):"; $(PY) -c "import json; c = json.load(open('demo/model/metrics.json'))['calibration']; print('temperature', c['temperature']); [print(f'{k:5} ECE {v[\"ece_before\"]:.4f} -> {v[\"ece_after\"]:.4f}   Brier {v[\"brier_before\"]:.4f} -> {v[\"brier_after\"]:.4f}') for k, v in c.items() if k != 'temperature']"
 	@echo "model dir:   $(CURDIR)/demo/model"
 	@echo "predictions: $(CURDIR)/demo/model/predictions.csv"

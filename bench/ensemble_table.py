@@ -27,7 +27,7 @@ def main(path=None):
         for r in sorted(rs, key=lambda r: r["seed"]):
             p = r["parts_auroc"]
             out.append(f"| {r['seed']} | {p['network']['test']:.4f} | {p.get('trees', {}).get('test', float('nan')):.4f} | "
-                       f"**{p['answers']['test']:.4f}** | {r['ensemble']['ensemble_weight']:.2f} | {r['ensemble']['temperature']:.3f} | "
+                       f"**{p['answers']['test']:.4f}** | {r['ensemble'].get('ensemble_weights', {}).get('network', r['ensemble'].get('ensemble_weight', float('nan'))):.2f} | {r['ensemble']['temperature']:.3f} | "
                        f"{100 * r['extra_time_share']:.1f} % |")
         if len(rs) > 1:
             col = lambda part: mean_sd([r["parts_auroc"][part]["test"] for r in rs if part in r["parts_auroc"]])

@@ -14,18 +14,18 @@ from .config import BSMConfig, persisted_config
 from .data import BSMDataset, FeatureProcessor, make_dataloader
 from .model import MultimodalBert, load_tokenizer
 from .train import format_predictions, predict_proba
-from .ensemble import final_probabilities, load_trees, tree_features, tree_proba
+from .ensemble import TREE_FILES, TREE_PARTS, final_probabilities, load_tree_parts, tree_features, tree_proba
 
 log = logging.getLogger('bsm_nb')
 
 # %% auto #0
 __all__ = ['log', 'FORMAT_VERSION', 'READABLE_FORMATS', 'META_FILE', 'ARTIFACT_NAMES', 'FORMULA_START', 'PREDICT_BATCH_SIZE',
            'FormatError', 'staged_model_dir', 'save_model', 'save_artifacts', 'spreadsheet_safe', 'save_prediction',
-           'ModelBundle', 'read_meta', 'load_bundle']
+           'meta_weights', 'ModelBundle', 'read_meta', 'load_bundle']
 
 # %% ../nbs/08_artifacts.ipynb #0cb73e06
-FORMAT_VERSION = 2 # 2: a temperature, an ensemble weight and maybe trees.txt beside the network
-READABLE_FORMATS = (1, 2) # a format-1 dir answers as it always did: temperature 1, the network alone
+FORMAT_VERSION = 3 # 3: a weight per part (`ensemble_weights`), maybe trees.txt and trees_fields.txt beside the network
+READABLE_FORMATS = (1, 2, 3) # format 1 answers as it always did (temperature 1, the network alone); 2: one weight
 META_FILE = 'bsm_model.json'
 
 class FormatError(ValueError):
@@ -133,13 +133,29 @@ def save_prediction(prediction_filename:Path, # a .csv path
 PREDICT_BATCH_SIZE = 64 # rows per forward pass when predicting for users: files, `bsm-predict` and the server
 
 # %% ../nbs/08_artifacts.ipynb #05e0c791
+def meta_weights(meta:dict)->dict:
+    "Part name -> weight in the answers, from a `bsm_model.json` of any readable format; checked, as it is data."
+    w = meta.get('ensemble_weights')
+    if w is None: # format 2: the network's weight, the rest to the trees; format 1: the network alone
+        n = meta.get('ensemble_weight', 1.0)
+        w = {'network': n, 'trees': 1 - n} if isinstance(n, (int, float)) else n
+    ok = isinstance(w, dict) and set(w) <= {'network', *TREE_PARTS} and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 for v in w.values())
+    if not ok or not np.isclose(sum(w.values()), 1):
+        raise FormatError(f'{META_FILE}: ensemble weights {w!r}; expected numbers in [0, 1] for network, '
+                          f'{", ".join(TREE_PARTS)}, summing to 1')
+    return {n: float(v) for n, v in w.items()}
+
 class ModelBundle:
     "A loaded model dir: predicts frames the way training evaluated them."
     def __init__(self, config:BSMConfig, processor:FeatureProcessor, model:MultimodalBert, meta:dict,
-                 trees=None, # the LightGBM partner (`load_trees`), when the model dir has one
+                 trees:dict|None=None, # tree part -> its LightGBM trees (`load_tree_parts`), those the model dir has
                 ):
-        self.config, self.processor, self.model, self.meta, self.trees = config, processor, model, meta, trees
-        self.temperature, self.weight = meta.get('temperature', 1.0), meta.get('ensemble_weight', 1.0) # format 1: neither
+        self.config, self.processor, self.model, self.meta, self.trees = config, processor, model, meta, trees or {}
+        self.temperature, self.weights = meta.get('temperature', 1.0), meta_weights(meta) # format 1: neither
+        if missing := [p for p, w in self.weights.items() if w and p != 'network' and p not in self.trees]:
+            raise FormatError(f'{META_FILE} gives weight to {missing}, whose trees ({", ".join(TREE_FILES[p] for p in missing)}) '
+                              'the model dir lacks; expected the files train writes')
         self.label_list, self.threshold = meta['label_list'], meta['threshold']
         self.pad_id = getattr(processor.tokenizer, 'pad_token_id', 0) or 0
 
@@ -158,12 +174,13 @@ def predict_frame(self:ModelBundle, df:pd.DataFrame, # rows with (some of) the m
     "One prediction per row, in order: `id`, probability column(s), `label`; the network calibrated, blended with any trees."
     ds = self.dataset(df)
     if not len(ds): return format_predictions(np.zeros((0, len(self.label_list))), [], self.label_list, self.threshold)
-    cfg = dataclasses.replace(self.config, num_workers=0) # no worker processes per request
-    p_net = predict_proba(self.model, make_dataloader(ds, cfg, pad_id=self.pad_id, batch_size=batch_size), precision=cfg.precision,
-                          before_batch=before_batch, int8=cfg.predict_int8) if self.weight > 0 else None
-    p_trees = tree_proba(self.trees, tree_features(self.processor, df, ds.arrays.get('input_ids'))[0]) if self.trees is not None and self.weight < 1 else None # the request's token ids, tokenised once
-    probs = final_probabilities(p_net, p_trees, self.weight, self.temperature)
-    return format_predictions(probs, ds.ids, self.label_list, self.threshold)
+    cfg, parts = dataclasses.replace(self.config, num_workers=0), {} # no worker processes per request
+    if self.weights.get('network'):
+        loader = make_dataloader(ds, cfg, pad_id=self.pad_id, batch_size=batch_size)
+        parts['network'] = predict_proba(self.model, loader, precision=cfg.precision, before_batch=before_batch, int8=cfg.predict_int8)
+    for p, trees in self.trees.items(): # the request's token ids, tokenised once
+        if self.weights.get(p): parts[p] = tree_proba(trees, tree_features(self.processor, df, ds.arrays.get('input_ids'), p)[0])
+    return format_predictions(final_probabilities(parts, self.weights, self.temperature), ds.ids, self.label_list, self.threshold)
 
 # %% ../nbs/08_artifacts.ipynb #d4daf904
 def _check_format(meta:dict, # a parsed bsm_model.json
@@ -199,4 +216,4 @@ def load_bundle(model_dir:Path, # a model dir written by `train`
     model = MultimodalBert(meta['config'], meta['cat_cardinalities'], meta['n_numeric'], meta['label_list'], encoder_config=meta['encoder_config'])
     model.load_state_dict(load_file(model_dir/'model.safetensors'), strict=True)
     device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
-    return ModelBundle(cfg, processor, model.to(device).eval(), meta, trees=load_trees(model_dir))
+    return ModelBundle(cfg, processor, model.to(device).eval(), meta, trees=load_tree_parts(model_dir))

@@ -103,8 +103,8 @@ class TrainSettings:
 @dataclass
 class ResultSettings:
     "What the trained model answers: which parts, how calibrated, at which threshold."
-    ensemble:str = 'auto' # auto: the network blended with gradient-boosted trees on the categorical and numeric fields and the text's word pieces, weight chosen on val | network | trees
-    trees_text:bool = True # the trees also read each row's text as counts of the encoder's word pieces; false: the categorical and numeric fields only
+    ensemble:str = 'auto' # auto: the best of the network and the tree parts, or their blend, chosen on val by cross-fitting | network | trees (the tree parts alone)
+    trees_text:bool = True # also train trees on the fields and each row's text as counts of the encoder's word pieces (kept only if val says so); false: trees on the fields only
     calibrate:bool = True # temperature scaling fitted on val, applied wherever probabilities leave the model
     threshold_policy:str = 'best_f1' # best_f1 | precision | recall: how the binary decision threshold is chosen on val
     threshold_target:float = 0.9 # the val precision (or recall) the threshold must reach under those two policies

@@ -20,7 +20,7 @@ log = logging.getLogger('bsm_nb')
 __all__ = ['log', 'SPLIT_METRICS', 'SetupError', 'check_model_dir', 'check_input_channels', 'check_pretrained_path',
            'check_before_imports', 'has_data', 'model_fields', 'read_splits', 'set_up_torch', 'find_encoder',
            'encoder_tokenizer', 'encode_split', 'encode_splits', 'make_loaders', 'class_weights_for', 'build_model',
-           'fit_model', 'load_best', 'predict_splits', 'cross_entropy', 'score_splits', 'fit_tree_partner',
+           'fit_model', 'load_best', 'predict_splits', 'cross_entropy', 'score_splits', 'fit_tree_parts', 'split_parts',
            'finish_probabilities', 'calibration_report', 'score_parts', 'run_stats', 'write_predictions', 'write_plots',
            'save_outputs', 'start_tracking', 'track_outputs', 'final_line', 'StoppedBySigterm', 'stop_on_sigterm',
            'run_training', 'train_job', 'write_failure', 'setup_logging', 'is_sigterm_stop', 'main']
@@ -230,60 +230,71 @@ def score_splits(probs:dict, # from `predict_splits`
     return metrics
 
 # %% ../nbs/13_entrypoint.ipynb #3d4ec874
-def fit_tree_partner(cfg:BSMConfig, processor:FeatureProcessor,
-                     splits:dict, # name -> rows, from `read_splits`
-                     data:dict|None=None, # name -> `BSMDataset` of those rows, from `encode_splits`: their token ids are reused
-                    )->tuple:
-    "(LightGBM trees on the categorical and numeric fields and the text or None, their probabilities per predicted split, why none)."
-    from bsm_nb.ensemble import resolve_ensemble, train_trees, tree_features, tree_proba
+def fit_tree_parts(cfg:BSMConfig, processor:FeatureProcessor,
+                   splits:dict, # name -> rows, from `read_splits`
+                   data:dict|None=None, # name -> `BSMDataset` of those rows, from `encode_splits`: their token ids are reused
+                  )->tuple:
+    "(tree part -> its LightGBM trees, part -> split -> its val and test probabilities, why a part is missing or '')."
+    from bsm_nb.ensemble import resolve_ensemble, train_trees, tree_features, tree_parts, tree_proba
     mode, why = resolve_ensemble(cfg.ensemble, cfg)
-    if mode == 'network': return None, {}, why or 'ensemble=network'
-    try:
-        ids = {k: data[k].arrays.get('input_ids') if data and k in data else None for k in splits}
-        trees = train_trees(processor, splits['train'], splits['val'], (ids['train'], ids['val']), seed=cfg.seed)
-        return trees, {k: tree_proba(trees, tree_features(processor, splits[k], ids[k])[0]) for k in ('val', 'test') if k in splits}, ''
-    except Exception as e: # the network is trained: under `auto` it lands alone rather than not at all
-        if mode != 'auto': raise
-        log.warning(f'ensemble: the trees could not be trained ({type(e).__name__}: {e}); the network answers alone')
-        return None, {}, f'trees failed: {type(e).__name__}: {e}'
+    if mode == 'network': return {}, {}, why or 'ensemble=network'
+    ids = {k: data[k].arrays.get('input_ids') if data and k in data else None for k in splits}
+    trees, probs, failed = {}, {}, []
+    for part in tree_parts(processor):
+        try:
+            b = train_trees(processor, splits['train'], splits['val'], (ids['train'], ids['val']), part, seed=cfg.seed)
+            probs[part] = {k: tree_proba(b, tree_features(processor, splits[k], ids[k], part)[0]) for k in ('val', 'test') if k in splits}
+            trees[part] = b
+        except Exception as e: # the network is trained: under `auto` it lands without this part rather than not at all
+            if mode != 'auto': raise
+            log.warning(f'ensemble: the {part} could not be trained ({type(e).__name__}: {e}); the other parts answer')
+            failed.append(f'{part} failed: {type(e).__name__}: {e}')
+    return trees, probs, '; '.join(failed)
 
 # %% ../nbs/13_entrypoint.ipynb #b8c1e50c
+def split_parts(net:dict, trees:dict, split:str)->dict:
+    "Part name -> probabilities on `split`: the network's (`net[split]`) first, then each tree part's."
+    return {'network': net[split], **{p: s[split] for p, s in trees.items()}}
+
 def finish_probabilities(cfg:BSMConfig,
                          net:dict, # split -> the network's probabilities, from `predict_splits`
-                         trees:dict, # split -> the trees' probabilities, from `fit_tree_partner` ({} without trees)
+                         trees:dict, # tree part -> split -> its probabilities, from `fit_tree_parts` ({} without trees)
                          labels:dict, # split -> true class indices
                         )->tuple:
-    "(split -> the model's answers, the `bsm_model.json` fields that reproduce them): temperature and weight fitted on val."
+    "(split -> the answers, the `bsm_model.json` fields that reproduce them, the choice's report): all fitted on val."
     from bsm_nb.evaluate import apply_temperature, fit_temperature
-    from bsm_nb.ensemble import ensemble_weight, final_probabilities
+    from bsm_nb.ensemble import choose_ensemble, final_probabilities
     T = fit_temperature(net['val'], labels['val']) if cfg.calibrate else 1.0
     mode = cfg.ensemble if trees else 'network'
-    w = ensemble_weight(mode, apply_temperature(net['val'], T), trees.get('val'), labels['val'])
-    answers = {k: final_probabilities(p, trees.get(k), w, T) for k, p in net.items()}
-    return answers, {'temperature': T, 'ensemble': mode, 'ensemble_weight': w}
+    w, report = choose_ensemble(mode, split_parts({'val': apply_temperature(net['val'], T)}, trees, 'val'), labels['val'], seed=cfg.seed)
+    answers = {k: final_probabilities(split_parts(net, trees, k), w, T) for k in net}
+    return answers, {'temperature': T, 'ensemble': mode, 'ensemble_weights': w}, report
 
 # %% ../nbs/13_entrypoint.ipynb #21fda4f4
 def calibration_report(net:dict, trees:dict, labels:dict, # as for `finish_probabilities`
-                       post:dict, # its fields: temperature and weight
+                       post:dict, # its fields: temperature and weights
                       )->dict:
     "Expected calibration error and Brier score of the answers per split, before the temperature (T = 1) and after."
     from bsm_nb.evaluate import calibration_metrics
     from bsm_nb.ensemble import final_probabilities
-    out = {'temperature': round(post['temperature'], 4)}
-    for k, p in net.items():
-        before = calibration_metrics(final_probabilities(p, trees.get(k), post['ensemble_weight'], 1.0), labels[k])
-        after = calibration_metrics(final_probabilities(p, trees.get(k), post['ensemble_weight'], post['temperature']), labels[k])
+    out, w = {'temperature': round(post['temperature'], 4)}, post['ensemble_weights']
+    for k in net:
+        before = calibration_metrics(final_probabilities(split_parts(net, trees, k), w, 1.0), labels[k])
+        after = calibration_metrics(final_probabilities(split_parts(net, trees, k), w, post['temperature']), labels[k])
         out[k] = {f'{m}_{when}': round(v, 4) for when, d in (('before', before), ('after', after)) for m, v in d.items()}
     return out
 
 # %% ../nbs/13_entrypoint.ipynb #e9dc537c
-def score_parts(net:dict, trees:dict, answers:dict, # split -> probabilities of each part and of the answers
+def score_parts(net:dict, trees:dict, answers:dict, # split -> probabilities of the network and the answers; part -> split -> the trees'
                 data:dict, post:dict, # the encoded splits; `finish_probabilities`' fields
                 cfg:BSMConfig)->dict:
-    "Val and test scores of the network (calibrated), the trees and the answers, each at its own val threshold."
-    from bsm_nb.evaluate import apply_temperature
-    parts = {'network': {k: apply_temperature(p, post['temperature']) for k, p in net.items()}, 'trees': trees, 'answers': answers}
-    score = lambda p: score_splits(p, data, cfg.threshold_policy, cfg.threshold_target)
+    "Val and test scores (with `ece`) of the network (calibrated), each tree part and the answers, each at its own val threshold."
+    from bsm_nb.evaluate import apply_temperature, calibration_metrics
+    parts = {'network': {k: apply_temperature(p, post['temperature']) for k, p in net.items()}, **trees, 'answers': answers}
+    def score(probs):
+        s = score_splits(probs, data, cfg.threshold_policy, cfg.threshold_target)
+        for k, p in probs.items(): s[k]['ece'] = calibration_metrics(p, data[k].arrays['label'])['ece']
+        return s
     return {name: score(p) for name, p in parts.items() if p}
 
 # %% ../nbs/13_entrypoint.ipynb #6b9933b4
@@ -333,8 +344,8 @@ def save_outputs(model_dir:Path, # the final model dir
                  probs:dict, data:dict, # the predictions, and the splits they are of
                  metrics:dict, # from `score_splits` and `run_stats`; its `wall_s` is set here
                  t0:float, # `time.time()` when the run started
-                 trees=None, # the tree partner, from `fit_tree_partner`
-                 post:dict|None=None, # temperature and blend weight, from `finish_probabilities`
+                 trees:dict|None=None, # tree part -> its trees, from `fit_tree_parts`: those with weight are saved
+                 post:dict|None=None, # temperature and blend weights, from `finish_probabilities`
                  encoder:str|None=None, # the encoder it started from (`find_encoder`): its weights' sha256 is recorded
                 ):
     "Write the weights, trees, predictions, plots, `metrics.json` and the artifacts into `model_dir`, all at once."
@@ -344,7 +355,8 @@ def save_outputs(model_dir:Path, # the final model dir
     threshold, labels = metrics.get('threshold', 0.5), processor.label_list
     with staged_model_dir(model_dir) as stage:
         save_model(stage/'model.safetensors', model)
-        if trees is not None: save_trees(trees, stage)
+        for part, b in (trees or {}).items():
+            if (post or {}).get('ensemble_weights', {}).get(part): save_trees(b, stage, part)
         write_predictions(stage, probs, data, labels, threshold)
         write_plots(stage, probs, data, len(labels), threshold if len(labels) == 2 else None)
         metrics['wall_s'] = round(time.time() - t0, 1)
@@ -377,11 +389,12 @@ def track_outputs(tracker, # from `start_tracking`, or None
 
 # %% ../nbs/13_entrypoint.ipynb #53ef2a61
 def final_line(metrics:dict)->str:
-    "The `final` line: every val and test metric but `rows`, prefixed by its split, and the threshold."
+    "The `final` line: every val and test metric but `rows` by split, each part's AUROC and weight, and the threshold."
     from bsm_nb.train import metric_line
     final = {f'{k}_{m}': v for k in ('val', 'test') if k in metrics for m, v in metrics[k].items() if m != 'rows'}
     parts = {f'{p}_{k}_auroc': s[k]['auroc'] for p, s in metrics.get('parts', {}).items() if p != 'answers' for k in ('val', 'test') if k in s}
-    post = {k: metrics['ensemble'][k] for k in ('ensemble_weight', 'temperature') if k in metrics.get('ensemble', {})}
+    ens = metrics.get('ensemble', {})
+    post = {**{f'weight_{p}': w for p, w in ens.get('ensemble_weights', {}).items()}, **({'temperature': ens['temperature']} if 'temperature' in ens else {})}
     return metric_line('final', {**final, **parts, **post, 'threshold': metrics.get('threshold', 0.5)})
 
 # %% ../nbs/13_entrypoint.ipynb #1b62c854
@@ -418,12 +431,12 @@ def run_training(cfg:BSMConfig, # the run's config
     best = load_best(trainer)
     net, rows_per_s = predict_splits(best, loaders, cfg)
     t = time.time()
-    trees, tree_probs, why = fit_tree_partner(cfg, processor, splits, data)
+    trees, tree_probs, why = fit_tree_parts(cfg, processor, splits, data)
     labels = {k: data[k].arrays['label'] for k in net}
-    answers, post = finish_probabilities(cfg, net, tree_probs, labels)
+    answers, post, choice = finish_probabilities(cfg, net, tree_probs, labels)
     metrics = {**score_splits(answers, data, cfg.threshold_policy, cfg.threshold_target),
                **run_stats(trainer, best, cfg, len(data['train']), fit_s, rows_per_s),
-               'ensemble': {**post, 'reason': why, 'fit_s': round(time.time() - t, 2)}} # trees, temperature and weight
+               'ensemble': {**post, **choice, 'reason': why, 'fit_s': round(time.time() - t, 2)}} # parts, temperature, weights, why
     metrics['parts'] = score_parts(net, tree_probs, answers, data, post, cfg)
     metrics['calibration'] = calibration_report(net, tree_probs, labels, post)
     save_outputs(paths.model_dir, cfg, processor, best, tokenizer, answers, data, metrics, t0, trees, post, encoder)

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 WOMENS = ROOT.parent/'shared'/'data'/'womens_clothing'
 WORKERS = 2 # concurrent bsm-train processes: each start spends ~5 s importing torch, lightning and transformers
 MODEL_FILES = {'bsm_model.json', 'model.safetensors', 'preprocessor.json', 'tokenizer', 'metrics.json', 'predictions.csv',
-               'predictions_val.csv', 'roc_curve.png', 'pr_curve.png', 'calibration_curve.png', 'trees.txt'}
+               'predictions_val.csv', 'roc_curve.png', 'pr_curve.png', 'calibration_curve.png'} # + the trees the answers use
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -41,6 +41,8 @@ def assert_complete_model_dir(model_dir:Path, out:str):
     "Every file of a finished run, valid plots, and no staging directory."
     names = {p.name for p in Path(model_dir).iterdir()}
     assert MODEL_FILES <= names, f'missing {MODEL_FILES - names}\n{out[-3000:]}'
+    weights = meta_of(model_dir)['ensemble_weights']
+    assert names & {'trees.txt', 'trees_fields.txt'} == {f'{p}.txt' for p, w in weights.items() if w and p != 'network'}, (names, weights)
     assert not staging_left(model_dir)
     assert (model_dir/'tokenizer'/'tokenizer.json').exists() or (model_dir/'tokenizer'/'vocab.txt').exists()
     for png in ('roc_curve.png', 'pr_curve.png', 'calibration_curve.png'):
@@ -146,20 +148,37 @@ def test_synthetic_run_reports_the_network_the_trees_and_their_blend(synthetic_r
     the temperature chosen on val, and ECE / Brier before and after calibration; bsm_model.json holds what reproduces them."""
     base, out = synthetic_run
     m, meta = metrics_of(base/'model'), meta_of(base/'model')
-    assert set(m['parts']) == {'network', 'trees', 'answers'}, m['parts']
-    for part in m['parts'].values(): assert 0 <= part['test']['auroc'] <= 1 and 0 <= part['val']['auroc'] <= 1
-    assert m['parts']['answers']['test'] == m['test'] and m['parts']['answers']['threshold'] == m['threshold']
-    w, T = m['ensemble']['ensemble_weight'], m['ensemble']['temperature']
-    assert m['ensemble']['ensemble'] == 'auto' and 0 <= w <= 1 and T > 0, m['ensemble']
-    assert (meta['ensemble_weight'], meta['temperature'], meta['format_version']) == (w, T, 2)
+    assert set(m['parts']) == {'network', 'trees', 'trees_fields', 'answers'}, m['parts']
+    for part in m['parts'].values():
+        assert all(0 <= part[k][f] <= 1 for k in ('val', 'test') for f in ('auroc', 'ece')) and part['test']['loss'] > 0
+    assert {k: v for k, v in m['parts']['answers']['test'].items() if k != 'ece'} == m['test']
+    assert m['parts']['answers']['threshold'] == m['threshold']
+    ens = m['ensemble']
+    w, T = ens['ensemble_weights'], ens['temperature']
+    assert ens['ensemble'] == 'auto' and set(w) == {'network', 'trees', 'trees_fields'} and T > 0, ens
+    assert abs(sum(w.values()) - 1) < 1e-9 and ens['choice'] in ('best part', 'blend'), ens
+    assert set(ens['cv_log_loss']) == {'best part', 'blend'} and ens['folds'] == 5, ens # chosen by cross-fitting on val
+    assert {p: c['weight'] for p, c in ens['candidates'].items()} == w and all(c['why'] for c in ens['candidates'].values())
+    assert (meta['ensemble_weights'], meta['temperature'], meta['format_version']) == (w, T, 3)
     assert set(m['calibration']['test']) == {'ece_before', 'ece_after', 'brier_before', 'brier_after'}
-    from bsm_nb.ensemble import load_trees
-    from bsm_nb.model import load_tokenizer
-    cfg = meta['config'] # the trees read the fields and a count per word piece of the tokenizer saved with the model
-    n_fields = len(cfg['cat_field_list']) + len(cfg['tab_field_list'])
-    assert cfg['trees_text'] and load_trees(base/'model').num_feature() == n_fields + len(load_tokenizer(str(base/'model'/'tokenizer')))
     final = next(ln for ln in out.splitlines() if ln.startswith('final '))
-    assert f'ensemble_weight={w:.4f}' in final and f'trees_test_auroc={m["parts"]["trees"]["test"]["auroc"]:.4f}' in final, final
+    for p in w: assert f'weight_{p}={w[p]:.4f}' in final and f'{p}_test_auroc={m["parts"][p]["test"]["auroc"]:.4f}' in final, final
+
+
+def test_the_tree_parts_read_what_they_are_named_for(synthetic_run):
+    """trees.txt reads the fields and a count per word piece of the saved tokenizer, trees_fields.txt the fields alone;
+    the model dir holds the parts with weight (`assert_complete_model_dir`), and they load as those parts."""
+    from bsm_nb.artifacts import load_bundle
+    from bsm_nb.ensemble import load_tree_parts
+    from bsm_nb.model import load_tokenizer
+    base, _ = synthetic_run
+    cfg, weights = meta_of(base/'model')['config'], meta_of(base/'model')['ensemble_weights']
+    n_fields = len(cfg['cat_field_list']) + len(cfg['tab_field_list'])
+    want = {'trees': n_fields + len(load_tokenizer(str(base/'model'/'tokenizer'))), 'trees_fields': n_fields}
+    parts = load_tree_parts(base/'model')
+    assert set(parts) == {p for p, w in weights.items() if w and p != 'network'}, (parts, weights)
+    assert {p: b.num_feature() for p, b in parts.items()} == {p: want[p] for p in parts}
+    assert set(load_bundle(base/'model', device='cpu').trees) == set(parts)
 
 
 def test_predict_and_serve_answer_what_training_wrote(synthetic_run):
