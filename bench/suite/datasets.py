@@ -26,6 +26,7 @@ DATA_ROOT = REPO.parent / "shared" / "data"
 RESULTS = SUITE_DIR / "results.jsonl"
 TRAIN_CAP = 2000  # first rows of train.csv; a network run (2 epochs) then takes ~3 minutes on 2 cores
 SEEDS = (42, 43, 44)
+NAMES = ("airline_tweets", "disaster_tweets", "wine_reviews_5k", "liar", "womens", "womens-rating")  # the suite's order
 # bsm_nb's defaults but for these (hyperparameters.json values are strings, lists JSON-encoded)
 NETWORK_HP = {"max_epochs": "2", "num_threads": "2", "checkpoint_every_n_steps": "0"}
 PROTOCOL = (f"train = first {TRAIN_CAP:,} rows of train.csv (cap: one bsm_nb network run ~3 min on 2 cores), "
@@ -93,6 +94,7 @@ def datasets() -> dict:
     "name -> DataSet, in the suite's order."
     out = [_from_baselines("airline_tweets", 3), _from_baselines("disaster_tweets", 2),
            _from_baselines("wine_reviews_5k", 24), _from_baselines("liar", 6), _womens(False), _womens(True)]
+    assert tuple(d.name for d in out) == NAMES
     return {d.name: d for d in out}
 
 

@@ -1,4 +1,4 @@
-"""One bsm_nb run of the accuracy suite: test/val AUROC, log loss and ECE of its answers and of each part, and its times.
+"""One bsm_nb run of the accuracy suite: test/val AUROC, log loss and ECE of its answers and each part; its times.
 
     .venv/bin/python bench/suite/run_bsm.py --data NAME --seed S [--hp KEY=VALUE ...] [--out bench/suite/results.jsonl]
 
@@ -28,9 +28,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from datasets import RESULTS, append_row, datasets, get, write_tree  # noqa: E402
-from scoring import scores  # noqa: E402
+SUITE = Path(__file__).resolve().parent
+# bench/suite/datasets.py must not shadow Hugging Face's `datasets`: import the suite as the package `suite` from bench/
+sys.path[:] = [str(SUITE.parent)] + [p for p in sys.path if Path(p or ".").resolve() != SUITE]
+from suite.datasets import RESULTS, append_row, datasets, get, write_tree  # noqa: E402
+from suite.scoring import scores  # noqa: E402
 
 BIN = Path(sys.executable).parent
 FIGURES = ("auroc", "loss", "ece")
@@ -105,7 +107,8 @@ def main():
             import shutil
             shutil.copytree(model, a.keep, dirs_exist_ok=True)
     for split in ("val", "test"):  # the files and metrics.json score the same probabilities: say so when not
-        if source == "predictions files" and abs(answers[split]["auroc"] - m.get(split, {}).get("auroc", np.nan)) > 1e-4:
+        ref = m.get(split, {}).get("auroc", np.nan)
+        if source == "predictions files" and abs(answers[split]["auroc"] - ref) > 1e-4:
             print(f"warning: {split} AUROC from the predictions file {answers[split]['auroc']:.5f} differs from "
                   f"metrics.json's {m[split]['auroc']:.5f}", file=sys.stderr)
     parts = {name: {k: part_figures(s.get(k, {})) for k in ("val", "test") if k in s}

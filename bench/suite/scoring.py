@@ -1,4 +1,4 @@
-"""The suite's figures from predicted probabilities, through bsm_nb's own metric functions (one definition for all rows).
+"""The suite's figures from predicted probabilities through bsm_nb's own metric functions: one definition, all rows.
 
     .venv/bin/python bench/suite/scoring.py --probs RUN.npz --row RUN.json [--out bench/suite/results.jsonl]
 
@@ -14,8 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
+
+_SUITE = Path(__file__).resolve().parent  # run as a script, its datasets.py must not shadow Hugging Face's `datasets`
+sys.path[:] = [str(_SUITE.parent)] + [p for p in sys.path if Path(p or ".").resolve() != _SUITE]
 
 from bsm_nb.entrypoint import cross_entropy
 from bsm_nb.evaluate import compute_metrics, expected_calibration_error
@@ -37,10 +42,7 @@ def split_scores(p_val, y_val, p_test, y_test) -> dict:
 
 
 def main():
-    import sys
-    from pathlib import Path
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from datasets import RESULTS, append_row
+    from suite.datasets import RESULTS, append_row
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--probs", required=True)

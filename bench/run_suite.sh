@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The accuracy suite (bench/suite/): baselines, bsm_nb default per data set x seed, AutoMM, then the tables in
+# bench/RESULTS.md; every run appends a row to bench/suite/results.jsonl (protocol: bench/suite/datasets.py).
+#   bash bench/run_suite.sh
+#   DATA="wine_reviews_5k liar" SEEDS="42" WITH_AUTOMM=0 bash bench/run_suite.sh
+# AutoMM runs on disaster_tweets and wine_reviews_5k (those of DATA), seed 42, in bench/.venv-automm
+# (bash bench/setup_automm.sh); skipped with a message when that venv is missing or WITH_AUTOMM=0.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-.venv/bin/python}
+AUTOMM_PY=bench/.venv-automm/bin/python
+DATA=${DATA:-"airline_tweets disaster_tweets wine_reviews_5k liar womens womens-rating"}
+SEEDS=${SEEDS:-"42 43 44"}
+AUTOMM_DATA=${AUTOMM_DATA:-"disaster_tweets wine_reviews_5k"}
+export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+say() { echo "$(date -u +%FT%TZ) $*" >&2; }
+
+say "baselines: $DATA"
+# shellcheck disable=SC2086
+nice -n 10 "$PY" bench/suite/baselines.py --data $DATA
+
+for data in $DATA; do
+  for seed in $SEEDS; do
+    say "bsm_nb default: $data seed $seed"
+    nice -n 10 "$PY" bench/suite/run_bsm.py --data "$data" --seed "$seed"
+  done
+done
+
+if [ "${WITH_AUTOMM:-1}" = 0 ]; then
+  say "AutoMM skipped (WITH_AUTOMM=0)"
+elif [ ! -x "$AUTOMM_PY" ]; then
+  say "AutoMM skipped: $AUTOMM_PY is missing (make it with: bash bench/setup_automm.sh)"
+else
+  for data in $AUTOMM_DATA; do
+    case " $DATA " in *" $data "*) ;; *) continue ;; esac
+    say "AutoMM: $data seed 42"
+    nice -n 10 "$AUTOMM_PY" bench/suite/automm.py --data "$data" --seed 42
+  done
+fi
+
+"$PY" bench/suite/table.py
