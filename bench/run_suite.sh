@@ -2,7 +2,7 @@
 # The accuracy suite (bench/suite/): baselines, bsm_nb default per data set x seed, AutoMM, then the tables in
 # bench/RESULTS.md; every run appends a row to bench/suite/results.jsonl (protocol: bench/suite/datasets.py).
 #   bash bench/run_suite.sh
-#   DATA="wine_reviews_5k liar" SEEDS="42" WITH_AUTOMM=0 bash bench/run_suite.sh
+#   DATA="wine_reviews_5k liar" SEEDS="42" ALT_HP="" WITH_AUTOMM=0 bash bench/run_suite.sh
 # AutoMM runs on disaster_tweets and wine_reviews_5k (those of DATA), seed 42, in bench/.venv-automm
 # (bash bench/setup_automm.sh); skipped with a message when that venv is missing or WITH_AUTOMM=0.
 set -euo pipefail
@@ -23,6 +23,15 @@ for data in $DATA; do
   for seed in $SEEDS; do
     say "bsm_nb default: $data seed $seed"
     nice -n 10 "$PY" bench/suite/run_bsm.py --data "$data" --seed "$seed"
+  done
+done
+
+# small-data defaults of the network, each judged on val against the default of the same seed (table.py)
+ALT_HP=${ALT_HP:-"head_lr=0.003"}
+for hp in $ALT_HP; do
+  for data in $DATA; do
+    say "bsm_nb $hp: $data seed 42"
+    nice -n 10 "$PY" bench/suite/run_bsm.py --data "$data" --seed 42 --hp "$hp"
   done
 done
 

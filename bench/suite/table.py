@@ -176,6 +176,32 @@ def summary(facts: dict) -> list:
     return out + [""]
 
 
+def alternatives(rows: list) -> list:
+    "Each non-default bsm_nb run against the default of the same data set and seed, judged on val AUROC only."
+    bsm = [r for r in rows if r.get("kind") == "bsm"]
+    default = {(r["data"], r["seed"]): r for r in bsm if r["run"] == DEFAULT}
+    runs = list(dict.fromkeys(r["run"] for r in bsm if r["run"] != DEFAULT))
+    if not runs:
+        return []
+    cols = ("run", "data", "seed", "answers val AUROC: default → run", "network val AUROC: default → run",
+            "better on val", "test AUROC: default → run (not used)")
+    out = ["### Small-data defaults of the network, judged on val", "", row_line(list(cols)), row_line(["---"] * len(cols))]
+    for run in runs:
+        wins, n = 0, 0
+        for r in sorted((r for r in bsm if r["run"] == run), key=lambda r: (NAMES.index(r["data"]), r["seed"])):
+            d = default.get((r["data"], r["seed"]))
+            if d is None:
+                continue
+            net = lambda x: x.get("parts", {}).get("network", {}).get("val", {}).get("auroc")
+            better = r["val"]["auroc"] > d["val"]["auroc"]
+            wins, n = wins + better, n + 1
+            out.append(row_line([run, r["data"], str(r["seed"]), f"{d['val']['auroc']:.4f} → {r['val']['auroc']:.4f}",
+                                 f"{fmt(net(d))} → {fmt(net(r))}", "yes" if better else "no",
+                                 f"{d['test']['auroc']:.4f} → {r['test']['auroc']:.4f}"]))
+        out += ["", f"- {run}: better answers on val on {wins} of {n} data set runs.", ""] if n else [""]
+    return out
+
+
 def section(rows: list) -> str:
     lines = [BEGIN, "## Accuracy suite: six data sets (`bench/suite/`)", "",
              "`bash bench/run_suite.sh` (baselines, bsm_nb default × seeds 42 43 44, AutoMM, then this section: "
@@ -195,6 +221,7 @@ def section(rows: list) -> str:
         t, facts[name] = data_table(name, rows)
         lines += t
     lines += summary(facts)
+    lines += alternatives(rows)
     return "\n".join(lines + [END])
 
 
