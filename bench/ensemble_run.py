@@ -49,7 +49,8 @@ def row(m:dict, data:str, seed:int, hp:dict, wall_s:float)->dict:
     return {"bench": "ensemble", "data": data, "seed": seed, "hp": hp, "cpu": cpu_label(), "precision": m["precision"],
             "predict_mode": m["predict_mode"], "parts_auroc": parts, "test_auroc": round(m["test"]["auroc"], 4),
             "ensemble": m["ensemble"], "calibration": m["calibration"], "fit_s": m["fit_s"], "wall_s": round(wall_s, 1),
-            "extra_time_share": round(m["ensemble"]["fit_s"] / m["fit_s"], 4), "python": platform.python_version()}
+            "extra_time_share": round(m["ensemble"]["fit_s"] / m["fit_s"], 4), "python": platform.python_version(),
+            "date": time.strftime("%Y-%m-%d", time.gmtime())}
 
 
 def main():

@@ -2,7 +2,7 @@
 # The accuracy suite (bench/suite/): baselines, bsm_nb default per data set x seed, AutoMM, then the tables in
 # bench/RESULTS.md; every run appends a row to bench/suite/results.jsonl (protocol: bench/suite/datasets.py).
 #   bash bench/run_suite.sh
-#   DATA="wine_reviews_5k liar" SEEDS="42" ALT_HP="" WITH_AUTOMM=0 bash bench/run_suite.sh
+#   DATA="wine_reviews_5k liar" SEEDS="42" ALT_HP="" WITH_AUTOMM=0 WITH_EARLIER=0 bash bench/run_suite.sh
 # AutoMM runs on disaster_tweets and wine_reviews_5k (those of DATA), seed 42, in bench/.venv-automm
 # (bash bench/setup_automm.sh); skipped with a message when that venv is missing or WITH_AUTOMM=0.
 set -euo pipefail
@@ -34,6 +34,17 @@ for hp in $ALT_HP; do
     nice -n 10 "$PY" bench/suite/run_bsm.py --data "$data" --seed 42 --hp "$hp"
   done
 done
+
+# Women's Clothing on the protocol its goals were set on (first 4,000 train rows, 1 epoch): bench/ensemble_run.py
+if [ "${WITH_EARLIER:-1}" = 1 ]; then
+  for seed in $SEEDS; do
+    for wr in "" --with-rating; do
+      say "Women's Clothing, earlier protocol $wr seed $seed"
+      # shellcheck disable=SC2086
+      (cd bench && nice -n 10 "../$PY" ensemble_run.py --data womens $wr --seed "$seed" --out suite/womens_earlier_protocol.jsonl)
+    done
+  done
+fi
 
 if [ "${WITH_AUTOMM:-1}" = 0 ]; then
   say "AutoMM skipped (WITH_AUTOMM=0)"

@@ -246,7 +246,9 @@ def section(rows: list) -> str:
              "seeds; its part rows are metrics.json's `parts` (the network calibrated by the temperature). time s = "
              "the run's wall time (bsm_nb: the bsm-train process; AutoMM: its whole process; baselines: data to "
              "test probabilities). Choices: the ensemble's choice and weights per seed, the temperature T and the "
-             "extra share (trees + calibration + blend time / network fit time).", ""]
+             "extra share (trees + calibration + blend time / network fit time). The `head_lr=0.001` rows (the default "
+             "before this suite, run with `hp` {} then) partly ran beside the AutoMM runs: compare times only among the "
+             "default's rows, which ran one after another on a nearly quiet machine.", ""]
     facts = {}
     for name in NAMES:
         t, facts[name] = data_table(name, rows)
