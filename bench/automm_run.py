@@ -177,6 +177,18 @@ def positive_proba(predictor, df):
     return proba[1].to_numpy(), dt
 
 
+def add_training_callback(predictor, callback):
+    "Add a Lightning `callback` to the Trainer AutoMM builds for training (its learner makes the callbacks per run)."
+    learner = predictor._learner
+    own_callbacks = learner.get_callbacks_per_run
+
+    def callbacks_with_timer(*args, **kwargs):
+        cbs = own_callbacks(*args, **kwargs)
+        return cbs + [callback] if kwargs.get("is_train", True) else cbs
+
+    learner.get_callbacks_per_run = callbacks_with_timer
+
+
 def main():
     a = parse_args()
     torch.set_num_threads(2)
@@ -205,14 +217,8 @@ def main():
     save_dir = tempfile.mkdtemp(prefix="automm_")
     predictor = MultiModalPredictor(label=LABEL, problem_type="binary", path=os.path.join(save_dir, "model"),
                                     verbosity=2, enable_progress_bar=False)
+    add_training_callback(predictor, timer)
     learner = predictor._learner
-    own_callbacks = learner.get_callbacks_per_run
-
-    def callbacks_with_timer(*args, **kwargs):  # AutoMM builds its Trainer's callbacks here; add ours to training
-        cbs = own_callbacks(*args, **kwargs)
-        return cbs + [timer] if kwargs.get("is_train", True) else cbs
-
-    learner.get_callbacks_per_run = callbacks_with_timer
 
     t = time.perf_counter()
     predictor.fit(train, tuning_data=val, column_types=column_types, hyperparameters=hyperparameters, seed=a.seed)

@@ -79,14 +79,8 @@ def main():
     with tempfile.TemporaryDirectory(prefix="automm_suite_") as d:
         predictor = ar.MultiModalPredictor(label=ds.label, problem_type="binary" if len(classes) == 2 else "multiclass",
                                            path=os.path.join(d, "model"), verbosity=2, enable_progress_bar=False)
+        ar.add_training_callback(predictor, timer)
         learner = predictor._learner
-        own_callbacks = learner.get_callbacks_per_run
-
-        def callbacks_with_timer(*args, **kwargs):
-            cbs = own_callbacks(*args, **kwargs)
-            return cbs + [timer] if kwargs.get("is_train", True) else cbs
-
-        learner.get_callbacks_per_run = callbacks_with_timer
         t = time.perf_counter()
         predictor.fit(train, tuning_data=val, column_types=column_types, hyperparameters=hyperparameters, seed=a.seed)
         fit_s = time.perf_counter() - t

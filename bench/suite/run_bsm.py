@@ -33,17 +33,10 @@ SUITE = Path(__file__).resolve().parent
 sys.path[:] = [str(SUITE.parent)] + [p for p in sys.path if Path(p or ".").resolve() != SUITE]
 from suite.datasets import RESULTS, append_row, datasets, get, write_tree  # noqa: E402
 from suite.scoring import scores  # noqa: E402
+from ours_run import key_value  # noqa: E402  (--hp KEY=VALUE, as the other bench scripts read it)
 
 BIN = Path(sys.executable).parent
 FIGURES = ("auroc", "loss", "ece")
-
-
-def key_value(s: str) -> tuple:
-    "--hp KEY=VALUE as a (KEY, VALUE) pair of strings."
-    k, sep, v = s.partition("=")
-    if not (k and sep):
-        raise argparse.ArgumentTypeError(f"{s!r} is not KEY=VALUE (a hyperparameter name, '=', its value)")
-    return k, v
 
 
 def _label_index(labels: pd.Series, label_list: list) -> np.ndarray:
