@@ -6,7 +6,7 @@ PY := $(BIN)/python
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install nginx nginx-1.18 chromium demo docs test check-clean lint nbtest pytest container-test lock bench clean
+.PHONY: install nginx nginx-1.18 chromium demo docs outputs test check-clean check-tree lint nbtest pytest container-test lock bench clean
 
 install: $(VENV)/.installed nginx nginx-1.18 chromium
 
@@ -50,6 +50,12 @@ demo: install
 docs: install
 	$(PY) tests/tools/build_book.py --out _docs
 
+# The outputs the book shows, stored in the chapters: every visible, non-exported cell's fresh outputs (then nbdev_clean).
+# `make docs` fails when a stored output no longer matches what its cell gives. ONLY=04_model,07_ensemble for some chapters.
+outputs: install
+	$(PY) tests/tools/build_book.py --out _docs --store $(if $(ONLY),--only $(ONLY))
+	$(BIN)/nbdev_clean
+
 # Notebooks clean and library in sync with them: both commands must leave no change.
 check-clean: install
 	$(BIN)/nbdev_clean
@@ -69,7 +75,16 @@ nbtest: install
 pytest: install
 	$(BIN)/pytest tests/
 
-test: check-clean lint nbtest docs pytest
+# Last: nothing the steps above ran left files outside the project's folders (tests/tools/check_tree.py).
+check-tree:
+	$(PY) tests/tools/check_tree.py
+
+test: check-clean lint nbtest docs pytest check-tree
+
+# bench/RESULTS.md rebuilt from the committed results under bench/results/ (seconds; no benchmark is rerun:
+# bench/README.md lists each benchmark, its command and its run time).
+bench: install
+	$(PY) bench/make_table.py
 
 # The image, built from docker/Dockerfile with podman and run as SageMaker runs it (train, stop and resume, serve).
 # As root; installs podman, runc and debootstrap from Debian's packages when missing. Settings: tests/container/build.sh.

@@ -1,10 +1,19 @@
-"""Write bench/RESULTS.md from the JSON lines in bench/out/*.jsonl (stdlib only).
+"""Write bench/RESULTS.md from the committed results under bench/results/ alone (bench/README.md says which file feeds
+which section). Stdlib only; the suite's table.py, which it runs, needs the project venv.
 
-    .venv/bin/python bench/make_table.py
+    .venv/bin/python bench/make_table.py               # rebuild bench/RESULTS.md
+    .venv/bin/python bench/make_table.py --no-write    # print it instead (tests/test_bench_suite.py compares the two)
+    .venv/bin/python bench/make_table.py --record-env  # after a rerun of the table: this machine into env.json first
 
-Rows with the same (run, with_rating) are pooled over seeds: AUROC as mean ± std, the rest as means.
+The file is: the tables of bsm_nb against the peers and baselines, from bench/results/accuracy/table/ (*.jsonl rows,
+env.json: the machine, Python and venvs of the run, run_table.log: the load when each step started); then the sections
+in SECTIONS, each a markdown file under bench/results/ (a line naming a generator is replaced by its output); then
+the accuracy suite's section, from bench/accuracy/suite/table.py on bench/results/accuracy/suite.jsonl.
+Rows with the same (run, with_rating) are pooled over seeds: AUROC as mean ± std, the rest as means. A row pooled
+already (`seeds` and `test_auroc_sd`: reconstructed from an earlier RESULTS.md) keeps its own spread.
 Rows whose `run` starts with "bsm_nb" go into the "bsm_nb (ours)" group of each table.
 """
+import argparse
 import datetime
 import glob
 import json
@@ -12,10 +21,18 @@ import os
 import platform
 import statistics
 import subprocess
+import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-KEPT_FROM = "## Time to failure" # sections from here on are written by other scripts and kept
 ROOT = os.path.dirname(HERE)
+RESULTS = os.path.join(HERE, "results")
+TABLE = os.path.join(RESULTS, "accuracy", "table")  # the rows of the tables against the peers; env.json; run_table.log
+# the sections after the tables, in order: markdown under bench/results/, written by hand from the scripts' output
+SECTIONS = ("startup/fail_fast.md", "serving/serving.md", "speed/op_profile.md", "speed/data_scale.md",
+            "speed/int8_check.md", "accuracy/ensemble.md", "gpu/gpu_check.md", "accuracy/table_2026-12-01.md")
+# a line of a section that names a generator: replaced by what the script prints (paths from the repository root)
+GENERATED = "<!-- make_table.py puts here: "
+SUITE_TABLE = os.path.join(HERE, "accuracy", "suite", "table.py")
 VENVS = {"project (.venv)": os.path.join(ROOT, ".venv"), "peer (bench/.venv-peer)": os.path.join(HERE, ".venv-peer"),
          "AutoMM (bench/.venv-automm)": os.path.join(HERE, ".venv-automm")}
 PKGS = ["torch", "transformers", "multimodal-transformers", "autogluon.multimodal", "lightning", "scikit-learn", "numpy"]
@@ -25,7 +42,7 @@ COLS = ["run", "seeds", "test AUROC", "test AP", "F1 @ val-chosen thr", "F1 @ 0.
 
 def read_rows():
     rows = []
-    for path in sorted(glob.glob(os.path.join(HERE, "out", "*.jsonl"))):
+    for path in sorted(glob.glob(os.path.join(TABLE, "*.jsonl"))):
         rows += [r for r in (json.loads(line) for line in open(path) if line.strip()) if "run" in r and "test_auroc" in r]  # other benches' lines (serve_load, data_scale) are not table rows
     return rows
 
@@ -55,10 +72,21 @@ def fmt(vals, digits, spread=False):
     return s + (f" ± {statistics.stdev(vals):.{digits}f}" if spread and len(vals) > 1 else "")
 
 
+def seeds(rs):
+    "The seeds of rows `rs`, in order; a row pooled over seeds lists them in `seeds`."
+    return [s for r in rs for s in (r.get("seeds") or [r["seed"]]) if s is not None]
+
+
+def auroc(rs):
+    "Test AUROC as mean ± std over the seeds; a row pooled already carries its std in `test_auroc_sd`."
+    if len(rs) == 1 and rs[0].get("test_auroc_sd") is not None:
+        return f"{rs[0]['test_auroc']:.4f} ± {rs[0]['test_auroc_sd']:.4f}"
+    return fmt([r["test_auroc"] for r in rs], 4, True)
+
+
 def line(name, rs):
     f = lambda k, d, spread=False: fmt([r[k] for r in rs], d, spread)
-    seeds = ", ".join(str(r["seed"]) for r in rs if r["seed"] is not None) or "—"
-    cells = [name, seeds, f("test_auroc", 4, True), f("test_ap", 4), f("f1_val_threshold", 4), f("f1_at_0_5", 4),
+    cells = [name, ", ".join(map(str, seeds(rs))) or "—", auroc(rs), f("test_ap", 4), f("f1_val_threshold", 4), f("f1_at_0_5", 4),
              f("train_samples_per_s", 1), f("infer_rows_per_s", 1), f("peak_rss_mb", 0), f("wall_s", 1)]
     return "| " + " | ".join(cells) + " |"
 
@@ -68,7 +96,7 @@ def table(groups, with_rating):
     ours = [(k, v) for k, v in groups.items() if k[0].startswith("bsm_nb") and k[1] == with_rating]
     out.append("| **bsm_nb (ours)** |" + " |" * (len(COLS) - 1))
     out += [line(k[0], v) for k, v in ours] or [
-        "| *pending: the lead's bench/ours_run.py → bench/out/ours.jsonl* |" + " |" * (len(COLS) - 1)]
+        "| *pending: bench/accuracy/ours_run.py → bench/results/accuracy/table/ours.jsonl* |" + " |" * (len(COLS) - 1)]
     out.append("| **peer and baselines** |" + " |" * (len(COLS) - 1))
     peer_first = sorted(groups.items(), key=lambda kv: not kv[0][0].startswith(("Multimodal", "AutoGluon")))  # stable sort
     for (run, wr), rs in peer_first:
@@ -105,7 +133,7 @@ def headline(groups):
             "peer gating with Rating": peer(True), "peer text_only": peer_rows("text_only")}
     missing = [k for k, v in need.items() if not v]
     if missing:
-        return "## Headline\n\n*incomplete: no rows for " + ", ".join(missing) + " (rerun bench/run_table.sh)*"
+        return "## Headline\n\n*incomplete: no rows for " + ", ".join(missing) + " (rerun bench/accuracy/run_table.sh)*"
     a = lambda rs: mean(rs, "test_auroc")
     # the peer's best fp32 method by test AUROC, per table: the bar our AUROC has to clear
     best = lambda rating: max(((run, rs) for (run, wr), rs in groups.items()
@@ -133,13 +161,13 @@ def headline(groups):
     if old: mem += f"; the earlier defaults {mean(old, 'peak_rss_mb'):,.0f} MB"
     lines.append(mem + ".")
     drop = pick(groups, False, lambda r: r.startswith("bsm_nb concat ·") and r.endswith("(auto), attention_dropout 0.1"))
-    same = [r for r in c if r["seed"] in {d["seed"] for d in drop}] # the same seeds on both sides
+    same = [r for r in c if set(seeds([r])) & set(seeds(drop))] # the same seeds on both sides
     if drop and same:
-        lines.append(f"- Attention dropout 0 (the default) vs BERT's 0.1, the defaults otherwise, seed {', '.join(str(d['seed']) for d in drop)}: "
+        lines.append(f"- Attention dropout 0 (the default) vs BERT's 0.1, the defaults otherwise, seed {', '.join(map(str, seeds(drop)))}: "
                      f"{mean(same, 'train_samples_per_s'):.1f} vs {mean(drop, 'train_samples_per_s'):.1f} training samples/s, "
                      f"{mean(same, 'peak_rss_mb'):,.0f} vs {mean(drop, 'peak_rss_mb'):,.0f} MB peak RSS, test AUROC {a(same):.4f} vs {a(drop):.4f}.")
     met = lambda ok: "met" if ok else "**not met**"
-    lines.append(f"- Goals of issue 6 (defaults vs the peer, without Rating): ≥ 2 × the gating run's training samples/s — {met(sp(c) >= 2)} ({sp(c):.2f} ×); "
+    lines.append(f"- Goals against the peer (the defaults, without Rating): ≥ 2 × the gating run's training samples/s — {met(sp(c) >= 2)} ({sp(c):.2f} ×); "
                  f"AUROC ≥ the peer's best method's — {met(a(c) >= a(pb))} ({a(c) - a(pb):+.4f}); peak memory ≤ the peer's — {met(mean(c, 'peak_rss_mb') <= mean(p, 'peak_rss_mb'))}.")
     peer_one = max(((short(run), r["test_auroc"]) for (run, wr), rs in groups.items()
                     if not wr and run.startswith("Multimodal-Toolkit") and "bf16" not in run for r in rs if r["seed"] == c[0]["seed"]),
@@ -155,15 +183,15 @@ def headline(groups):
     else:
         lines.append("- One seed per run: AUROC gaps under about 0.005 are within seed-to-seed spread (the data set's README "
                      "measured the peer's gating at 0.946 ± 0.005 without Rating); speeds move by about 10 % with the machine's load.")
-    prof = os.path.join(HERE, "out", "step_profile.txt")
+    prof = os.path.join(TABLE, "step_profile.txt")
     if os.path.exists(prof):
-        lines += ["- Where a MiniLM training step's time goes (`.venv/bin/python bench/step_profile.py 80`, batch 32 × 80 tokens, 2 threads, "
+        lines += ["- Where a MiniLM training step's time goes (`.venv/bin/python bench/speed/step_profile.py 80`, batch 32 × 80 tokens, 2 threads, "
                   "mean of 5 steps after a warm-up):", "", "```", open(prof).read().strip(), "```"]
     return "\n".join(lines)
 
 
 def goals(groups):
-    "Issue 13's goals, computed from one CPU's rows (each line only where its rows exist)."
+    "The speed and memory goals against the peer, computed from one CPU's rows (each line only where its rows exist)."
     a = lambda rs: mean(rs, "test_auroc")
     ours = lambda pred, rating=False: pick(groups, rating, lambda r: r.startswith("bsm_nb concat ·") and pred(r))
     auto = ours(lambda r: r.endswith("(auto)"))
@@ -176,7 +204,7 @@ def goals(groups):
     met = lambda ok: "met" if ok else "**not met**"
     x = lambda rs, k: mean(rs, k) / mean(peer, k)
     name = lambda rs: rs[0]["run"].split("· ", 1)[1]
-    out = ["## Issue 13's goals on this CPU (computed from the rows above; the peer is Multimodal-Toolkit's gating run, fp32, its default precision)", ""]
+    out = ["## Speed and memory goals on this CPU (computed from the rows above; the peer is Multimodal-Toolkit's gating run, fp32, its default precision)", ""]
     for rs, goal, what in ((auto, 3.0, "with bf16 in hardware, the default"), (fp32, 2.0, "without bf16 (fp32 training; the closest this CPU comes to one without bf16)")):
         if rs:
             out.append(f"- Training {what}, {name(rs)}: {mean(rs, 'train_samples_per_s'):.1f} samples/s = **{x(rs, 'train_samples_per_s'):.2f} ×** the peer's "
@@ -184,18 +212,18 @@ def goals(groups):
                        f"{mean(rs, 'infer_rows_per_s'):.1f} rows/s = **{x(rs, 'infer_rows_per_s'):.2f} ×** the peer's {mean(peer, 'infer_rows_per_s'):.1f} "
                        f"(goal ≥ 3.0 ×: {met(x(rs, 'infer_rows_per_s') >= 3)}); peak RSS {mean(rs, 'peak_rss_mb'):,.0f} MB "
                        f"(goal ≤ 1,500: {met(mean(rs, 'peak_rss_mb') <= 1500)}; the peer {mean(peer, 'peak_rss_mb'):,.0f}); "
-                       f"test AUROC {a(rs):.4f} over seed(s) {', '.join(str(r['seed']) for r in rs)} (before issue 13: 0.9551 ± 0.0028 over 3 seeds).")
+                       f"test AUROC {a(rs):.4f} over seed(s) {', '.join(map(str, seeds(rs)))} (before the speed and memory levers: 0.9551 ± 0.0028 over 3 seeds, the earlier table below).")
     if before and fp32:
-        same = [r for r in fp32 if r["seed"] in {b["seed"] for b in before}]
+        same = [r for r in fp32 if set(seeds([r])) & set(seeds(before))]
         if same:
             out.append(f"- What the levers gave, fp32, same seed ({name(before)} → {name(same)}): training {mean(before, 'train_samples_per_s'):.1f} → "
                        f"{mean(same, 'train_samples_per_s'):.1f} samples/s, prediction {mean(before, 'infer_rows_per_s'):.1f} → {mean(same, 'infer_rows_per_s'):.1f} rows/s, "
                        f"peak RSS {mean(before, 'peak_rss_mb'):,.0f} → {mean(same, 'peak_rss_mb'):,.0f} MB, test AUROC {a(before):.4f} → {a(same):.4f}.")
     bf16_attn = ours(lambda r: "attention in bf16" in r)
-    same = [r for r in auto if r["seed"] in {b["seed"] for b in bf16_attn}]
+    same = [r for r in auto if set(seeds([r])) & set(seeds(bf16_attn))]
     if bf16_attn and same:
-        out.append(f"- What fp32 attention in bf16 training gave (same seeds {', '.join(str(r['seed']) for r in bf16_attn)}; PyTorch's CPU flash-attention backward is "
-                   f"slow in bf16, `bench/op_profile.py`): training {mean(bf16_attn, 'train_samples_per_s'):.1f} → {mean(same, 'train_samples_per_s'):.1f} samples/s, "
+        out.append(f"- What fp32 attention in bf16 training gave (same seeds {', '.join(map(str, seeds(bf16_attn)))}; PyTorch's CPU flash-attention backward is "
+                   f"slow in bf16, `bench/speed/op_profile.py`): training {mean(bf16_attn, 'train_samples_per_s'):.1f} → {mean(same, 'train_samples_per_s'):.1f} samples/s, "
                    f"peak RSS {mean(bf16_attn, 'peak_rss_mb'):,.0f} → {mean(same, 'peak_rss_mb'):,.0f} MB, test AUROC {a(bf16_attn):.4f} → {a(same):.4f}.")
     for run, rs in automm:
         wr = rs[0]["with_rating"]
@@ -224,35 +252,36 @@ def cpu_model():
     return platform.processor() or "unknown"
 
 
-def main():
+def table_part(env):
+    "The file up to its other sections: the tables against the peers per CPU, their goals, the notes, the load log."
     rows = read_rows()
-    groups = pool(rows)  # all CPUs: for the row count below
     sections = "\n\n".join(
         f"## On {cpu}\n\n### Without Rating (the table that shows whether text and fusion work)\n\n{table(g, False)}\n\n"
         f"### With Rating (Rating alone nearly gives the label away)\n\n{table(g, True)}\n\n"
         + (goals(g) or headline(g)).replace("## ", "### ", 1)
         for cpu, g in ((cpu, pool(rs)) for cpu, rs in by_cpu(rows).items()))
-    log = os.path.join(HERE, "out", "run_table.log")
+    log = os.path.join(TABLE, "run_table.log")
     loads = open(log).read().strip() if os.path.exists(log) else "(no run_table.log)"
-    venv_lines = "\n".join(f"- {k}: {versions(v)}" for k, v in VENVS.items())
+    venv_lines = "\n".join(f"- {k}: {v}" for k, v in env["venvs"].items())
     md = f"""# Benchmark results
 
-The side-by-side runs of issue 13 (baselines, the peer's default, bsm_nb's defaults and fp32 with and without this
-issue's levers; AutoMM unless `WITH_AUTOMM=0`), one after another on a quiet machine, then this file:
+The side-by-side speed and memory runs (baselines, the peer's default, bsm_nb's defaults and fp32 with and without the
+speed and memory levers; AutoMM unless `WITH_AUTOMM=0`), one after another on a quiet machine, then this file:
 
 ```
-bash bench/run_speed.sh
+bash bench/speed/run_speed.sh
 ```
 
 The whole table (every fusion and peer method, both peers; about 2.5 hours on 2 cores), then two more seeds and an ablation:
 
 ```
-bash bench/run_table.sh && bash bench/run_extra.sh
+bash bench/accuracy/run_table.sh && bash bench/accuracy/run_extra.sh
 ```
 
-Then `.venv/bin/python bench/make_table.py` rebuilds this file from `bench/out/*.jsonl` alone.
+Each script writes its rows to `bench/results/` (committed), and `.venv/bin/python bench/make_table.py` rebuilds this
+file from those files alone; `bench/README.md` says which script and which file feed each section.
 
-Generated {datetime.date.today()} on {os.cpu_count()} cores, {cpu_model()}, Python {platform.python_version()}. Every row names the CPU it ran on
+Generated {env["date"]} on {env["cores"]} cores, {env["cpu_model"]}, Python {env["python"]}. Every row names the CPU it ran on
 (cores, model, and which of avx2, avx512f, avx512_bf16, amx_bf16, amx_int8 it has): tables are per CPU, and speeds are compared only within one.
 {venv_lines}
 
@@ -284,8 +313,8 @@ peak RSS of the run's own process; wall s = the whole process (imports, data, tr
   train + val + test together** (test statistics leak into the features), and it pads every text to the longest in
   the split (128 here). Its own evaluation reports F1 at the best threshold **on test itself**; we ignore it and
   compute our figures from its probabilities with the threshold chosen on val.
-- **Second peer** = AutoGluon's AutoMM (`autogluon.multimodal==1.6.3`, bench/.venv-automm, `bench/setup_automm.sh`;
-  `bench/automm_run.py`'s docstring lists every default changed for the protocol and every one kept). Its recipe:
+- **Second peer** = AutoGluon's AutoMM (`autogluon.multimodal==1.6.3`, bench/.venv-automm, `bench/accuracy/setup_automm.sh`;
+  `bench/accuracy/automm_run.py`'s docstring lists every default changed for the protocol and every one kept). Its recipe:
   FT-Transformer over the categorical and numeric fields and MiniLM with CLS pooling, fused late by an MLP; AdamW with
   layer-wise lr decay 0.9 and no boost for the fresh layers, cosine schedule with 10 % warm-up, weight decay 1e-3,
   validation twice per epoch and the top 3 checkpoints averaged by greedy soup on val; fp32 on CPU (its mixed precision
@@ -294,14 +323,14 @@ peak RSS of the run's own process; wall s = the whole process (imports, data, tr
   (`model.hf_text.text_trivial_aug_maxscale=0`) and torchvision's two CUDA-only operators are declared before import.
   Without Rating its AUROC is within one seed's spread of bsm_nb's; with Rating it wins (0.9725 against bsm_nb concat's
   0.9649 and HistGradientBoosting's 0.9686, one seed): its FT-Transformer uses the tabular fields, Rating above all,
-  better than bsm_nb's concat MLP. Which part of its recipe gives that is not yet measured (issue 16's work).
-- Issue 13's levers in bsm_nb: in bf16 training on a CPU, attention computed in fp32 (PyTorch's CPU flash-attention
-  backward took 0.57 s of a 1.48 s step in bf16 and 0.08 s in fp32; `bench/op_profile.py`; the "attention in bf16"
+  better than bsm_nb's concat MLP. Which part of its recipe gives that is not yet measured.
+- The speed and memory levers in bsm_nb: in bf16 training on a CPU, attention computed in fp32 (PyTorch's CPU flash-attention
+  backward took 0.57 s of a 1.48 s step in bf16 and 0.08 s in fp32; `bench/speed/op_profile.py`; the "attention in bf16"
   rows are without it). And, shown by the fp32 row "freeze_word_embeddings false, predict_int8 false, BSM_MMAP_THRESHOLD=0": word embeddings frozen
   (`freeze_word_embeddings`: no gradient or AdamW state for a third of MiniLM), int8 prediction where prediction would
   run in fp32 on a CPU (`predict_int8`: the encoder's linear layers but the feed-forward down-projections, dynamically
   quantised per channel), and glibc's mmap threshold fixed at 4 MiB in `train` (`BSM_MMAP_THRESHOLD`) so that freed
-  activations go back to the system. `bench/int8_check.py` measures int8 against fp32 on one trained model.
+  activations go back to the system. `bench/speed/int8_check.py` measures int8 against fp32 on one trained model.
 - `text_only` is `TabularConfig`'s default (the peer's command-line default is
   `individual_mlps_on_cat_and_numerical_feats_then_concat`); it never sees the tabular columns, so one run serves both tables.
 - HistGradientBoosting: scikit-learn defaults (`random_state=42`), categoricals as native categories learnt from the
@@ -319,15 +348,49 @@ peak RSS of the run's own process; wall s = the whole process (imports, data, tr
 {loads}
 ```
 """
-    path = os.path.join(HERE, "RESULTS.md")
-    # sections measured by other scripts (e.g. fail_fast.py's "Time to failure") follow the table's part: keep them
-    kept = ""
-    if os.path.exists(path):
-        old = open(path).read()
-        if (i := old.find(KEPT_FROM)) >= 0: kept = "\n" + old[i:]
-    with open(path, "w") as f:
-        f.write(md + kept)
-    print(f"wrote bench/RESULTS.md ({sum(len(v) for v in groups.values())} result rows)")
+    return md
+
+
+def record_env():
+    "Write env.json: today's date and this machine's cores, CPU, Python and venvs (after a rerun of the table's rows)."
+    env = {"date": str(datetime.date.today()), "cores": os.cpu_count(), "cpu_model": cpu_model(),
+           "python": platform.python_version(), "venvs": {k: versions(v) for k, v in VENVS.items()}}
+    with open(os.path.join(TABLE, "env.json"), "w") as f:
+        f.write(json.dumps(env, indent=1, ensure_ascii=False) + "\n")
+
+
+def run_script(cmd):
+    "What a generator script prints, run from the repository root with this Python."
+    return subprocess.run([sys.executable, *cmd], capture_output=True, text=True, check=True, cwd=ROOT).stdout
+
+
+def section(name):
+    "One section's markdown from bench/results/NAME, each generator line replaced by its script's output."
+    text = open(os.path.join(RESULTS, name)).read()
+    return "".join(run_script(ln[len(GENERATED):].split(" -->")[0].split()) if ln.startswith(GENERATED) else ln
+                   for ln in text.splitlines(keepends=True))
+
+
+def build():
+    "The whole of bench/RESULTS.md, from the files under bench/results/ alone."
+    env = json.load(open(os.path.join(TABLE, "env.json")))
+    suite = run_script([SUITE_TABLE, "--no-write"])
+    return table_part(env) + "\n" + "\n".join([section(s) for s in SECTIONS] + [suite])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--no-write", action="store_true", help="print the file instead of writing bench/RESULTS.md")
+    ap.add_argument("--record-env", action="store_true", help="first write this machine, Python, venvs into env.json")
+    a = ap.parse_args()
+    if a.record_env: record_env()
+    md = build()
+    if a.no_write:
+        sys.stdout.write(md)
+        return
+    with open(os.path.join(HERE, "RESULTS.md"), "w") as f:
+        f.write(md)
+    print(f"wrote bench/RESULTS.md ({len(read_rows())} table rows)")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ __all__ = ['FUSIONS', 'POOLINGS', 'MODEL_CLASSES', 'METRICS', 'CLEANING_STEPS', 
            'range_text', 'check_ranges', 'check_choices', 'check_metrics', 'check_fields', 'check_full_field_list',
            'check_labels', 'check_config', 'field_types', 'config_from_dict', 'encode_value', 'encode_hyperparameters',
            'to_hyperparameters', 'strip_credentials', 'persisted_config', 'sagemaker_base_dir', 'SageMakerPaths',
-           'parse_cli', 'read_hyperparameters', 'load_config', 'local_encoder_dir']
+           'is_global_zero', 'parse_cli', 'read_hyperparameters', 'load_config', 'local_encoder_dir']
 
 # %% ../nbs/00_config.ipynb #cd898dc9
 FUSIONS = ('concat', 'gated', 'text_only', 'tab_only')
@@ -133,8 +133,14 @@ def effective_fusion(self:BSMConfig)->str:
 # %% ../nbs/00_config.ipynb #8467d97f
 @patch(as_prop=True)
 def feature_fields(self:BSMConfig)->list:
-    "Every column the model reads, in a stable order."
+    "Every input column the hyperparameters name, in a stable order: what a request may send."
     return [*self.text_name, *self.cat_field_list, *self.tab_field_list]
+
+@patch(as_prop=True)
+def model_fields(self:BSMConfig)->list:
+    "The columns the network reads: the text unless `tab_only`, the categorical and numeric fields unless `text_only`."
+    text = self.text_name if self.effective_fusion != 'tab_only' else []
+    return [*text, *(self.cat_field_list + self.tab_field_list if self.effective_fusion != 'text_only' else [])]
 
 # %% ../nbs/00_config.ipynb #f48ef797
 @patch(as_prop=True)
@@ -465,6 +471,15 @@ def hyperparameters_file(self:SageMakerPaths)->Path:
 def failure_file(self:SageMakerPaths)->Path:
     "`failure` in the output directory."
     return self.output_dir/'failure'
+
+# %% ../nbs/00_config.ipynb #8509e431
+def is_global_zero(rank:int|None=None, # the global rank when known
+                   env:dict|None=None, # the environment; `os.environ` when None
+                  )->bool:
+    "Whether this process is global rank 0: `rank` when given, else `RANK`, `NODE_RANK` and `LOCAL_RANK` all 0 or unset."
+    if rank is not None: return int(rank) == 0
+    env = os.environ if env is None else env
+    return all(str(env.get(k) or '0') == '0' for k in ('RANK', 'NODE_RANK', 'LOCAL_RANK'))
 
 # %% ../nbs/00_config.ipynb #453f5c0f
 def _flag_pairs(argv:list)->list:

@@ -22,8 +22,8 @@ log = logging.getLogger('bsm_nb')
 __all__ = ['log', 'DEFAULT_MASTER_PORT', 'DEFAULT_TIMEOUT_S', 'DEFAULT_RESOLVE_TIMEOUT_S', 'LR_SCALINGS', 'DistributedError',
            'read_config_json', 'Cluster', 'cluster_hosts', 'cluster_from_env', 'check_channels', 'resolve_host',
            'weights_checksum', 'WeightChecksum', 'SageMakerDDPStrategy', 'ddp_trainer_kwargs', 'network_interfaces',
-           'socket_ifname', 'setup_distributed', 'effective_batch_size', 'scale_lr', 'checkpoint_name_suffix',
-           'writes_checkpoints', 'exchange_across_nodes', 'fit_processor']
+           'socket_ifname', 'setup_distributed', 'effective_batch_size', 'scale_lr', 'exchange_across_nodes',
+           'fit_processor']
 
 # %% ../nbs/14_distributed.ipynb #4220ff2a
 class DistributedError(RuntimeError):
@@ -279,16 +279,6 @@ def scale_lr(cfg:BSMConfig, # the run's config: `lr`, `head_lr`, `batch_size`, `
                  f'x {world_size} ranks x {cfg.accumulate_grad_batches} accumulated; '
                  f'lr {out.lr:g}, head_lr {out.head_lr:g} (lr_scaling={mode})')
     return out
-
-# %% ../nbs/14_distributed.ipynb #87bb1502
-def checkpoint_name_suffix(cluster:Cluster)->str:
-    "A suffix unique to this process in the cluster, stable across restarts: `-rank<global rank>`, '' for one process."
-    return f'-rank{cluster.global_rank}' if cluster.is_distributed else ''
-
-# %% ../nbs/14_distributed.ipynb #78063140
-def writes_checkpoints(cluster:Cluster)->bool:
-    "Whether this process may write and delete the shared resumable checkpoints: global rank 0 only."
-    return cluster.global_rank == 0
 
 # %% ../nbs/14_distributed.ipynb #d8f97c5f
 _STORES = {} # (master, port, serving) -> TCPStore: the master's store must live as long as the process

@@ -4,14 +4,14 @@
 
 # %% ../nbs/07_ensemble.ipynb #df6959de
 from __future__ import annotations
-import os
 from functools import partial
 from pathlib import Path
 import lightgbm as lgb, numpy as np, pandas as pd, scipy.sparse as sp, torch
 from fastcore.meta import delegates
 from .config import BSMConfig, ENSEMBLES
-from .evaluate import apply_temperature
+from .evaluate import apply_temperature, log_loss
 from .data import FeatureProcessor, encode_labels, to_numbers
+from .files import atomic_write
 from .text import TokenIds
 
 # %% auto #0
@@ -151,14 +151,7 @@ def save_trees(booster:lgb.Booster, # from `fit_trees`
               )->Path:
     "Write `booster` (its best round) to `model_dir/TREE_FILES[part]` atomically; the path written."
     path = Path(model_dir)/TREE_FILES[part]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
-    try:
-        tmp.write_text(booster.model_to_string(), encoding='utf-8')
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: f.write(booster.model_to_string().encode('utf-8')), 'trees')
     return path
 
 # %% ../nbs/07_ensemble.ipynb #88b32523
@@ -184,10 +177,6 @@ def _probs(p, name:str)->np.ndarray:
     if p.ndim != 2 or p.shape[1] < 2: raise ValueError(f'{name} has shape {p.shape}; expected (rows, classes), classes at least 2')
     if not np.isfinite(p).all(): raise ValueError(f'{name} holds values that are not finite numbers')
     return p
-
-def _log_loss(p:np.ndarray, y:np.ndarray)->float:
-    "Mean negative log probability of the true class, probabilities clipped at 1e-15."
-    return float(-np.log(np.clip(p[np.arange(len(y)), y], 1e-15, 1)).mean())
 
 # %% ../nbs/07_ensemble.ipynb #ce449287
 def _compositions(n:int, k:int):
@@ -321,7 +310,7 @@ def choose_blend(p_val:dict, # part name -> (rows, classes) probabilities on val
                 )->tuple:
     "(part -> weight, report): the best part alone or the blend, whichever has the lower cross-fitted val log loss."
     y = np.asarray(y_val)
-    loss = {n: _log_loss(_probs(p, n), y) for n, p in p_val.items()}
+    loss = {n: log_loss(_probs(p, n), y) for n, p in p_val.items()}
     choosers = {'best part': best_part, 'blend': partial(blend_weights, step=step)}
     k = min(folds, len(y))
     cv = {c: round(cross_fitted_loss(f, p_val, y, stratified_folds(y, k, seed)), 6) for c, f in choosers.items()} if k >= 2 and len(p_val) > 1 else {}

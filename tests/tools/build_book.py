@@ -3,7 +3,14 @@ rendered with nbconvert to one static HTML page, with no script; the front page 
 the same sidebar of chapters with previous / next links. Nothing is fetched from the network: plots are inlined as PNG,
 and nbconvert's scripts (MathJax, require.js, mermaid from a CDN) are left out.
 
-    .venv/bin/python tests/tools/build_book.py [--out _docs] [--only 04_model,07_artifacts] [--workers 2]
+    .venv/bin/python tests/tools/build_book.py [--out _docs] [--only 04_model,07_artifacts] [--workers 2] [--store]
+
+Stored outputs: the cells that show a value (visible cells that are not `#| export`) keep their outputs in the
+notebook, so that GitHub and the book show them. `--store` writes the fresh outputs of those cells into the notebooks
+it builds; without it, the build fails where a stored output differs from what the cell now gives, so a stored output
+cannot go stale. What is stored is the value a cell shows (its result, a displayed table or plot), not what it prints or
+logs (timestamps, temporary paths). Compared are the kinds and the text, with numbers masked (a fit on a CPU with bf16
+gives other digits than one without) and images by kind, not by pixel.
 
 What a reader of the book sees differs from the notebook in three ways, all for reading: `#| hide` cells run but are not
 shown, `#|` directive lines are dropped from the code, and what cells wrote to stderr (warnings, progress bars) is left
@@ -70,6 +77,46 @@ def for_reading(nb)->nbformat.NotebookNode:
     return nb
 
 
+SHOWN = ('execute_result', 'display_data') # the outputs a notebook stores
+
+def shows(c)->bool:
+    "Whether code cell `c` is one whose outputs the notebook stores: visible, not exported, run."
+    ds = [d.replace(' ', '') for d in directives(c['source'] if isinstance(c['source'], str) else ''.join(c['source']))]
+    return c['cell_type'] == 'code' and not {'hide', 'export', 'exports', 'eval:false'} & set(ds)
+
+
+def cleaned(nb:dict)->dict:
+    "`nb` as `nbdev_clean` leaves it (no counts, no metadata, no ids in reprs), with only the values cells show."
+    from nbdev.clean import clean_nb
+    nb = json.loads(json.dumps(nb))
+    for c in nb['cells']:
+        if c['cell_type'] == 'code': c['outputs'] = [o for o in c['outputs'] if o['output_type'] in SHOWN]
+    clean_nb(nb)
+    return nb
+
+
+NUMBER = re.compile(r'[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?')
+
+def _digest(outputs:list)->list:
+    "What is compared of outputs: their kind and text with numbers masked; images by type only."
+    def text(v): return NUMBER.sub('#', ''.join(v))
+    return [(o['output_type'], tuple(sorted((k, text(v) if k.startswith('text') else 'image') for k, v in o.get('data', {}).items())))
+            for o in outputs]
+
+
+def stored_outputs(path:Path, executed, store:bool=False)->list:
+    "Compare (or with `store`, write) the outputs `path` stores with those of `executed`; the cells that differ."
+    src, fresh = json.loads(path.read_text(encoding='utf-8')), {c['id']: c for c in cleaned(executed)['cells']}
+    stale = []
+    for c in src['cells']:
+        if c['cell_type'] != 'code' or c.get('id') not in fresh: continue
+        new = fresh[c['id']]['outputs'] if shows(c) else []
+        if store: c['outputs'] = new
+        elif c.get('outputs') and _digest(c['outputs']) != _digest(new): stale.append(c['id'])
+    if store: path.write_text(json.dumps(src, indent=1, ensure_ascii=False) + '\n', encoding='utf-8')
+    return stale
+
+
 def exporter()->HTMLExporter:
     "nbconvert's lab page with no prompts and no links off this machine."
     e = HTMLExporter(template_name='lab', exclude_input_prompt=True, exclude_output_prompt=True)
@@ -115,8 +162,8 @@ def render(nb, pages:list, i:int)->str:
     return body
 
 
-def build(out:Path, only:list|None=None, workers:int=2)->list:
-    "Execute and render the book into `out`; returns the pages written."
+def build(out:Path, only:list|None=None, workers:int=2, store:bool=False)->list:
+    "Execute and render the book into `out`, checking (or with `store`, writing) stored outputs; the pages written."
     paths = chapters()
     if only: paths = [p for p in paths if p.stem == 'index' or any(p.stem.startswith(o) for o in only)]
     os.environ.setdefault('IN_TEST', '1') # the chapters keep their data tiny, as under nbdev_test
@@ -127,6 +174,10 @@ def build(out:Path, only:list|None=None, workers:int=2)->list:
     def run(p):
         t = time.time(); nb = execute(p); print(f'book: {p.name} executed in {time.time() - t:.0f} s', flush=True); return nb
     with ThreadPoolExecutor(max(1, workers)) as pool: executed = list(pool.map(run, paths))
+    mine = lambda p: not only or any(p.stem.startswith(o) for o in only) # with --only, the front page is built, not stored
+    stale = {p.name: ids for p, nb in zip(paths, executed) if (ids := stored_outputs(p, nb, store and mine(p)))}
+    if stale: raise RuntimeError(f'stored outputs differ from what the cells now give: {stale}; '
+                                 'rerun with --store (make outputs) and commit, if the new outputs are right')
     pages = [(page_name(p), title(nb)) for p, nb in zip(paths, executed)]
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob('*.html'): old.unlink()
@@ -141,8 +192,9 @@ def main(argv=None):
     p.add_argument('--out', type=Path, default=ROOT/'_docs', help='where the HTML pages go (default _docs, nbdev doc_path)')
     p.add_argument('--only', help='comma-separated chapter prefixes (the front page is always built)')
     p.add_argument('--workers', type=int, default=2, help='chapters executed at once')
+    p.add_argument('--store', action='store_true', help='write the fresh outputs of the cells that show a value into the notebooks')
     a = p.parse_args(argv)
-    try: build(a.out, a.only.split(',') if a.only else None, a.workers)
+    try: build(a.out, a.only.split(',') if a.only else None, a.workers, a.store)
     except RuntimeError as e: sys.exit(f'build_book: {e}')
 
 
