@@ -32,8 +32,9 @@ class FormatError(ValueError):
     "A directory that is not a complete bsm_nb model dir of a format this version reads."
 
 # %% ../nbs/08_artifacts.ipynb #acba2147
+# what dirs without a list hold
 ARTIFACT_NAMES = ('model.safetensors', 'trees.txt', 'preprocessor.json', 'tokenizer', 'metrics.json', 'predictions.csv',
-                  'predictions_val.csv', 'roc_curve.png', 'pr_curve.png', 'calibration_curve.png') # what dirs without a list hold
+                  'predictions_val.csv', 'roc_curve.png', 'pr_curve.png', 'calibration_curve.png')
 
 def _plain_name(n)->bool: return isinstance(n, str) and n not in ('', '.', '..') and Path(n).name == n and '\\' not in n
 
@@ -53,7 +54,8 @@ def _publish(stage:Path, # a finished staging dir
             ):
     "Move the content of `stage` into `model_dir`, `bsm_model.json` last; the previous run's other files go."
     names, old = sorted(p.name for p in stage.iterdir()), _previous_files(model_dir)
-    if (m := stage/META_FILE).exists(): m.write_text(json.dumps({**json.loads(m.read_text()), 'files': names}, indent=1))
+    if (m := stage/META_FILE).exists():
+        m.write_text(json.dumps({**json.loads(m.read_text()), 'files': names}, indent=1))
     (model_dir/META_FILE).unlink(missing_ok=True)
     for name in [n for n in names if n != META_FILE]:
         if (dest := model_dir/name).exists() or dest.is_symlink(): _remove(dest)
@@ -66,9 +68,11 @@ def _publish(stage:Path, # a finished staging dir
 def staged_model_dir(model_dir:Path, # the final model dir, e.g. /opt/ml/model (may be a mount: never replaced itself)
                     ):
     "Yield a staging dir; on success move its content into `model_dir`, with `bsm_model.json` last."
-    model_dir = Path(model_dir); model_dir.mkdir(parents=True, exist_ok=True)
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
     for old in model_dir.glob('.staging-*'):
-        log.warning(f'removing {old.name}, left in the model dir by a run that was killed'); _remove(old)
+        log.warning(f'removing {old.name}, left in the model dir by a run that was killed')
+        _remove(old)
     stage = model_dir/f'.staging-{uuid.uuid4().hex[:8]}'
     stage.mkdir()
     try:
@@ -89,8 +93,9 @@ def _meta(config:BSMConfig, model:MultimodalBert, threshold:float, extra:dict|No
     "The content of `bsm_model.json`."
     hp = model.hparams
     return {'format_version': FORMAT_VERSION, 'bsm_nb_version': bsm_nb.__version__, 'config': persisted_config(config),
-            'label_list': list(hp.label_list), 'threshold': float(threshold), 'cat_cardinalities': list(hp.cat_cardinalities),
-            'n_numeric': int(hp.n_numeric), 'encoder_config': hp.get('encoder_config'), 'fusion': model.fusion, **(extra or {})}
+            'label_list': list(hp.label_list), 'threshold': float(threshold),
+            'cat_cardinalities': list(hp.cat_cardinalities), 'n_numeric': int(hp.n_numeric),
+            'encoder_config': hp.get('encoder_config'), 'fusion': model.fusion, **(extra or {})}
 
 # %% ../nbs/08_artifacts.ipynb #ff4f9731
 def save_artifacts(model_dir:Path, # directory (usually the staging dir)
@@ -146,6 +151,7 @@ def meta_weights(meta:dict)->dict:
                           f'{", ".join(TREE_PARTS)}, summing to 1')
     return {n: float(v) for n, v in w.items()}
 
+# %% ../nbs/08_artifacts.ipynb #d0b5f58a
 class ModelBundle:
     "A loaded model dir: predicts frames the way training evaluated them."
     def __init__(self, config:BSMConfig, processor:FeatureProcessor, model:MultimodalBert, meta:dict,
@@ -154,7 +160,8 @@ class ModelBundle:
         self.config, self.processor, self.model, self.meta, self.trees = config, processor, model, meta, trees or {}
         self.temperature, self.weights = meta.get('temperature', 1.0), meta_weights(meta) # format 1: neither
         if missing := [p for p, w in self.weights.items() if w and p != 'network' and p not in self.trees]:
-            raise FormatError(f'{META_FILE} gives weight to {missing}, whose trees ({", ".join(TREE_FILES[p] for p in missing)}) '
+            files = ", ".join(TREE_FILES[p] for p in missing)
+            raise FormatError(f'{META_FILE} gives weight to {missing}, whose trees ({files}) '
                               'the model dir lacks; expected the files train writes')
         self.label_list, self.threshold = meta['label_list'], meta['threshold']
         self.pad_id = getattr(processor.tokenizer, 'pad_token_id', 0) or 0
@@ -169,18 +176,21 @@ def dataset(self:ModelBundle, df:pd.DataFrame)->BSMDataset:
 @patch
 def predict_frame(self:ModelBundle, df:pd.DataFrame, # rows with (some of) the model's fields
                   batch_size:int=PREDICT_BATCH_SIZE, # rows per forward pass
-                  before_batch=None, # see `predict_proba`: a server stops a request that runs past its deadline through it
+                  before_batch=None, # see `predict_proba`: how a server stops a request past its deadline
                  )->pd.DataFrame:
-    "One prediction per row, in order: `id`, probability column(s), `label`; the network calibrated, blended with any trees."
+    "One prediction per row, in order (`id`, probabilities, `label`): the network calibrated, blended with any trees."
     ds = self.dataset(df)
     if not len(ds): return format_predictions(np.zeros((0, len(self.label_list))), [], self.label_list, self.threshold)
     cfg, parts = dataclasses.replace(self.config, num_workers=0), {} # no worker processes per request
     if self.weights.get('network'):
         loader = make_dataloader(ds, cfg, pad_id=self.pad_id, batch_size=batch_size)
-        parts['network'] = predict_proba(self.model, loader, precision=cfg.precision, before_batch=before_batch, int8=cfg.predict_int8)
+        parts['network'] = predict_proba(self.model, loader, precision=cfg.precision, before_batch=before_batch,
+                                         int8=cfg.predict_int8)
     for p, trees in self.trees.items(): # the request's token ids, tokenised once
-        if self.weights.get(p): parts[p] = tree_proba(trees, tree_features(self.processor, df, ds.arrays.get('input_ids'), p)[0])
-    return format_predictions(final_probabilities(parts, self.weights, self.temperature), ds.ids, self.label_list, self.threshold)
+        if self.weights.get(p):
+            parts[p] = tree_proba(trees, tree_features(self.processor, df, ds.arrays.get('input_ids'), p)[0])
+    probs = final_probabilities(parts, self.weights, self.temperature)
+    return format_predictions(probs, ds.ids, self.label_list, self.threshold)
 
 # %% ../nbs/08_artifacts.ipynb #d4daf904
 def _check_format(meta:dict, # a parsed bsm_model.json
@@ -188,8 +198,9 @@ def _check_format(meta:dict, # a parsed bsm_model.json
     "`meta`, when it is in the model format this bsm_nb reads."
     v = meta.get('format_version')
     if v not in READABLE_FORMATS:
-        raise FormatError(f'{model_dir} was written by bsm_nb {meta.get("bsm_nb_version", "?")} in model format {v}; this bsm_nb '
-                          f'{bsm_nb.__version__} reads format {" or ".join(map(str, READABLE_FORMATS))}: use a matching bsm_nb version or retrain')
+        raise FormatError(f'{model_dir} was written by bsm_nb {meta.get("bsm_nb_version", "?")} in model format {v}; '
+                          f'this bsm_nb {bsm_nb.__version__} reads format {" or ".join(map(str, READABLE_FORMATS))}: '
+                          'use a matching bsm_nb version or retrain')
     return meta
 
 # %% ../nbs/08_artifacts.ipynb #a90fa00d
@@ -209,11 +220,13 @@ def load_bundle(model_dir:Path, # a model dir written by `train`
                 device:str|None=None, # defaults to cuda when available
                )->ModelBundle:
     "Load a model dir for prediction."
-    model_dir = Path(model_dir); meta = read_meta(model_dir)
+    model_dir = Path(model_dir)
+    meta = read_meta(model_dir)
     cfg = BSMConfig(**{'trees_text': False, **meta['config']}) # dirs from before the trees read text do not name it
     tokenizer = load_tokenizer(str(model_dir/'tokenizer')) if (model_dir/'tokenizer').exists() else None
     processor = FeatureProcessor.from_dict(json.loads((model_dir/'preprocessor.json').read_text()), cfg, tokenizer)
-    model = MultimodalBert(meta['config'], meta['cat_cardinalities'], meta['n_numeric'], meta['label_list'], encoder_config=meta['encoder_config'])
+    model = MultimodalBert(meta['config'], meta['cat_cardinalities'], meta['n_numeric'], meta['label_list'],
+                           encoder_config=meta['encoder_config'])
     model.load_state_dict(load_file(model_dir/'model.safetensors'), strict=True)
     device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
     return ModelBundle(cfg, processor, model.to(device).eval(), meta, trees=load_tree_parts(model_dir))

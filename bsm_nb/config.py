@@ -22,7 +22,8 @@ __all__ = ['FUSIONS', 'POOLINGS', 'MODEL_CLASSES', 'METRICS', 'CLEANING_STEPS', 
 # %% ../nbs/00_config.ipynb #cd898dc9
 FUSIONS = ('concat', 'gated', 'text_only', 'tab_only')
 POOLINGS = ('mean', 'cls', 'pooler')
-MODEL_CLASSES = {'multimodal_bert': None, 'bert': 'text_only', 'text_bert': 'text_only', 'tab_mlp': 'tab_only', 'tabular': 'tab_only'}
+MODEL_CLASSES = {'multimodal_bert': None, 'bert': 'text_only', 'text_bert': 'text_only',
+                 'tab_mlp': 'tab_only', 'tabular': 'tab_only'}
 METRICS = ('auroc', 'average_precision', 'f1_score', 'accuracy')
 CLEANING_STEPS = ('whitespace', 'html', 'urls', 'emails', 'phones', 'lowercase')
 LR_SCALINGS = ('none', 'linear', 'sqrt')
@@ -38,7 +39,7 @@ PRECISIONS = ('auto', '32-true', 'bf16-mixed', '16-mixed', 'bf16-true', '16-true
 class DataSettings:
     "Which columns hold the id, the text, the other features and the label."
     id_name:str = 'id' # column with a row id, copied to predictions
-    text_name:list = field(default_factory=lambda: ['text']) # one or several text columns, joined with the tokenizer's separator
+    text_name:list = field(default_factory=lambda: ['text']) # text columns, joined with the tokenizer's separator
     label_name:str = 'label' # column with the label
     cat_field_list:list = field(default_factory=list) # categorical columns
     tab_field_list:list = field(default_factory=list) # numeric columns
@@ -52,7 +53,7 @@ class TextSettings:
     "Cleaning and length of the text."
     max_seq_length:int = 128 # tokens per row after truncation
     text_cleaning:list = field(default_factory=lambda: ['whitespace', 'html']) # built-in cleaning steps, in order
-    text_hook:str = '' # your own cleaning function as `module:function`, applied after the steps; not Python's own (serving: allowed by the deployer)
+    text_hook:str = '' # your own cleaning function as `module:function`, applied after the steps
 
 # %% ../nbs/00_config.ipynb #d067251b
 @dataclass
@@ -65,8 +66,8 @@ class ModelSettings:
     reinit_pooler:bool = False # re-initialise the encoder's pooler
     reinit_layers:int = 0 # re-initialise the top N encoder layers
     dropout:float = 0.1 # dropout before the classifier head
-    attention_dropout:float = 0.0 # dropout on the encoder's attention weights; 0 lets PyTorch use its fused attention in training (BERT's own is 0.1)
-    freeze_word_embeddings:bool = True # keep the encoder's word embeddings as pretrained: less optimizer work and memory, same accuracy (bench/RESULTS.md)
+    attention_dropout:float = 0.0 # dropout on the encoder's attention weights
+    freeze_word_embeddings:bool = True # keep the encoder's word embeddings as pretrained
     cat_embedding_dim:int = 16 # largest embedding size of a categorical field
     tab_hidden_dim:int = 64 # width of the numeric/categorical MLP
 
@@ -77,34 +78,34 @@ class TrainSettings:
     batch_size:int = 32 # rows per batch (per device)
     max_epochs:int = 3 # passes over train
     lr:float = 5e-5 # peak learning rate of AdamW for the encoder
-    head_lr:float = 3e-3 # peak learning rate of the fresh layers (embeddings, MLP, fusion, classifier); 3e-3 beat 1e-3 on val in 16 of 18 runs (6 data sets x 3 seeds; bench/RESULTS.md)
+    head_lr:float = 3e-3 # peak learning rate of the fresh layers
     weight_decay:float = 0.01 # AdamW weight decay (not on biases and norms)
     warmup_ratio:float = 0.1 # share of steps with linear warm-up
     class_weights:str = 'none' # none | balanced (inverse class frequency in train)
     early_stop_metric:str = 'val_auroc' # monitored for early stopping and the best checkpoint
     early_stop_patience:int = 3 # epochs without improvement before stopping
     metric_choices:list = field(default_factory=lambda: ['auroc', 'average_precision', 'f1_score']) # logged every epoch
-    predict_int8:bool = True # where prediction would run in fp32 on a CPU (no bf16 in hardware, or precision=32-true): int8 linear layers in the encoder, for speed; false = exact fp32
-    precision:str = 'auto' # auto: bf16-mixed on a GPU or a CPU with bf16 in hardware (AVX512-BF16, AMX), else 32-true; prediction follows; or a Lightning precision from `PRECISIONS`
+    predict_int8:bool = True # int8 linear layers in the encoder where prediction would run in fp32 on a CPU
+    precision:str = 'auto' # auto (bf16-mixed where the hardware has bf16, else 32-true), or one of `PRECISIONS`
     accumulate_grad_batches:int = 1 # batches per optimizer step
     lr_scaling:str = 'none' # none / linear / sqrt: scale lr and head_lr with world size x accumulation
     master_port:int = 7777 # rendezvous port of distributed training (env MASTER_PORT wins)
     dist_timeout:int = 1800 # seconds to wait for the other ranks before failing
-    checkpoint_every_n_steps:int = 500 # resumable checkpoint every N optimizer steps, besides every epoch end (0 = epoch ends only)
+    checkpoint_every_n_steps:int = 500 # resumable checkpoint every N optimizer steps and at epoch ends (0: ends only)
     val_split:float = 0.1 # share of train held out when there is no val channel
     seed:int = 42 # seeds data split, shuffling and initialisation
     num_workers:int = 0 # data-loader worker processes
     num_threads:int = 0 # torch CPU threads; 0 = all cores
     length_bucketing:bool = True # batch rows of similar length together in training
-    pad_multiple:int = 16 # pad each batch's token width up to a multiple of this: few distinct shapes, less memory; 1 = to the longest row
+    pad_multiple:int = 16 # pad each batch's token width up to a multiple of this; 1 = to the longest row
     max_train_rows:int = 0 # read only the first N rows of train (0 = all); for quick runs
 
 # %% ../nbs/00_config.ipynb #bc7b08a6
 @dataclass
 class ResultSettings:
     "What the trained model answers: which parts, how calibrated, at which threshold."
-    ensemble:str = 'auto' # auto: the best of the network and the tree parts, or their blend, chosen on val by cross-fitting | network | trees (the tree parts alone)
-    trees_text:bool = True # also train trees on the fields and each row's text as counts of the encoder's word pieces (kept only if val says so); false: trees on the fields only
+    ensemble:str = 'auto' # auto | network | trees
+    trees_text:bool = True # trees also read the text as word-piece counts
     calibrate:bool = True # temperature scaling fitted on val, applied wherever probabilities leave the model
     threshold_policy:str = 'best_f1' # best_f1 | precision | recall: how the binary decision threshold is chosen on val
     threshold_target:float = 0.9 # the val precision (or recall) the threshold must reach under those two policies
@@ -113,7 +114,7 @@ class ResultSettings:
 @dataclass
 class TrackingSettings:
     "Where the run is tracked: MLflow, when a tracking URI is given (chapter 11)."
-    mlflow_tracking_uri:str = '' # http(s) URL, SageMaker MLflow tracking-server ARN, or a local path; empty: MLFLOW_TRACKING_URI, else no tracking
+    mlflow_tracking_uri:str = '' # URL, SageMaker MLflow ARN or local path; empty: MLFLOW_TRACKING_URI, else none
     mlflow_experiment:str = 'bsm_nb' # the MLflow experiment the run goes to
     mlflow_run_name:str = '' # empty: the training job's name, else MLflow's own
 
@@ -182,7 +183,7 @@ def _as_list(v)->list:
             try:
                 out = loads(s)
                 if isinstance(out, (list, tuple)): return [_name(o) for o in out]
-            except (ValueError, SyntaxError, RecursionError, MemoryError): pass # MemoryError: the parser's, on deep nesting
+            except (ValueError, SyntaxError, RecursionError, MemoryError): pass # MemoryError: the parser's, when deep
         raise ValueError('looks like a list but is neither JSON nor Python syntax')
     # comma separated, tolerating quotes around each item
     return [_unquote(o).strip("'") for o in s.split(',') if o.strip()]
@@ -247,7 +248,8 @@ RANGES = { # numeric field -> allowed interval; see `in_range`
     'dist_timeout': '[1, inf)', 'checkpoint_every_n_steps': '[0, inf)',
     'val_split': '[0, 1)',
     'seed': '[0, 4294967295]', # numpy and Lightning take 32-bit unsigned seeds
-    'num_workers': '[0, 256]', 'num_threads': '[0, 1024]', # more than any instance has cores; torch takes 32-bit thread counts
+    'num_workers': '[0, 256]', # more than any instance has cores
+    'num_threads': '[0, 1024]', # more than any instance has cores; torch takes 32-bit thread counts
     'pad_multiple': '[1, 512]', # a batch padded wider than BERT's 512 positions fails in the encoder
     'max_train_rows': '[0, inf)',
     'threshold_target': '(0, 1)', # a precision or recall
@@ -280,12 +282,13 @@ INT64_MAX = 2**63 - 1 # numpy and torch hold integers in 64 bits; a bigger one o
 
 def check_ranges(cfg:BSMConfig, # the config to check
                 ):
-    "Fail on the first number outside its `RANGES` interval (or beyond 64 bits), naming the key, the value and the interval."
+    "Fail on the first number outside its `RANGES` interval (or beyond 64 bits), naming key, value and interval."
     for key, spec in RANGES.items():
         v = getattr(cfg, key)
         if not in_range(v, spec): raise ConfigError(f'hyperparameter {key!r}: value {v!r} must be {range_text(spec)}')
         if isinstance(v, int) and v > INT64_MAX:
-            raise ConfigError(f'hyperparameter {key!r}: value {v!r} must be {range_text(spec)} and at most {INT64_MAX} (64 bits)')
+            raise ConfigError(f'hyperparameter {key!r}: value {v!r} must be {range_text(spec)} '
+                              f'and at most {INT64_MAX} (64 bits)')
 
 # %% ../nbs/00_config.ipynb #d2887364
 def _not_one_of(key:str, value, choices)->ConfigError:
@@ -294,8 +297,8 @@ def _not_one_of(key:str, value, choices)->ConfigError:
 
 def check_choices(cfg:BSMConfig):
     "Fail on the first string field whose value is not one of its choices."
-    for key, choices in (('fusion', FUSIONS), ('pooling', POOLINGS), ('model_class', MODEL_CLASSES), ('lr_scaling', LR_SCALINGS),
-                         ('class_weights', CLASS_WEIGHTS), ('precision', PRECISIONS),
+    for key, choices in (('fusion', FUSIONS), ('pooling', POOLINGS), ('model_class', MODEL_CLASSES),
+                         ('lr_scaling', LR_SCALINGS), ('class_weights', CLASS_WEIGHTS), ('precision', PRECISIONS),
                          ('ensemble', ENSEMBLES), ('threshold_policy', THRESHOLD_POLICIES)):
         if getattr(cfg, key) not in choices: raise _not_one_of(key, getattr(cfg, key), choices)
     for s in cfg.text_cleaning:
@@ -315,18 +318,24 @@ def check_fields(cfg:BSMConfig):
     if cfg.text_hook and ':' not in cfg.text_hook:
         raise ConfigError(f"hyperparameter 'text_hook': value {cfg.text_hook!r} is not of the form module:function")
     if cfg.effective_fusion != 'tab_only' and not cfg.text_name:
-        raise ConfigError("hyperparameter 'text_name': no text field named, but the model reads text (use model_class tab_mlp for tabular only)")
-    if cfg.effective_fusion != 'text_only' and not (cfg.cat_field_list or cfg.tab_field_list) and cfg.model_class != 'multimodal_bert':
-        raise ConfigError("hyperparameters 'cat_field_list'/'tab_field_list': no tabular field named for a tabular model")
+        raise ConfigError("hyperparameter 'text_name': no text field named, but the model reads text "
+                          "(use model_class tab_mlp for tabular only)")
+    tabular = cfg.cat_field_list or cfg.tab_field_list
+    if cfg.effective_fusion != 'text_only' and not tabular and cfg.model_class != 'multimodal_bert':
+        raise ConfigError("hyperparameters 'cat_field_list'/'tab_field_list': "
+                          "no tabular field named for a tabular model")
     if cfg.id_name in cfg.feature_fields or cfg.label_name in cfg.feature_fields:
-        raise ConfigError(f'hyperparameters: id {cfg.id_name!r} or label {cfg.label_name!r} is also listed as a feature')
+        raise ConfigError(f'hyperparameters: id {cfg.id_name!r} or label {cfg.label_name!r} '
+                          'is also listed as a feature')
 
 # %% ../nbs/00_config.ipynb #9612cab1
 def check_full_field_list(cfg:BSMConfig):
     "Fail when `full_field_list` leaves out a field that other hyperparameters name."
-    needed = [*(cfg.text_name if cfg.effective_fusion != 'tab_only' else []), *cfg.cat_field_list, *cfg.tab_field_list, cfg.label_name]
+    text = cfg.text_name if cfg.effective_fusion != 'tab_only' else []
+    needed = [*text, *cfg.cat_field_list, *cfg.tab_field_list, cfg.label_name]
     if cfg.full_field_list and (left := [f for f in needed if f not in cfg.full_field_list]):
-        raise ConfigError(f"hyperparameter 'full_field_list': {cfg.full_field_list} leaves out {left}, which other hyperparameters name; "
+        raise ConfigError(f"hyperparameter 'full_field_list': {cfg.full_field_list} leaves out {left}, "
+                          'which other hyperparameters name; '
                           'add them, or leave full_field_list empty to read every named field')
 
 # %% ../nbs/00_config.ipynb #a4268898
@@ -339,22 +348,26 @@ def _label_key(name:str)->str:
 
 # %% ../nbs/00_config.ipynb #b179004e
 def check_labels(cfg:BSMConfig):
-    "`label_list` names two or more classes, each once; `positive_label`, given with a `label_list`, is one of its two classes."
-    keys = [_label_key(l) for l in cfg.label_list]
-    if '' in keys: raise ConfigError(f"hyperparameter 'label_list': {cfg.label_list!r} holds an empty class name")
-    if len(keys) == 1: raise ConfigError(f"hyperparameter 'label_list': {cfg.label_list!r} names 1 class; a classifier needs at least 2")
+    "`label_list` names 2 or more classes, each once; with a `label_list`, `positive_label` is one of its 2 classes."
+    keys, where = [_label_key(l) for l in cfg.label_list], "hyperparameter 'label_list'"
+    if '' in keys: raise ConfigError(f"{where}: {cfg.label_list!r} holds an empty class name")
+    if len(keys) == 1: raise ConfigError(f"{where}: {cfg.label_list!r} names 1 class; a classifier needs at least 2")
     if dup := [l for l, k in zip(cfg.label_list, keys) if keys.count(k) > 1]:
-        raise ConfigError(f"hyperparameter 'label_list': class(es) {dup} appear more than once in {cfg.label_list}; expected each class once")
+        raise ConfigError(f"{where}: class(es) {dup} appear more than once in {cfg.label_list}; "
+                          "expected each class once")
     if cfg.positive_label and keys:
         if len(keys) != 2:
-            raise ConfigError(f"hyperparameter 'positive_label': {cfg.positive_label!r} is for two classes, but label_list has {len(keys)}")
+            raise ConfigError(f"hyperparameter 'positive_label': {cfg.positive_label!r} is for two classes, "
+                              f"but label_list has {len(keys)}")
         if _label_key(cfg.positive_label) not in keys:
-            raise ConfigError(f"hyperparameter 'positive_label': value {cfg.positive_label!r} is not one of label_list {cfg.label_list}")
+            raise ConfigError(f"hyperparameter 'positive_label': value {cfg.positive_label!r} "
+                              f"is not one of label_list {cfg.label_list}")
 
 # %% ../nbs/00_config.ipynb #3db220aa
 def check_config(cfg:BSMConfig):
     "Fail on the first value that is not one of its choices, is out of its range, or does not fit the other fields."
-    for check in (check_choices, check_ranges, check_metrics, check_fields, check_full_field_list, check_labels): check(cfg)
+    for check in (check_choices, check_ranges, check_metrics, check_fields, check_full_field_list, check_labels):
+        check(cfg)
 
 # %% ../nbs/00_config.ipynb #fb5959de
 ALIASES = {'tab_field_names': 'tab_field_list', 'cat_field_names': 'cat_field_list', 'text_field_list': 'text_name',
@@ -452,7 +465,8 @@ def from_env(cls:SageMakerPaths, env:dict|None=None, # environment to read (defa
     env = os.environ if env is None else env
     base = sagemaker_base_dir(env)
     channels = {k[len('SM_CHANNEL_'):].lower(): Path(v) for k, v in env.items() if k.startswith('SM_CHANNEL_')}
-    return cls(base=base, model_dir=Path(env.get('SM_MODEL_DIR', base/'model')), output_dir=Path(env.get('SM_OUTPUT_DIR', base/'output')),
+    return cls(base=base, model_dir=Path(env.get('SM_MODEL_DIR', base/'model')),
+               output_dir=Path(env.get('SM_OUTPUT_DIR', base/'output')),
                checkpoint_dir=Path(env.get('SM_CHECKPOINT_DIR', base/'checkpoints')), channels=channels)
 
 # %% ../nbs/00_config.ipynb #3a4db7e5
@@ -476,19 +490,22 @@ def failure_file(self:SageMakerPaths)->Path:
 def is_global_zero(rank:int|None=None, # the global rank when known
                    env:dict|None=None, # the environment; `os.environ` when None
                   )->bool:
-    "Whether this process is global rank 0: `rank` when given, else `RANK`, `NODE_RANK` and `LOCAL_RANK` all 0 or unset."
+    "Whether this process is global rank 0: `rank`, else `RANK`, `NODE_RANK` and `LOCAL_RANK` all 0 or unset."
     if rank is not None: return int(rank) == 0
     env = os.environ if env is None else env
     return all(str(env.get(k) or '0') == '0' for k in ('RANK', 'NODE_RANK', 'LOCAL_RANK'))
 
 # %% ../nbs/00_config.ipynb #453f5c0f
 def _flag_pairs(argv:list)->list:
-    "(key, value) of each flag in `argv`: `--key value`, `--key=value`, or a bare `--key` (true); a leading `train` is skipped."
+    "(key, value) of each flag in `argv` (`--key value`, `--key=value`, a bare `--key`: true), a leading `train` out."
     pairs, i = [], 0
     while i < len(argv):
         a = argv[i]
-        if a in ('train',) and i == 0: i += 1; continue
-        if not a.startswith('--'): raise ConfigError(f'command line: unexpected argument {a!r}; expected --key value pairs')
+        if a in ('train',) and i == 0:
+            i += 1
+            continue
+        if not a.startswith('--'):
+            raise ConfigError(f'command line: unexpected argument {a!r}; expected --key value pairs')
         key, eq, val = a[2:].partition('=')
         if not eq:
             nxt = argv[i+1] if i+1 < len(argv) else None
@@ -521,7 +538,8 @@ def _utf8_text(path:Path)->str:
     if raw.startswith((b'\xff\xfe', b'\xfe\xff')) or b'\x00' in raw: why = 'it looks like UTF-16 or UTF-32'
     else:
         try: return raw.decode('utf-8-sig')
-        except UnicodeDecodeError as e: why = f'byte {raw[e.start]:#04x} at offset {e.start}; saved as latin-1 or cp1252?'
+        except UnicodeDecodeError as e:
+            why = f'byte {raw[e.start]:#04x} at offset {e.start}; saved as latin-1 or cp1252?'
     raise ConfigError(f'{path} is not UTF-8 ({why}); expected UTF-8 JSON such as {{"lr": "5e-05"}}')
 
 # %% ../nbs/00_config.ipynb #c34c020a
@@ -533,7 +551,8 @@ def _json_object(text:str, # JSON text
     except json.JSONDecodeError as e: raise ConfigError(f'{where} is not valid JSON: {e}') from None
     except (ValueError, RecursionError) as e: # an integer of over 4300 digits, or lists nested too deep
         raise ConfigError(f'{where} is not usable JSON ({e}); expected an object such as {{"lr": "5e-05"}}') from None
-    if not isinstance(hps, dict): raise ConfigError(f'{where} must hold a JSON object of hyperparameters, not {type(hps).__name__}')
+    if not isinstance(hps, dict):
+        raise ConfigError(f'{where} must hold a JSON object of hyperparameters, not {type(hps).__name__}')
     return hps
 
 # %% ../nbs/00_config.ipynb #259bb8c0
@@ -563,11 +582,15 @@ def load_config(argv:list|None=None, # command-line arguments after the program 
 # %% ../nbs/00_config.ipynb #f6b2d8e3
 def local_encoder_dir(name:str, # `pretrained_model`
                      )->Path|None:
-    "The directory `pretrained_model` names; None for a hub name (or none); a `ConfigError` when it looks like a path but is no encoder directory."
+    "The directory `pretrained_model` names; None for a hub name (or none); a `ConfigError` for a wrong directory."
     if not name or not (name.startswith(('/', '.', '~')) or os.path.exists(name)): return None
     d = Path(name).expanduser()
-    expected = 'expected an encoder directory (with config.json), an earlier bsm_nb model dir (with bsm_model.json), or a hub name (online only)'
-    if not d.is_dir(): raise ConfigError(f"pretrained_model {name!r}: {'a file, not a directory' if d.exists() else 'no such directory'}; {expected}")
+    expected = ('expected an encoder directory (with config.json), an earlier bsm_nb model dir (with bsm_model.json), '
+                'or a hub name (online only)')
+    if not d.is_dir():
+        why = 'a file, not a directory' if d.exists() else 'no such directory'
+        raise ConfigError(f"pretrained_model {name!r}: {why}; {expected}")
     if not ((d/'config.json').is_file() or (d/'bsm_model.json').is_file()):
-        raise ConfigError(f'pretrained_model {name!r}: the directory has neither config.json nor bsm_model.json; {expected}')
+        raise ConfigError(f'pretrained_model {name!r}: the directory has neither config.json nor bsm_model.json; '
+                          f'{expected}')
     return d

@@ -4,191 +4,23 @@
 
 # %% ../nbs/03_data.ipynb #4c49a25d
 from __future__ import annotations
-import gzip, io, itertools, json, math, os
-from collections import Counter
+import math
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 from fastcore.basics import patch
 from torch.utils.data import Dataset, DataLoader, Sampler
 from .config import BSMConfig
+from .reading import DataError, read_channel, read_data_file
 from .text import TokenIds, make_text_cleaner, tokenize_rows
 
 # %% auto #0
-__all__ = ['FORMATS', 'SKIPPED', 'CHARS_PER_TOKEN', 'DataError', 'InputError', 'file_format', 'channel_files', 'not_utf8',
-           'utf8_error', 'read_data_file', 'read_channel', 'normalise_category', 'category_codes', 'to_numbers',
-           'check_rows', 'check_filled', 'fit_label_list', 'encode_labels', 'FeatureProcessor', 'BSMDataset',
-           'collate_batch', 'LengthBucketSampler', 'make_dataloader', 'split_train_val']
+__all__ = ['CHARS_PER_TOKEN', 'InputError', 'normalise_category', 'category_codes', 'to_numbers', 'check_rows', 'check_filled',
+           'fit_label_list', 'encode_labels', 'FeatureProcessor', 'BSMDataset', 'collate_batch', 'LengthBucketSampler',
+           'make_dataloader', 'split_train_val']
 
-# %% ../nbs/03_data.ipynb #c0584f6a
-class DataError(ValueError):
-    "A channel or file that cannot be used; the message names it and says what was expected."
-
+# %% ../nbs/03_data.ipynb #40cd407a
 class InputError(ValueError):
     "A row whose value does not fit its field; the message names the row and the field."
-
-# %% ../nbs/03_data.ipynb #87dcd29f
-FORMATS = {'.csv': 'csv', '.tsv': 'tsv', '.parquet': 'parquet', '.pq': 'parquet', '.jsonl': 'jsonl', '.jsonlines': 'jsonl', '.json': 'jsonl', '.ndjson': 'jsonl'} # the one table of file types (bsm-predict reads it too)
-SKIPPED = ('_SUCCESS', '_SUCCESS.crc', 'manifest', 'manifest.json')
-
-def file_format(path:Path)->str|None:
-    "The format of `path` from its suffixes (`.csv.gz` is csv), or None for files to skip."
-    name = path.name
-    if name.startswith(('.', '_')) or name in SKIPPED or name.endswith(('.manifest', '.crc')): return None
-    sfx = [s.lower() for s in path.suffixes]
-    if sfx and sfx[-1] == '.gz': sfx = sfx[:-1]
-    if not sfx or sfx[-1] not in FORMATS:
-        raise DataError(f'{path}: unknown data file type; expected one of {", ".join(FORMATS)} (optionally .gz)')
-    return FORMATS[sfx[-1]]
-
-# %% ../nbs/03_data.ipynb #ba16486a
-def _broken_link(p:Path):
-    "A `DataError` for the symbolic link `p`, which cannot be followed."
-    try: p.stat(); why = 'it cannot be followed'
-    except OSError as e: why = e.strerror
-    return DataError(f'{p}: a symbolic link to {os.readlink(p)!r} ({why}); expected a data file or a link to one')
-
-def channel_files(channel_dir:Path)->list:
-    "Data files under `channel_dir`, sorted, recursively; markers and hidden files skipped; a data file's link that leads nowhere is a `DataError`."
-    d = Path(channel_dir)
-    if not d.is_dir(): raise DataError(f'channel directory {d} does not exist')
-    files = []
-    for p in sorted(d.rglob('*')):
-        if any(q.startswith('.') for q in p.relative_to(d).parts): continue
-        if p.is_file(): files.append(p)
-        elif p.is_symlink() and not p.exists() and file_format(p): raise _broken_link(p) # dangling, or a loop
-    return [p for p in files if file_format(p)]
-
-# %% ../nbs/03_data.ipynb #a3a16e47
-def _raw(path:Path): return gzip.open(path, 'rb') if path.suffix.lower() == '.gz' else open(path, 'rb')
-
-def _first_bad_byte(path:Path, limit:int|None=None)->tuple|None:
-    "(offset, line, byte) of the first byte of `path` (gunzipped) that is not UTF-8 or is a NUL; None when the first `limit` bytes (all: None) have none."
-    offset, line, tail = 0, 1, b''
-    with _raw(path) as f:
-        blocks = iter(lambda: f.read(1 << 20), b'') if limit is None else iter([f.read(limit)])
-        for data in itertools.chain(blocks, [b'']): # b'': the end
-            buf, final = tail + data, not data and limit is None
-            try: buf.decode('utf-8'); bad = None
-            except UnicodeDecodeError as e: bad = e
-            cut = bad is not None and bad.reason == 'unexpected end of data' and bad.end == len(buf) and not final # a character split by the block's end
-            end = len(buf) if bad is None else bad.start
-            nul = buf.find(b'\x00', 0, end)
-            at = nul if nul >= 0 else end if bad is not None and not cut else None
-            if at is not None: return offset + at, line + buf.count(b'\n', 0, at), buf[at]
-            line, offset, tail = line + buf.count(b'\n', 0, end), offset + end, buf[end:]
-    return None
-
-# %% ../nbs/03_data.ipynb #a93c9b98
-_WIDE_BOMS = (b'\xff\xfe', b'\xfe\xff', b'\x00\x00\xfe\xff') # UTF-16 LE/BE, UTF-32 BE (UTF-32 LE starts like UTF-16 LE)
-
-def not_utf8(path:Path, # a CSV, TSV or JSON Lines file, maybe gzipped
-             limit:int|None=None, # look at the first `limit` bytes only; None: the whole file
-            )->str|None:
-    "Why `path` is not UTF-8 text, naming the first bad byte, its line and offset; None when it is. A UTF-8 byte-order mark is fine."
-    with _raw(path) as f: start = f.read(4)
-    if start.startswith(_WIDE_BOMS): return 'it starts with a UTF-16 or UTF-32 byte-order mark'
-    if (bad := _first_bad_byte(path, limit)) is None: return None
-    offset, line, byte = bad
-    guess = 'UTF-16 or UTF-32 without a byte-order mark?' if byte == 0 else 'saved as latin-1 or cp1252?'
-    return f'byte {byte:#04x} on line {line}, offset {offset}; {guess}'
-
-# %% ../nbs/03_data.ipynb #23d74822
-def utf8_error(path:Path, why:str)->DataError:
-    "The `DataError` for a file that `not_utf8` says is not UTF-8."
-    return DataError(f'{path}: not UTF-8 ({why}); expected UTF-8 text (with or without a byte-order mark)')
-
-# %% ../nbs/03_data.ipynb #093f85bf
-def _repeated(names)->list:
-    "Names that occur more than once, in order; unnamed (blank) columns do not count."
-    names = [n for n in names if isinstance(n, str) and n.strip()]
-    counts = Counter(names)
-    return [n for n in dict.fromkeys(names) if counts[n] > 1]
-
-def _no_repeats(path:Path, names:list, where:str='header'):
-    if rep := _repeated(names):
-        raise DataError(f'{path}: column(s) {rep} appear more than once in the {where}; expected each column name once')
-
-# %% ../nbs/03_data.ipynb #d1e1fed5
-class _Pairs(list): "The (key, value) pairs of one JSON object, in order, repeats kept."
-
-def _read_json_lines(path:Path)->pd.DataFrame:
-    "A JSON Lines file (maybe gzipped) as a DataFrame; one JSON array, a line that is no JSON object, or an object with a key twice, is a `DataError`."
-    with (gzip.open if path.suffix.lower() == '.gz' else open)(path, 'rt', encoding='utf-8-sig') as f: text = f.read() # -sig: a byte-order mark is fine
-    if not text.strip(): raise pd.errors.EmptyDataError(f'{path} is empty') # no rows, like an empty CSV
-    if text.lstrip().startswith('['):
-        raise DataError(f'{path}: holds a JSON array; expected JSON Lines, one object per line such as {{"id": 1, "text": "..."}}')
-    for i, line in enumerate(text.split('\n'), 1):
-        if not line.strip(): continue
-        try: obj = json.loads(line, object_pairs_hook=_Pairs)
-        except json.JSONDecodeError as e:
-            raise DataError(f'{path}: line {i} is not valid JSON ({e.msg} at column {e.colno}); expected one JSON object per line') from None
-        if not isinstance(obj, _Pairs): raise DataError(f'{path}: line {i} holds {line.strip()[:40]!r}, not a JSON object; expected one object per line')
-        _no_repeats(path, [k for k, _ in obj], f'object on line {i}')
-    return pd.read_json(io.StringIO(text), lines=True, dtype=False)
-
-# %% ../nbs/03_data.ipynb #9e4fa4b6
-def _read_table(path:Path, # a data file
-                fmt:str, # its format, from `file_format`
-               )->pd.DataFrame:
-    "Every row of `path`, CSV and TSV columns as text; a repeated column name is a `DataError`."
-    if fmt in ('csv', 'tsv'):
-        read = lambda **kw: pd.read_csv(path, sep=',' if fmt == 'csv' else '\t', dtype=str, keep_default_na=True, compression='infer', **kw)
-        _no_repeats(path, read(header=None, nrows=1).iloc[0].tolist()) # pandas would rename a repeat `name.1`
-        return read()
-    if fmt == 'parquet':
-        import pyarrow.parquet as pq
-        _no_repeats(path, pq.read_schema(path).names, 'schema')
-        return pd.read_parquet(path)
-    return _read_json_lines(path)
-
-# %% ../nbs/03_data.ipynb #7e55972a
-def _select_fields(df:pd.DataFrame, # a file's rows
-                   fields:list|None, # columns to keep; all when None
-                   path:Path, fmt:str, # the file and its format, for the message
-                  )->pd.DataFrame:
-    "`df[fields]`; a missing field is a `DataError` naming the file's columns."
-    if fields is None: return df
-    missing = [f for f in fields if f not in df.columns]
-    sep, name = {'csv': ('\t', 'tab'), 'tsv': (',', 'comma')}.get(fmt, (None, None)) # the other separator
-    hint = f' (one column whose name holds {sep!r}: is the file {name}-separated?)' if sep and len(df.columns) == 1 and sep in df.columns[0] else ''
-    if missing: raise DataError(f'{path}: missing field(s) {missing}; the file has {list(df.columns)}{hint}')
-    return df[fields]
-
-# %% ../nbs/03_data.ipynb #e0b6d0aa
-def read_data_file(path:Path, # a data file
-                   fields:list|None=None, # columns to keep; all when None
-                  )->pd.DataFrame:
-    "One data file as a DataFrame, columns restricted to `fields`."
-    path, fmt = Path(path), file_format(Path(path))
-    try:
-        if fmt != 'parquet' and (why := not_utf8(path, limit=1 << 16)): raise utf8_error(path, why) # before pandas: UTF-16 reads as UTF-8 with NULs
-        df = _read_table(path, fmt)
-    except pd.errors.EmptyDataError: return pd.DataFrame(columns=fields or [])
-    except DataError: raise
-    except UnicodeDecodeError: raise utf8_error(path, not_utf8(path) or 'a byte that is not UTF-8') from None # find the byte in the file
-    except Exception as e: raise DataError(f'{path}: cannot read as {fmt}: {e}') from None
-    df.columns = [str(c) for c in df.columns]
-    return _select_fields(df, fields, path, fmt)
-
-# %% ../nbs/03_data.ipynb #cc9f459b
-def read_channel(channel_dir:Path, # directory of the channel
-                 fields:list|None=None, # columns to keep
-                 max_rows:int=0, # stop after this many rows (0 = all)
-                 numeric_fields:list=(), # checked per file, so an error names the file and its row
-                 required_fields:list=(), # must not be missing (e.g. the label)
-                )->pd.DataFrame:
-    "All rows of a channel, files concatenated in name order."
-    files = channel_files(channel_dir)
-    if not files: raise DataError(f'channel {channel_dir} holds no data files (.csv, .tsv, .parquet, .jsonl, optionally .gz)')
-    frames, n = [], 0
-    for f in files:
-        frames.append(read_data_file(f, fields)); n += len(frames[-1])
-        if numeric_fields or required_fields: check_rows(frames[-1], f, numeric_fields, required_fields) # defined below
-        if max_rows and n >= max_rows: break
-    df = pd.concat(frames, ignore_index=True)
-    if max_rows: df = df.iloc[:max_rows].reset_index(drop=True)
-    if df.empty: raise DataError(f'channel {channel_dir} has no rows in {[f.name for f in files]}')
-    return df
 
 # %% ../nbs/03_data.ipynb #8999f00e
 def normalise_category(v)->str|None:
@@ -207,7 +39,7 @@ def normalise_category(v)->str|None:
 
 # %% ../nbs/03_data.ipynb #02eb15b8
 def _distinct(values:pd.Series)->tuple|None:
-    "(codes, the distinct values as a Series of the column's type) of a text, number or bool column; None for any other (an object column may hold `1`, `1.0` and `True`, equal but not the same)."
+    "(codes, the distinct values as a Series of the column's type) of a text, number or bool column; else None."
     kind = values.dtype.kind if isinstance(values.dtype, np.dtype) else None
     if not (isinstance(values.dtype, pd.StringDtype) or kind in ('i', 'u', 'f', 'b')): return None
     codes, uniques = pd.factorize(values, use_na_sentinel=False)
@@ -215,7 +47,7 @@ def _distinct(values:pd.Series)->tuple|None:
 
 def category_codes(values:pd.Series, # raw values of one field
                   )->tuple:
-    "(codes, names): `names[codes]` is `normalise_category` of each value (a str or None), worked out once per distinct value where the column's type allows."
+    "(codes, names): `names[codes]` is `normalise_category` of each value, worked out once per distinct value."
     d = _distinct(values)
     if d is None: return np.arange(len(values)), np.array([normalise_category(v) for v in values], dtype=object)
     codes, uniques = d
@@ -223,7 +55,7 @@ def category_codes(values:pd.Series, # raw values of one field
 
 # %% ../nbs/03_data.ipynb #17470c22
 def _float_or_nan(v)->float:
-    "`float(v)`; NaN when `v` is no number, infinity when it is beyond float range (then treated as missing, like `1e999`)."
+    "`float(v)`; NaN when `v` is no number, infinity beyond float range (then missing, like `1e999`)."
     try: return float(v)
     except OverflowError: return math.inf if v > 0 else -math.inf
     except (TypeError, ValueError): return math.nan
@@ -232,8 +64,10 @@ def _parse_numbers(values:pd.Series)->tuple:
     "(floats, NaN for missing or beyond float range; a mask of the values that are no number)."
     s = values.map(lambda v: None if v is None or (isinstance(v, str) and not v.strip()) else v)
     try: out = pd.to_numeric(s, errors='coerce').astype('float64')
-    except OverflowError: out = s.map(_float_or_nan).astype('float64') # an integer beyond float range: pandas gives up on the whole column
-    spelled_missing = s.map(lambda v: isinstance(v, float) and math.isnan(v) or str(v).strip().lower() in ('nan', 'none', 'null')).astype(bool) # bool even when empty
+    except OverflowError: # an integer beyond float range: pandas gives up on the whole column
+        out = s.map(_float_or_nan).astype('float64')
+    spelled_missing = s.map(lambda v: isinstance(v, float) and math.isnan(v)
+                            or str(v).strip().lower() in ('nan', 'none', 'null')).astype(bool) # bool even when empty
     bad = out.isna() & s.notna() & ~spelled_missing
     x = out.to_numpy()
     return np.where(np.isfinite(x), x, np.nan), bad.to_numpy(dtype=bool)
@@ -242,7 +76,7 @@ def _parse_numbers(values:pd.Series)->tuple:
 def to_numbers(values:pd.Series, # raw values of one numeric field
                name:str, # field name, for the message
               )->np.ndarray:
-    "Floats with NaN for missing; a value that is not a number is an `InputError` naming row and field. Text is parsed once per distinct value."
+    "Floats with NaN for missing; a value that is not a number is an `InputError` naming row and field."
     if isinstance(values.dtype, np.dtype) and values.dtype.kind in ('i', 'u', 'f'): # numbers already: nothing to parse
         x = values.to_numpy(dtype='float64')
         return np.where(np.isfinite(x), x, np.nan)
@@ -259,7 +93,7 @@ def check_rows(df:pd.DataFrame, # rows of one file
                path:Path, # the file, for the message
                numeric_fields:list=(), required_fields:list=(),
               ):
-    "Fail on a non-number in a numeric field or a missing required value, naming the file, row (0-based, header excluded) and field."
+    "Fail on a non-number in a numeric field or a missing required value, naming the file, row and field."
     try:
         for f in numeric_fields:
             if f in df: to_numbers(df[f], f)
@@ -268,7 +102,8 @@ def check_rows(df:pd.DataFrame, # rows of one file
         if f not in df: continue
         codes, names = category_codes(df[f])
         missing = np.array([n is None for n in names], dtype=bool)[codes]
-        if missing.any(): raise DataError(f'{path}: row {int(np.flatnonzero(missing)[0])}, field {f!r}: value is missing')
+        if missing.any():
+            raise DataError(f'{path}: row {int(np.flatnonzero(missing)[0])}, field {f!r}: value is missing')
 
 # %% ../nbs/03_data.ipynb #aa963073
 def check_filled(df:pd.DataFrame, # rows of a split
@@ -278,23 +113,29 @@ def check_filled(df:pd.DataFrame, # rows of a split
     "Fail on a field that has no value (missing, blank or `nan`) in any row of `df`."
     for f in fields:
         if f in df and len(df) and not any(normalise_category(v) is not None for v in df[f]):
-            raise DataError(f'{where}: field {f!r} is empty in all {len(df)} rows; expected values (is it the right column?)')
+            raise DataError(f'{where}: field {f!r} is empty in all {len(df)} rows; '
+                            'expected values (is it the right column?)')
 
 # %% ../nbs/03_data.ipynb #7fd54ecf
 def fit_label_list(labels:pd.Series, # raw labels of train
                    cfg:BSMConfig,
                   )->list:
     "Class names in model-output order; for binary, the positive class is last."
-    seen = sorted({l for l in category_codes(labels)[1] if l is not None}, key=lambda s: (not s.lstrip('-').isdigit(), int(s) if s.lstrip('-').isdigit() else 0, s))
+    seen = sorted({l for l in category_codes(labels)[1] if l is not None},
+                  key=lambda s: (not s.lstrip('-').isdigit(), int(s) if s.lstrip('-').isdigit() else 0, s))
     names = [normalise_category(l) for l in cfg.label_list] or seen
-    if len(names) < 2: raise DataError(f'label {cfg.label_name!r} has {len(names)} class(es) {names} in train; at least 2 are needed')
+    if len(names) < 2:
+        raise DataError(f'label {cfg.label_name!r} has {len(names)} class(es) {names} in train; at least 2 are needed')
     if cfg.label_list:
         # label_list may name the classes while the file holds their indices 0..K-1
         if not set(seen) <= set(names) and not set(seen) <= {str(i) for i in range(len(names))}:
-            raise DataError(f'label {cfg.label_name!r}: values {sorted(set(seen) - set(names))} are not in label_list {names}')
+            raise DataError(f'label {cfg.label_name!r}: values {sorted(set(seen) - set(names))} '
+                            f'are not in label_list {names}')
     if cfg.positive_label:
         pos = normalise_category(cfg.positive_label)
-        if len(names) != 2: raise DataError(f'positive_label {cfg.positive_label!r} given, but the task has {len(names)} classes, not 2')
+        if len(names) != 2:
+            raise DataError(f'positive_label {cfg.positive_label!r} given, '
+                            f'but the task has {len(names)} classes, not 2')
         if pos not in names: raise DataError(f'positive_label {cfg.positive_label!r} is not one of the labels {names}')
         names = [n for n in names if n != pos] + [pos]
     return names
@@ -324,7 +165,7 @@ class FeatureProcessor:
                  vocabs:dict|None=None, # categorical field -> its vocabulary (`category_vocab`)
                  num_stats:dict|None=None, # numeric field -> {'median', 'mean', 'std'} (`numeric_stats`)
                  label_list:list|None=None, # class names in model-output order (`fit_label_list`)
-                 trust_hook:bool=False, # True for the job creator's config (training); a model dir's hook must be allowed
+                 trust_hook:bool=False, # True for the job creator's own config (training), whose hook may run
                 ):
         self.cfg, self.tokenizer = cfg, tokenizer
         self.vocabs, self.num_stats, self.label_list = vocabs or {}, num_stats or {}, label_list or []
@@ -463,7 +304,8 @@ def numeric_features(self:FeatureProcessor, df:pd.DataFrame)->np.ndarray:
     for j, f in enumerate(self.cfg.tab_field_list):
         x = to_numbers(df[f], f) if f in df else np.full(len(df), np.nan)
         st = self.num_stats[f]
-        nums[:, 2*j] = np.clip((np.where(np.isnan(x), st['median'], x) - st['mean']) / st['std'], -10, 10) # before float32: 1e300 would overflow it
+        # clipped before float32, which 1e300 would overflow
+        nums[:, 2*j] = np.clip((np.where(np.isnan(x), st['median'], x) - st['mean']) / st['std'], -10, 10)
         nums[:, 2*j+1] = np.isnan(x)
     return np.clip(nums, -10, 10)
 
@@ -476,12 +318,14 @@ def encode(self:FeatureProcessor, df:pd.DataFrame, # rows with the fields of tra
     cfg, out = self.cfg, {}
     if cfg.effective_fusion != 'tab_only': out['input_ids'] = self.token_ids(df)
     out.update(cat=self.category_indices(df), num=self.numeric_features(df))
-    if with_labels and cfg.label_name in df: out['label'] = encode_labels(df[cfg.label_name], self.label_list, cfg.label_name)
+    if with_labels and cfg.label_name in df:
+        out['label'] = encode_labels(df[cfg.label_name], self.label_list, cfg.label_name)
     return out
 
 # %% ../nbs/03_data.ipynb #8ad7e08d
 @patch
-def to_dict(self:FeatureProcessor)->dict: return {'vocabs': self.vocabs, 'num_stats': self.num_stats, 'label_list': self.label_list}
+def to_dict(self:FeatureProcessor)->dict:
+    return {'vocabs': self.vocabs, 'num_stats': self.num_stats, 'label_list': self.label_list}
 
 @patch(cls_method=True)
 def from_dict(cls:FeatureProcessor, d:dict, # from `to_dict`
@@ -503,11 +347,13 @@ class BSMDataset(Dataset):
                 ):
         if df is None:
             if file_dir is None: raise ValueError('BSMDataset needs file_dir or df')
-            df = read_data_file(Path(file_dir)/filename, config.read_fields) if filename else read_channel(file_dir, config.read_fields)
+            df = (read_data_file(Path(file_dir)/filename, config.read_fields) if filename
+                  else read_channel(file_dir, config.read_fields))
         self.cfg, self.df = config, df.reset_index(drop=True)
         self.ids = self.df[config.id_name].tolist() if config.id_name in self.df else list(range(len(self.df)))
         self.arrays = processor.encode(self.df, with_labels)
-        self.lengths = self.arrays['input_ids'].lengths.astype(np.int64) if 'input_ids' in self.arrays else np.ones(len(self.df), dtype=int)
+        self.lengths = (self.arrays['input_ids'].lengths.astype(np.int64) if 'input_ids' in self.arrays
+                        else np.ones(len(self.df), dtype=int))
 
     def __len__(self): return len(self.df)
 
@@ -531,14 +377,15 @@ def collate_batch(items:list, # items of a `BSMDataset`
     if 'input_ids' in items[0]:
         width = -(-max(len(o['input_ids']) for o in items) // multiple) * multiple
         ids = torch.full((len(items), width), pad_id, dtype=torch.long)
-        for r, o in enumerate(items): ids[r, :len(o['input_ids'])] = torch.as_tensor(o['input_ids']) # a list or an int32 view
-        out['input_ids'], out['attention_mask'] = ids, (torch.arange(width)[None] < torch.tensor([len(o['input_ids']) for o in items])[:, None]).long()
+        for r, o in enumerate(items): ids[r, :len(o['input_ids'])] = torch.as_tensor(o['input_ids']) # list or int32
+        out['input_ids'], out['attention_mask'] = ids, (
+            torch.arange(width)[None] < torch.tensor([len(o['input_ids']) for o in items])[:, None]).long()
     if 'label' in items[0]: out['label'] = torch.tensor([o['label'] for o in items])
     return out
 
 # %% ../nbs/03_data.ipynb #3ad5e51b
 class LengthBucketSampler(Sampler):
-    "Batches of indices with similar lengths, shuffled; deterministic for a seed and epoch; split across distributed ranks."
+    "Batches of indices with similar lengths, shuffled, the same for a seed and epoch; split across distributed ranks."
     def __init__(self, lengths, # a length per row
                  batch_size:int, # rows per batch (per rank)
                  shuffle:bool=True, # training order; False: sorted by length, for evaluation
@@ -546,11 +393,12 @@ class LengthBucketSampler(Sampler):
                  chunk_batches:int=50, # rows are sorted by length within chunks of this many (global) batches
                  drop_last:bool=False, # drop the last, incomplete (global) batch
                  bucket:bool=True, # sort by length within chunks; False: plain shuffled batches
-                 num_replicas:int|None=None, # ranks to split over; None: torch.distributed's world size when initialised, else 1
-                 rank:int|None=None, # this rank; None: torch.distributed's rank when initialised, else 0
-                 data_shards:int=1, # the ranks form this many groups that already hold disjoint rows (ShardedByS3Key: hosts)
+                 num_replicas:int|None=None, # ranks to split over; None: torch.distributed's world size (1 without it)
+                 rank:int|None=None, # this rank; None: torch.distributed's rank (0 without it)
+                 data_shards:int=1, # groups of ranks that already hold disjoint rows (ShardedByS3Key: hosts)
                 ):
-        self.lengths, self.bs, self.shuffle, self.seed, self.chunk, self.drop_last = np.asarray(lengths), batch_size, shuffle, seed, chunk_batches, drop_last
+        self.lengths, self.bs, self.shuffle, self.seed, self.chunk, self.drop_last = (
+            np.asarray(lengths), batch_size, shuffle, seed, chunk_batches, drop_last)
         self.bucket, self.num_replicas, self.rank, self.data_shards = bucket, num_replicas, rank, data_shards
         self.epoch, self._common = 0, None
 
@@ -637,25 +485,28 @@ def make_dataloader(ds:BSMDataset, # encoded split
                     pad_id:int=0, # tokenizer's padding id
                     batch_size:int|None=None, # defaults to `cfg.batch_size` (per rank)
                     split_ranks:bool|None=None, # split rows across torch.distributed's ranks; None: for training only
-                    data_shards:int=1, # hosts that already hold disjoint rows (ShardedByS3Key train); split within a host only
+                    data_shards:int=1, # hosts holding disjoint rows (ShardedByS3Key train): split within a host only
                    )->DataLoader:
     "A DataLoader over `ds` with per-batch padding, rank-aware for distributed training."
     bs = batch_size or cfg.batch_size
     collate = lambda items: collate_batch(items, pad_id, cfg.pad_multiple)
     split = train if split_ranks is None else split_ranks
-    sampler = LengthBucketSampler(ds.lengths, bs, shuffle=train, seed=cfg.seed, bucket=cfg.length_bucketing or not train,
-                                  num_replicas=None if split else 1, rank=None if split else 0, data_shards=data_shards if split else 1)
+    sampler = LengthBucketSampler(ds.lengths, bs, shuffle=train, seed=cfg.seed,
+                                  bucket=cfg.length_bucketing or not train, num_replicas=None if split else 1,
+                                  rank=None if split else 0, data_shards=data_shards if split else 1)
     return DataLoader(ds, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.num_workers)
 
 # %% ../nbs/03_data.ipynb #26a6246e
 def split_train_val(df:pd.DataFrame, cfg:BSMConfig)->tuple:
     "(train, val) frames: `cfg.val_split` of each class held out, seeded."
-    if not cfg.val_split: raise DataError('no val channel and val_split is 0: give a val channel or a val_split such as 0.1')
+    if not cfg.val_split:
+        raise DataError('no val channel and val_split is 0: give a val channel or a val_split such as 0.1')
     rng, val_idx = np.random.default_rng(cfg.seed), []
     codes, names = category_codes(df[cfg.label_name])
     for _, idx in df.groupby(pd.Series(names[codes], index=df.index, dtype=object), dropna=False).indices.items():
         k = int(round(len(idx) * cfg.val_split))
         val_idx += rng.choice(idx, size=k, replace=False).tolist() if k else []
     mask = np.zeros(len(df), dtype=bool); mask[val_idx] = True
-    if mask.all() or not mask.any(): raise DataError(f'train has {len(df)} rows: too few to hold out val_split={cfg.val_split}; give a val channel')
+    if mask.all() or not mask.any():
+        raise DataError(f'train has {len(df)} rows: too few to hold out val_split={cfg.val_split}; give a val channel')
     return df[~mask].reset_index(drop=True), df[mask].reset_index(drop=True)

@@ -90,7 +90,8 @@ def describe(self:Cluster)->str:
     if not self.is_distributed: return 'distributed: world_size=1 node_rank=0 master=none (single process)'
     where = f'master={self.master_addr}:{self.master_port}'
     return (f'distributed: world_size={self.world_size} node_rank={self.node_rank} {where} '
-            f'local_rank={self.local_rank} global_rank={self.global_rank} devices={self.devices} backend={self.backend}')
+            f'local_rank={self.local_rank} global_rank={self.global_rank} '
+            f'devices={self.devices} backend={self.backend}')
 
 # %% ../nbs/14_distributed.ipynb #d1747c1b
 def _setting(env:dict, var:str, cfg, name:str, default, typ=int):

@@ -26,10 +26,12 @@ _F32_MAX = float(np.finfo(np.float32).max)
 def field_features(processor:FeatureProcessor, # fitted on train
                    df:pd.DataFrame, # rows with the fields of train (any may be absent)
                   )->tuple:
-    "(X, categorical): float32 X of shape (rows, categorical + numeric fields), the category indices first, then the numbers (NaN missing); `categorical` lists the columns of X that are categories."
+    "(X, categorical): the category indices, then the numbers, as float32 `X`; `categorical`: its category columns."
     cats, fields = processor.category_indices(df), processor.cfg.tab_field_list
-    nums = np.column_stack([to_numbers(df[f], f) if f in df else np.full(len(df), np.nan) for f in fields]) if fields else np.zeros((len(df), 0))
-    X = np.hstack([cats, np.clip(nums, -_F32_MAX, _F32_MAX)]).astype(np.float32) # clipped: 1e300 is a number, not infinity
+    nums = (np.column_stack([to_numbers(df[f], f) if f in df else np.full(len(df), np.nan) for f in fields]) if fields
+            else np.zeros((len(df), 0)))
+    # clipped: 1e300 is a number, not infinity
+    X = np.hstack([cats, np.clip(nums, -_F32_MAX, _F32_MAX)]).astype(np.float32)
     return X, list(range(cats.shape[1]))
 
 # %% ../nbs/07_ensemble.ipynb #b9797b84
@@ -38,8 +40,11 @@ def token_bag(ids:TokenIds, # rows of token ids, from `FeatureProcessor.token_id
              )->sp.csr_matrix:
     "(rows, vocab_size) float32 sparse counts of each row's token ids."
     if len(ids.flat) and not 0 <= ids.flat.min() <= ids.flat.max() < vocab_size:
-        raise ValueError(f'token ids run from {ids.flat.min()} to {ids.flat.max()}; expected ids below the vocabulary size {vocab_size}')
-    m = sp.csr_matrix((np.ones(len(ids.flat), np.float32), ids.flat.copy(), ids.offsets.copy()), shape=(len(ids), vocab_size)) # copies: scipy would sort the rows' ids in place
+        raise ValueError(f'token ids run from {ids.flat.min()} to {ids.flat.max()}; '
+                         f'expected ids below the vocabulary size {vocab_size}')
+    # copies: scipy would sort the rows' ids in place
+    entries = (np.ones(len(ids.flat), np.float32), ids.flat.copy(), ids.offsets.copy())
+    m = sp.csr_matrix(entries, shape=(len(ids), vocab_size))
     m.sum_duplicates() # a token twice in a row: one entry of 2
     return m
 
@@ -49,7 +54,7 @@ def _text_for_trees(cfg:BSMConfig)->bool:
     return bool(cfg.trees_text and cfg.text_name and cfg.effective_fusion != 'tab_only')
 
 def trees_read_text(processor:FeatureProcessor)->bool:
-    "Whether the trees of `processor`'s run read the text: its config says so (`_text_for_trees`) and it has a tokenizer."
+    "Whether the trees of `processor`'s run read the text: its config says so (`_text_for_trees`) and has a tokenizer."
     return _text_for_trees(processor.cfg) and processor.tokenizer is not None
 
 TREE_PARTS = ('trees', 'trees_fields') # the fields and the text's word pieces; the fields alone
@@ -59,12 +64,13 @@ def tree_features(processor:FeatureProcessor, # fitted on train
                   token_ids:TokenIds|None=None, # the rows' token ids when already encoded; else tokenised here
                   part:str='trees', # one of `TREE_PARTS`: 'trees_fields' never reads the text
                  )->tuple:
-    "(X, categorical): `field_features`, then, for `part` 'trees' when `trees_read_text`, the text's `token_bag` (sparse X)."
+    "(X, categorical): `field_features`, then for 'trees' that read the text (`trees_read_text`) its `token_bag`."
     if part not in TREE_PARTS: raise ValueError(f'tree part {part!r}: expected one of {", ".join(TREE_PARTS)}')
     X, cat = field_features(processor, df)
     if part != 'trees' or not trees_read_text(processor): return X, cat
     ids = processor.token_ids(df) if token_ids is None else token_ids
-    if len(ids) != len(df): raise ValueError(f'{len(ids)} rows of token ids for {len(df)} rows; expected one per row')
+    if len(ids) != len(df):
+        raise ValueError(f'{len(ids)} rows of token ids for {len(df)} rows; expected one per row')
     return sp.hstack([sp.csr_matrix(X), token_bag(ids, len(processor.tokenizer))], format='csr'), cat
 
 # %% ../nbs/07_ensemble.ipynb #58648afe
@@ -78,17 +84,20 @@ def tree_params(n_rows:int, # rows of train
                )->dict:
     "LightGBM parameters for `n_rows` of train: small-data-friendly, deterministic and quiet."
     if n_classes < 2: raise ValueError(f'n_classes is {n_classes}; the trees need at least 2 classes')
-    task = {'objective': 'binary', 'metric': 'binary_logloss'} if n_classes == 2 else {'objective': 'multiclass', 'num_class': n_classes, 'metric': 'multi_logloss'}
+    if n_classes == 2: task = {'objective': 'binary', 'metric': 'binary_logloss'}
+    else: task = {'objective': 'multiclass', 'num_class': n_classes, 'metric': 'multi_logloss'}
     return {**task, 'num_leaves': 31, 'learning_rate': 0.05,
             'min_data_in_leaf': max(2, min(20, n_rows // 50)), 'min_data_per_group': max(2, min(100, n_rows // 10)),
             'deterministic': True, 'force_col_wise': True, 'seed': seed, 'num_threads': _threads(n_rows), 'verbose': -1}
 
 # %% ../nbs/07_ensemble.ipynb #539fafb6
 def _check_xy(X, y, n_classes:int, split:str)->tuple:
-    "(X as a 2-D float array, dense or scipy sparse, y as int64) of `split`; a `ValueError` naming the split when they do not fit."
+    "(X, 2-D dense or scipy sparse, and y as int64) of `split`; a `ValueError` naming the split when they do not fit."
     X, y = (X if sp.issparse(X) else np.asarray(X)), np.asarray(y)
-    if X.ndim != 2 or not X.shape[0] or not X.shape[1]: raise ValueError(f'{split}: X has shape {X.shape}; expected (rows, features), both at least 1')
-    if y.shape != (X.shape[0],): raise ValueError(f'{split}: y has shape {y.shape}; expected ({X.shape[0]},), a class index per row of X')
+    if X.ndim != 2 or not X.shape[0] or not X.shape[1]:
+        raise ValueError(f'{split}: X has shape {X.shape}; expected (rows, features), both at least 1')
+    if y.shape != (X.shape[0],):
+        raise ValueError(f'{split}: y has shape {y.shape}; expected ({X.shape[0]},), a class index per row of X')
     if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= n_classes:
         raise ValueError(f'{split}: y holds {np.unique(y)[:10].tolist()}; expected class indices 0..{n_classes - 1}')
     return X, y.astype(np.int64)
@@ -106,10 +115,12 @@ def fit_trees(X_train, y_train, # train features (`tree_features`) and class ind
     "A LightGBM model of the class from X, boosted until val log loss stops improving; it keeps the best round's trees."
     X_train, y_train = _check_xy(X_train, y_train, n_classes, 'train')
     X_val, y_val = _check_xy(X_val, y_val, n_classes, 'val')
-    if X_val.shape[1] != X_train.shape[1]: raise ValueError(f'val has {X_val.shape[1]} features, train {X_train.shape[1]}; expected the same')
+    if X_val.shape[1] != X_train.shape[1]:
+        raise ValueError(f'val has {X_val.shape[1]} features, train {X_train.shape[1]}; expected the same')
     train = lgb.Dataset(X_train, y_train, categorical_feature=list(categorical))
     return lgb.train({**tree_params(X_train.shape[0], n_classes, seed), **params}, train, max_rounds,
-                     valid_sets=[lgb.Dataset(X_val, y_val, reference=train)], callbacks=[lgb.early_stopping(patience, verbose=False)])
+                     valid_sets=[lgb.Dataset(X_val, y_val, reference=train)],
+                     callbacks=[lgb.early_stopping(patience, verbose=False)])
 
 # %% ../nbs/07_ensemble.ipynb #a517a286
 def tree_proba(booster:lgb.Booster, # from `fit_trees` or `load_trees`
@@ -140,7 +151,8 @@ def train_trees(processor:FeatureProcessor, # fitted on train, with its label li
 def tree_parts(processor:FeatureProcessor)->list:
     "The `TREE_PARTS` a run trains: 'trees' when they read the text, 'trees_fields' when there are fields to read."
     cfg = processor.cfg
-    return [p for p, ok in zip(TREE_PARTS, (trees_read_text(processor), cfg.cat_field_list or cfg.tab_field_list)) if ok]
+    reads = (trees_read_text(processor), cfg.cat_field_list or cfg.tab_field_list)
+    return [p for p, ok in zip(TREE_PARTS, reads) if ok]
 
 # %% ../nbs/07_ensemble.ipynb #47c139d3
 TREE_FILES = {'trees': 'trees.txt', 'trees_fields': 'trees_fields.txt'} # each of `TREE_PARTS` in a model dir
@@ -161,7 +173,8 @@ def load_trees(model_dir:Path, part:str='trees')->lgb.Booster|None:
     if not path.is_file(): return None
     try:
         text = path.read_text(encoding='utf-8')
-        if not text.startswith('tree\n'): raise lgb.basic.LightGBMError('it does not start with "tree"') # checked here: LightGBM would print to stderr
+        if not text.startswith('tree\n'): # checked here: LightGBM would print to stderr
+            raise lgb.basic.LightGBMError('it does not start with "tree"')
         return lgb.Booster(model_str=text)
     except (lgb.basic.LightGBMError, UnicodeDecodeError) as e:
         raise ValueError(f'{path}: not a LightGBM text model ({e}); expected the file save_trees writes') from None
@@ -174,14 +187,17 @@ def load_tree_parts(model_dir:Path)->dict:
 def _probs(p, name:str)->np.ndarray:
     "`p` as a 2-D float64 array of finite probabilities; a `ValueError` naming `name` otherwise."
     p = np.asarray(p, dtype=np.float64)
-    if p.ndim != 2 or p.shape[1] < 2: raise ValueError(f'{name} has shape {p.shape}; expected (rows, classes), classes at least 2')
+    if p.ndim != 2 or p.shape[1] < 2:
+        raise ValueError(f'{name} has shape {p.shape}; expected (rows, classes), classes at least 2')
     if not np.isfinite(p).all(): raise ValueError(f'{name} holds values that are not finite numbers')
     return p
 
 # %% ../nbs/07_ensemble.ipynb #ce449287
 def _compositions(n:int, k:int):
     "Each tuple of `n` non-negative integers summing to `k`, the first one's largest values first."
-    if n == 1: yield (k,); return
+    if n == 1:
+        yield (k,)
+        return
     for i in range(k, -1, -1):
         for rest in _compositions(n - 1, k - i): yield (i, *rest)
 
@@ -190,17 +206,20 @@ def blend_grid(n:int, # parts
               )->np.ndarray:
     "(points, n) weights on the simplex, multiples of `step`; the first part alone comes first."
     k = round(1 / step) if step > 0 else 0
-    if n < 1 or k < 1 or not np.isclose(k * step, 1): raise ValueError(f'{n} parts, step {step}: expected at least 1 part and a step 1/k')
+    if n < 1 or k < 1 or not np.isclose(k * step, 1):
+        raise ValueError(f'{n} parts, step {step}: expected at least 1 part and a step 1/k')
     return np.array(list(_compositions(n, k)), dtype=np.float64) / k
 
 def _true_class(p_val:dict, y:np.ndarray)->np.ndarray:
     "(parts, rows): each part's probability of the true class, the parts checked alike."
     ps = {n: _probs(p, n) for n, p in p_val.items()}
     shapes = {p.shape for p in ps.values()}
-    if len(shapes) != 1: raise ValueError(f'the parts have shapes {[p.shape for p in ps.values()]}; expected the same')
+    if len(shapes) != 1:
+        raise ValueError(f'the parts have shapes {[p.shape for p in ps.values()]}; expected the same')
     rows, k = shapes.pop()
     if not rows or y.shape != (rows,) or not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= k:
-        raise ValueError(f'y_val has shape {y.shape}, values {np.unique(y)[:10].tolist()}; expected {rows} class indices 0..{k - 1}, one per row, at least one')
+        raise ValueError(f'y_val has shape {y.shape}, values {np.unique(y)[:10].tolist()}; '
+                         f'expected {rows} class indices 0..{k - 1}, one per row, at least one')
     return np.stack([p[np.arange(rows), y] for p in ps.values()])
 
 def blend_weights(p_val:dict, # part name -> its (rows, classes) probabilities on val; the network first
@@ -222,9 +241,11 @@ def blend(parts:dict, # part name -> (rows, classes) probabilities; a part of we
     w = {n: float(v) for n, v in weights.items() if v}
     if any(not 0 < v <= 1 for v in w.values()) or not np.isclose(sum(w.values()), 1):
         raise ValueError(f'blend weights {weights}; expected numbers in [0, 1] that sum to 1')
-    if missing := [n for n in w if parts.get(n) is None]: raise ValueError(f'blend: no probabilities for {missing}, which have weight')
+    if missing := [n for n in w if parts.get(n) is None]:
+        raise ValueError(f'blend: no probabilities for {missing}, which have weight')
     ps = {n: _probs(parts[n], n) for n in w}
-    if len({p.shape for p in ps.values()}) != 1: raise ValueError(f'the parts have shapes {[p.shape for p in ps.values()]}; expected the same')
+    if len({p.shape for p in ps.values()}) != 1:
+        raise ValueError(f'the parts have shapes {[p.shape for p in ps.values()]}; expected the same')
     return sum(v * ps[n] for n, v in w.items()) if len(w) > 1 else next(iter(ps.values()))
 
 # %% ../nbs/07_ensemble.ipynb #95084aa4
@@ -235,7 +256,8 @@ def final_probabilities(parts:dict, # part name -> probabilities as predicted ('
     "The model's answer: the network calibrated by `temperature`, blended with the tree parts by `weights`."
     weights = {'network': 1.0} if weights is None else weights
     p_net = parts.get('network')
-    net = None if p_net is None or not weights.get('network') else apply_temperature(np.asarray(p_net, dtype=np.float64), temperature)
+    use = p_net is not None and weights.get('network')
+    net = apply_temperature(np.asarray(p_net, dtype=np.float64), temperature) if use else None
     return blend({**parts, 'network': net}, weights)
 
 # %% ../nbs/07_ensemble.ipynb #6b1528cb
@@ -248,7 +270,8 @@ def check_ensemble(mode:str)->str:
 def trees_unusable(cfg:BSMConfig)->str|None:
     "Why trees cannot be trained for `cfg`; None when they can."
     if not (cfg.cat_field_list or cfg.tab_field_list or _text_for_trees(cfg)):
-        return 'no fields for the trees to read: no categorical or numeric fields (cat_field_list, tab_field_list), and the text is off (trees_text false)'
+        return ('no fields for the trees to read: no categorical or numeric fields (cat_field_list, tab_field_list), '
+                'and the text is off (trees_text false)')
     return None
 
 def resolve_ensemble(mode:str, # one of `ENSEMBLES`
@@ -275,6 +298,7 @@ def stratified_folds(y, # class indices
         start += len(idx)
     return folds
 
+# %% ../nbs/07_ensemble.ipynb #7d8c0723
 def best_part(p_val:dict, y_val, **_)->dict:
     "Part name -> weight: 1 for the part with the lowest val log loss (the earlier at a tie), 0 for the others."
     y = np.asarray(y_val)
@@ -282,6 +306,7 @@ def best_part(p_val:dict, y_val, **_)->dict:
     i = int(np.argmin(-np.log(np.clip(q, 1e-15, 1)).mean(1)))
     return {n: float(j == i) for j, n in enumerate(p_val)}
 
+# %% ../nbs/07_ensemble.ipynb #567c139e
 def cross_fitted_loss(chooser, # (p_val, y_val) -> weights: `best_part` or `blend_weights`
                       p_val:dict, y_val, # as for `blend_weights`
                       folds:np.ndarray, # a fold index per row, from `stratified_folds`
@@ -302,6 +327,7 @@ def _why(name:str, w:float, choice:str, loss:dict)->str:
     best = min(loss, key=loss.get)
     return f'dropped: val log loss {loss[name]:.4f}, the best part {best} has {loss[best]:.4f}'
 
+# %% ../nbs/07_ensemble.ipynb #76b62efd
 def choose_blend(p_val:dict, # part name -> (rows, classes) probabilities on val, the network first
                  y_val, # class indices of val
                  folds:int=5, # cross-fitting folds over val
@@ -313,18 +339,21 @@ def choose_blend(p_val:dict, # part name -> (rows, classes) probabilities on val
     loss = {n: log_loss(_probs(p, n), y) for n, p in p_val.items()}
     choosers = {'best part': best_part, 'blend': partial(blend_weights, step=step)}
     k = min(folds, len(y))
-    cv = {c: round(cross_fitted_loss(f, p_val, y, stratified_folds(y, k, seed)), 6) for c, f in choosers.items()} if k >= 2 and len(p_val) > 1 else {}
+    cv = {}
+    if k >= 2 and len(p_val) > 1:
+        cv = {c: round(cross_fitted_loss(f, p_val, y, stratified_folds(y, k, seed)), 6) for c, f in choosers.items()}
     choice = 'blend' if cv and cv['blend'] < cv['best part'] else 'best part'
     w = choosers[choice](p_val, y)
     parts = {n: {'val_log_loss': round(loss[n], 6), 'weight': w[n], 'why': _why(n, w[n], choice, loss)} for n in p_val}
     return w, {'choice': choice, 'cv_log_loss': cv, 'folds': k, 'candidates': parts}
 
+# %% ../nbs/07_ensemble.ipynb #6faa9688
 def choose_ensemble(mode:str, # one of `ENSEMBLES`, as `resolve_ensemble` gives it
                     p_val:dict, # part name -> val probabilities (the network calibrated), the network first
                     y_val, # class indices of val
                     **kwargs, # for `choose_blend`: folds, step, seed
                    )->tuple:
-    "(part -> weight, report) for `mode`: 'network' alone; 'trees' and 'auto' `choose_blend` over the tree parts or all."
+    "(part -> weight, report) for `mode`: 'network' alone, else `choose_blend` over the tree parts ('trees') or all."
     if check_ensemble(mode) == 'network' or set(p_val) <= {'network'}:
         return {n: float(n == 'network') for n in p_val}, {'choice': 'network', 'candidates': {}}
     pool = {n: p for n, p in p_val.items() if mode == 'auto' or n != 'network'}

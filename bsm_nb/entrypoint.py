@@ -4,26 +4,16 @@
 
 # %% ../nbs/13_entrypoint.ipynb #70cbf92d
 from __future__ import annotations
-import json, logging, os, sys, tempfile, time, traceback
+import logging, os, sys, traceback
 from pathlib import Path
-from typing import TYPE_CHECKING
-from .config import BSMConfig, ConfigError, SageMakerPaths, load_config, local_encoder_dir, persisted_config
-if TYPE_CHECKING: # names of the annotations only; the modules are imported where they are used (see "Failing fast")
-    import numpy as np, pandas as pd
-    from bsm_nb.data import BSMDataset, FeatureProcessor
-    from bsm_nb.model import MultimodalBert
-    from bsm_nb.distributed import Cluster
+from .config import BSMConfig, ConfigError, SageMakerPaths, load_config, local_encoder_dir
+from .files import write_problem
 
 log = logging.getLogger('bsm_nb')
 
 # %% auto #0
-__all__ = ['log', 'SPLIT_METRICS', 'SetupError', 'check_model_dir', 'check_input_channels', 'check_pretrained_path',
-           'check_before_imports', 'has_data', 'model_fields', 'read_splits', 'set_up_torch', 'find_encoder',
-           'encoder_tokenizer', 'encode_split', 'encode_splits', 'make_loaders', 'class_weights_for', 'build_model',
-           'fit_model', 'load_best', 'predict_splits', 'cross_entropy', 'score_splits', 'fit_tree_parts', 'split_parts',
-           'finish_probabilities', 'calibration_report', 'score_parts', 'run_stats', 'write_predictions', 'write_plots',
-           'save_outputs', 'start_tracking', 'track_outputs', 'final_line', 'StoppedBySigterm', 'stop_on_sigterm',
-           'run_training', 'train_job', 'write_failure', 'setup_logging', 'is_sigterm_stop', 'main']
+__all__ = ['log', 'SetupError', 'check_model_dir', 'check_input_channels', 'check_pretrained_path', 'check_before_imports',
+           'write_failure', 'setup_logging', 'StoppedBySigterm', 'stop_on_sigterm', 'is_sigterm_stop', 'main']
 
 # %% ../nbs/13_entrypoint.ipynb #6c2fad98
 class SetupError(ValueError):
@@ -32,13 +22,8 @@ class SetupError(ValueError):
 # %% ../nbs/13_entrypoint.ipynb #2ac00968
 def check_model_dir(model_dir:Path):
     "Create `model_dir` if needed and write a file into it, so that a bad mount fails now, not at the end."
-    d = Path(model_dir)
-    try:
-        d.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=d, prefix='.write-test-'): pass
-    except OSError as e:
-        raise SetupError(f'model dir {d} cannot be created or written ({type(e).__name__}: {e.strerror or e}); '
-                         'the model is saved there at the end of the run') from e
+    if why := write_problem(model_dir):
+        raise SetupError(f'model dir {why}; the model is saved there at the end of the run')
 
 # %% ../nbs/13_entrypoint.ipynb #cb9c3d6c
 def check_input_channels(paths:SageMakerPaths, required:tuple=('train',)):
@@ -66,414 +51,6 @@ def check_before_imports(cfg:BSMConfig, paths:SageMakerPaths,
     check_model_dir(paths.model_dir)
     return check_pretrained_path(cfg)
 
-# %% ../nbs/13_entrypoint.ipynb #875bb355
-def has_data(channel:Path)->bool:
-    "Whether a channel directory exists and holds a data file."
-    from bsm_nb.data import channel_files
-    return Path(channel).is_dir() and bool(channel_files(channel))
-
-# %% ../nbs/13_entrypoint.ipynb #82e543d3
-def model_fields(cfg:BSMConfig)->list:
-    "The fields the model reads: the text unless `tab_only`, the categorical and numeric fields unless `text_only`."
-    fusion = cfg.effective_fusion
-    text = cfg.text_name if fusion != 'tab_only' else []
-    tab = cfg.cat_field_list + cfg.tab_field_list if fusion != 'text_only' else []
-    return [*text, *tab]
-
-# %% ../nbs/13_entrypoint.ipynb #e821bb89
-def read_splits(cfg:BSMConfig, paths:SageMakerPaths)->dict:
-    "Frames of train, val and (when given) test."
-    from bsm_nb.data import read_channel, split_train_val, check_filled
-    read = lambda ch, n=0: read_channel(paths.channel(ch), cfg.read_fields, n, cfg.tab_field_list, [cfg.label_name])
-    train = read('train', cfg.max_train_rows)
-    check_filled(train, model_fields(cfg), f'train channel {paths.channel("train")}')
-    if has_data(paths.channel('val')): splits = {'train': train, 'val': read('val')}
-    else:
-        log.info(f'no val channel: holding out {cfg.val_split:.0%} of train, stratified, seed {cfg.seed}')
-        tr, va = split_train_val(train, cfg)
-        splits = {'train': tr, 'val': va}
-    if has_data(paths.channel('test')): splits['test'] = read('test')
-    else: log.warning('no test channel: the model dir will hold val results only')
-    return splits
-
-# %% ../nbs/13_entrypoint.ipynb #4b651854
-def set_up_torch(cfg:BSMConfig):
-    "Return freed memory to the system, set torch's CPU threads and seed every generator."
-    import torch, lightning as L
-    from bsm_nb.train import return_freed_memory
-    return_freed_memory() # peak RSS tracks live tensors (BSM_MMAP_THRESHOLD)
-    torch.set_num_threads(cfg.num_threads or os.cpu_count() or 1)
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
-
-# %% ../nbs/13_entrypoint.ipynb #0346da9a
-def find_encoder(cfg:BSMConfig, paths:SageMakerPaths)->str|None:
-    "The encoder to start from (`pretrained_model` or the `pretrained` channel); None for `tab_only`."
-    if cfg.effective_fusion == 'tab_only': return None
-    from bsm_nb.model import resolve_encoder
-    return resolve_encoder(cfg, paths.channel('pretrained'))
-
-# %% ../nbs/13_entrypoint.ipynb #7ccf96b0
-def encoder_tokenizer(encoder:str|None):
-    "The tokenizer of `encoder` (and a log line naming the encoder); None without one."
-    if encoder is None: return None
-    from bsm_nb.model import load_tokenizer
-    tokenizer = load_tokenizer(encoder)
-    log.info(f'encoder: {encoder}')
-    return tokenizer
-
-# %% ../nbs/13_entrypoint.ipynb #e5ba1f9d
-def encode_split(name:str, df:pd.DataFrame, cfg:BSMConfig, processor:FeatureProcessor)->BSMDataset:
-    "A `BSMDataset` of one split; a bad row is reported with the split's name."
-    from bsm_nb.data import BSMDataset, DataError, InputError
-    try: return BSMDataset(cfg, processor, df=df)
-    except InputError as e: raise DataError(f'{name} channel: {e}') from None
-
-# %% ../nbs/13_entrypoint.ipynb #17e8a6be
-def encode_splits(splits:dict, # name -> rows, from `read_splits`
-                  cfg:BSMConfig, tokenizer=None,
-                  cluster:Cluster|None=None, # from `setup_distributed`; None: a single process
-                 )->tuple:
-    "(`FeatureProcessor` fitted on train, over all hosts' shards when train is sharded; a `BSMDataset` per split)."
-    from bsm_nb.distributed import fit_processor
-    processor = fit_processor(splits['train'], cfg, tokenizer, cluster)
-    return processor, {k: encode_split(k, v, cfg, processor) for k, v in splits.items()}
-
-# %% ../nbs/13_entrypoint.ipynb #1d04c20f
-def make_loaders(data:dict, # name -> `BSMDataset`
-                 cfg:BSMConfig, tokenizer=None, cluster:Cluster|None=None,
-                )->tuple:
-    "(a loader per split, the val loader Lightning validates on); train is split within a host when it is sharded."
-    from bsm_nb.data import make_dataloader
-    from bsm_nb.artifacts import PREDICT_BATCH_SIZE # val and test batched as `predict` and the server batch them: same answers
-    pad_id = getattr(tokenizer, 'pad_token_id', 0) or 0
-    shards = cluster.train_shards if cluster is not None else 1
-    loader = lambda k: make_dataloader(data[k], cfg, train=k == 'train', pad_id=pad_id, data_shards=shards if k == 'train' else 1,
-                                       batch_size=None if k == 'train' else PREDICT_BATCH_SIZE)
-    loaders = {k: loader(k) for k in data}
-    return loaders, make_dataloader(data['val'], cfg, pad_id=pad_id, split_ranks=True)
-
-# %% ../nbs/13_entrypoint.ipynb #a206329a
-def class_weights_for(labels:np.ndarray, n_classes:int, mode:str)->list|None:
-    "Inverse class frequencies (mean 1) for `mode='balanced'`, else None."
-    if mode != 'balanced': return None
-    import numpy as np
-    counts = np.bincount(labels, minlength=n_classes).astype(float)
-    w = counts.sum() / (n_classes * np.maximum(counts, 1))
-    return w.tolist()
-
-# %% ../nbs/13_entrypoint.ipynb #81156917
-def build_model(cfg:BSMConfig, processor:FeatureProcessor,
-                train:BSMDataset, # for the class weights
-                encoder:str|None=None, # from `find_encoder`
-               )->MultimodalBert:
-    "A `MultimodalBert` sized for the processor's fields and labels, weighting classes when `class_weights='balanced'`."
-    from bsm_nb.model import MultimodalBert
-    labels = processor.label_list
-    weights = class_weights_for(train.arrays['label'], len(labels), cfg.class_weights)
-    return MultimodalBert(persisted_config(cfg), processor.cat_cardinalities, processor.n_numeric, labels,
-                          encoder_path=encoder, class_weights=weights)
-
-# %% ../nbs/13_entrypoint.ipynb #c841cb50
-def fit_model(model:MultimodalBert, cfg:BSMConfig, paths:SageMakerPaths,
-              train_dl, val_dl, # from `make_loaders`: the train loader, and val split across the ranks
-              cluster:Cluster|None=None, # DDP over the cluster when it has several processes
-              trainer_kwargs:dict|None=None, # extra `lightning.Trainer` arguments
-              tracker=None, # an MLflow logger from `start_tracking`, beside TensorBoard
-             )->tuple:
-    "(the fitted `Trainer`, the seconds fitting took)."
-    import lightning as L
-    from bsm_nb.train import model_train
-    from bsm_nb.distributed import ddp_trainer_kwargs
-    out = paths.output_dir
-    tb = L.pytorch.loggers.TensorBoardLogger(str(out), name='tensorboard', version='') if out else False
-    t = time.time()
-    kw = {**(ddp_trainer_kwargs(cluster) if cluster is not None else {}), **(trainer_kwargs or {})}
-    loggers = [lg for lg in (tb, tracker) if lg]
-    trainer = model_train(model, cfg, train_dl, val_dl, logger=loggers or False, checkpoint_dir=paths.checkpoint_dir, **kw)
-    return trainer, time.time() - t
-
-# %% ../nbs/13_entrypoint.ipynb #09e706f8
-def load_best(trainer)->MultimodalBert:
-    "The best epoch's model (`trainer`'s best checkpoint), in eval mode, on the GPU when there is one."
-    import torch
-    from bsm_nb.train import load_checkpoint
-    device = 'cuda' if torch.cuda.is_available() else 'cpu'
-    return load_checkpoint(trainer.checkpoint_callback.best_model_path, device=device)
-
-# %% ../nbs/13_entrypoint.ipynb #12442f35
-def predict_splits(model:MultimodalBert, loaders:dict, cfg:BSMConfig)->tuple:
-    "(class probabilities of val and, when given, test; rows predicted per second)."
-    from bsm_nb.train import predict_proba
-    t = time.time()
-    kw = dict(precision=cfg.precision, int8=cfg.predict_int8)
-    probs = {k: predict_proba(model, loaders[k], **kw) for k in ('val', 'test') if k in loaders}
-    return probs, round(sum(len(p) for p in probs.values()) / (time.time() - t), 1)
-
-# %% ../nbs/13_entrypoint.ipynb #c2f7706a
-def cross_entropy(probs:np.ndarray, labels:np.ndarray)->float:
-    "Mean negative log-likelihood of the true classes."
-    import numpy as np
-    return float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1)).mean())
-
-# %% ../nbs/13_entrypoint.ipynb #e7ac68c3
-SPLIT_METRICS = ['auroc', 'average_precision', 'f1_score', 'accuracy']
-
-def score_splits(probs:dict, # from `predict_splits`
-                 data:dict, # the encoded splits, for their labels
-                 policy:str='best_f1', target:float|None=None, # how the threshold is chosen on val (`threshold_policy`)
-                )->dict:
-    "`evaluate_splits` of each predicted split, with its cross-entropy `loss`; the `threshold` is chosen on val."
-    from bsm_nb.evaluate import evaluate_splits
-    labels = {k: data[k].arrays['label'] for k in probs}
-    metrics = evaluate_splits({k: (p, labels[k]) for k, p in probs.items()}, SPLIT_METRICS, policy=policy, target=target)
-    for k, p in probs.items(): metrics[k]['loss'] = cross_entropy(p, labels[k])
-    return metrics
-
-# %% ../nbs/13_entrypoint.ipynb #3d4ec874
-def fit_tree_parts(cfg:BSMConfig, processor:FeatureProcessor,
-                   splits:dict, # name -> rows, from `read_splits`
-                   data:dict|None=None, # name -> `BSMDataset` of those rows, from `encode_splits`: their token ids are reused
-                  )->tuple:
-    "(tree part -> its LightGBM trees, part -> split -> its val and test probabilities, why a part is missing or '')."
-    from bsm_nb.ensemble import resolve_ensemble, train_trees, tree_features, tree_parts, tree_proba
-    mode, why = resolve_ensemble(cfg.ensemble, cfg)
-    if mode == 'network': return {}, {}, why or 'ensemble=network'
-    ids = {k: data[k].arrays.get('input_ids') if data and k in data else None for k in splits}
-    trees, probs, failed = {}, {}, []
-    for part in tree_parts(processor):
-        try:
-            b = train_trees(processor, splits['train'], splits['val'], (ids['train'], ids['val']), part, seed=cfg.seed)
-            probs[part] = {k: tree_proba(b, tree_features(processor, splits[k], ids[k], part)[0]) for k in ('val', 'test') if k in splits}
-            trees[part] = b
-        except Exception as e: # the network is trained: under `auto` it lands without this part rather than not at all
-            if mode != 'auto': raise
-            log.warning(f'ensemble: the {part} could not be trained ({type(e).__name__}: {e}); the other parts answer')
-            failed.append(f'{part} failed: {type(e).__name__}: {e}')
-    return trees, probs, '; '.join(failed)
-
-# %% ../nbs/13_entrypoint.ipynb #b8c1e50c
-def split_parts(net:dict, trees:dict, split:str)->dict:
-    "Part name -> probabilities on `split`: the network's (`net[split]`) first, then each tree part's."
-    return {'network': net[split], **{p: s[split] for p, s in trees.items()}}
-
-def finish_probabilities(cfg:BSMConfig,
-                         net:dict, # split -> the network's probabilities, from `predict_splits`
-                         trees:dict, # tree part -> split -> its probabilities, from `fit_tree_parts` ({} without trees)
-                         labels:dict, # split -> true class indices
-                        )->tuple:
-    "(split -> the answers, the `bsm_model.json` fields that reproduce them, the choice's report): all fitted on val."
-    from bsm_nb.evaluate import apply_temperature, fit_temperature
-    from bsm_nb.ensemble import choose_ensemble, final_probabilities
-    T = fit_temperature(net['val'], labels['val']) if cfg.calibrate else 1.0
-    mode = cfg.ensemble if trees else 'network'
-    w, report = choose_ensemble(mode, split_parts({'val': apply_temperature(net['val'], T)}, trees, 'val'), labels['val'], seed=cfg.seed)
-    answers = {k: final_probabilities(split_parts(net, trees, k), w, T) for k in net}
-    return answers, {'temperature': T, 'ensemble': mode, 'ensemble_weights': w}, report
-
-# %% ../nbs/13_entrypoint.ipynb #21fda4f4
-def calibration_report(net:dict, trees:dict, labels:dict, # as for `finish_probabilities`
-                       post:dict, # its fields: temperature and weights
-                      )->dict:
-    "Expected calibration error and Brier score of the answers per split, before the temperature (T = 1) and after."
-    from bsm_nb.evaluate import calibration_metrics
-    from bsm_nb.ensemble import final_probabilities
-    out, w = {'temperature': round(post['temperature'], 4)}, post['ensemble_weights']
-    for k in net:
-        before = calibration_metrics(final_probabilities(split_parts(net, trees, k), w, 1.0), labels[k])
-        after = calibration_metrics(final_probabilities(split_parts(net, trees, k), w, post['temperature']), labels[k])
-        out[k] = {f'{m}_{when}': round(v, 4) for when, d in (('before', before), ('after', after)) for m, v in d.items()}
-    return out
-
-# %% ../nbs/13_entrypoint.ipynb #e9dc537c
-def score_parts(net:dict, trees:dict, answers:dict, # split -> probabilities of the network and the answers; part -> split -> the trees'
-                data:dict, post:dict, # the encoded splits; `finish_probabilities`' fields
-                cfg:BSMConfig)->dict:
-    "Val and test scores (with `ece`) of the network (calibrated), each tree part and the answers, each at its own val threshold."
-    from bsm_nb.evaluate import apply_temperature, calibration_metrics
-    parts = {'network': {k: apply_temperature(p, post['temperature']) for k, p in net.items()}, **trees, 'answers': answers}
-    def score(probs):
-        s = score_splits(probs, data, cfg.threshold_policy, cfg.threshold_target)
-        for k, p in probs.items(): s[k]['ece'] = calibration_metrics(p, data[k].arrays['label'])['ece']
-        return s
-    return {name: score(p) for name, p in parts.items() if p}
-
-# %% ../nbs/13_entrypoint.ipynb #6b9933b4
-def run_stats(trainer, # the fitted `Trainer`
-              model:MultimodalBert, # the model that predicted
-              cfg:BSMConfig, train_rows:int,
-              fit_s:float, # from `fit_model`
-              predict_rows_per_s:float, # from `predict_splits`
-             )->dict:
-    "What `metrics.json` records about the run besides the scores; `wall_s` is set when the model dir is written."
-    from bsm_nb.train import TrainTime, prediction_mode
-    timer = next(c for c in trainer.callbacks if isinstance(c, TrainTime))
-    mode = prediction_mode(cfg.precision, next(model.parameters()).device.type, cfg.predict_int8)
-    return dict(epochs=trainer.current_epoch, steps=trainer.global_step,
-                best_epoch_checkpoint=Path(trainer.checkpoint_callback.best_model_path).name,
-                precision=str(trainer.precision), predict_mode=mode, train_rows=train_rows, fit_s=round(fit_s, 1),
-                train_samples_per_s=round(timer.samples / max(timer.seconds, 1e-9), 2),
-                predict_rows_per_s=predict_rows_per_s, wall_s=None)
-
-# %% ../nbs/13_entrypoint.ipynb #9dbeb729
-def write_predictions(stage:Path, probs:dict, data:dict,
-                      labels:list, # class names in output order
-                      threshold:float, # binary decision threshold, chosen on val
-                     ):
-    "`predictions.csv` of test and `predictions_val.csv` of val: id, probabilities, predicted and true label."
-    from bsm_nb.train import format_predictions
-    from bsm_nb.artifacts import save_prediction
-    for k, p in probs.items():
-        pred = format_predictions(p, data[k].ids, labels, threshold, data[k].arrays['label'])
-        save_prediction(stage/('predictions.csv' if k == 'test' else 'predictions_val.csv'), pred)
-
-# %% ../nbs/13_entrypoint.ipynb #51911708
-def write_plots(stage:Path, probs:dict, data:dict, n_classes:int,
-                threshold:float|None=None, # the operating point to mark (binary)
-               ):
-    "`roc_curve.png`, `pr_curve.png` and `calibration_curve.png`: val's curves, and test's when there is a test split."
-    from bsm_nb.evaluate import calibration_plot, roc_metric_plot, pr_metric_plot
-    y = {k: data[k].arrays['label'] for k in probs}
-    test = (probs['test'], y['test']) if 'test' in probs else (None, None)
-    task = 'binary' if n_classes == 2 else 'multiclass'
-    for plot in (roc_metric_plot, pr_metric_plot): plot(*test, probs['val'], y['val'], stage, task, n_classes, threshold=threshold)
-    calibration_plot({k: (p, y[k]) for k, p in probs.items()}, stage)
-
-# %% ../nbs/13_entrypoint.ipynb #1e75d0dd
-def save_outputs(model_dir:Path, # the final model dir
-                 cfg:BSMConfig, processor:FeatureProcessor, model:MultimodalBert, tokenizer, # the model
-                 probs:dict, data:dict, # the predictions, and the splits they are of
-                 metrics:dict, # from `score_splits` and `run_stats`; its `wall_s` is set here
-                 t0:float, # `time.time()` when the run started
-                 trees:dict|None=None, # tree part -> its trees, from `fit_tree_parts`: those with weight are saved
-                 post:dict|None=None, # temperature and blend weights, from `finish_probabilities`
-                 encoder:str|None=None, # the encoder it started from (`find_encoder`): its weights' sha256 is recorded
-                ):
-    "Write the weights, trees, predictions, plots, `metrics.json` and the artifacts into `model_dir`, all at once."
-    from bsm_nb.artifacts import staged_model_dir, save_model, save_artifacts
-    from bsm_nb.ensemble import save_trees
-    from bsm_nb.model import encoder_sha256
-    threshold, labels = metrics.get('threshold', 0.5), processor.label_list
-    with staged_model_dir(model_dir) as stage:
-        save_model(stage/'model.safetensors', model)
-        for part, b in (trees or {}).items():
-            if (post or {}).get('ensemble_weights', {}).get(part): save_trees(b, stage, part)
-        write_predictions(stage, probs, data, labels, threshold)
-        write_plots(stage, probs, data, len(labels), threshold if len(labels) == 2 else None)
-        metrics['wall_s'] = round(time.time() - t0, 1)
-        (stage/'metrics.json').write_text(json.dumps(metrics, indent=1))
-        source = {'encoder': encoder, 'encoder_sha256': encoder_sha256(encoder) if encoder else None}
-        save_artifacts(stage, cfg, processor, model, threshold, tokenizer, extra={'metrics': metrics, **(post or {}), **source})
-
-# %% ../nbs/13_entrypoint.ipynb #e2aaa533
-def start_tracking(cfg:BSMConfig, paths:SageMakerPaths,
-                   env:dict|None=None, # environment; `os.environ` when None
-                   rank:int=0, # the global rank: only 0 tracks
-                  ):
-    "An MLflow run as a Lightning logger when a tracking URI is given (chapter 11); None otherwise, or when unreachable."
-    from bsm_nb.tracking import make_mlflow_logger, run_tags, tracking_uri
-    env = os.environ if env is None else env
-    if not (uri := tracking_uri(cfg.mlflow_tracking_uri, env)): return None
-    channels = [k for k in ('train', 'val', 'test', 'pretrained') if paths.channel(k).is_dir()]
-    run_name = cfg.mlflow_run_name or env.get('TRAINING_JOB_NAME') or None
-    return make_mlflow_logger(uri, cfg.mlflow_experiment, run_name, run_tags(env, channels), persisted_config(cfg), rank=rank)
-
-# %% ../nbs/13_entrypoint.ipynb #3c3f9635
-def track_outputs(tracker, # from `start_tracking`, or None
-                  metrics:dict, model_dir:Path, step:int):
-    "The final metrics, `metrics.json` and the plots into the MLflow run, which is then finished; never raises."
-    if tracker is None: return
-    from bsm_nb.tracking import finish, log_final
-    files = [model_dir/f for f in ('metrics.json', 'roc_curve.png', 'pr_curve.png', 'calibration_curve.png')]
-    log_final(tracker, metrics, files, step=step)
-    finish(tracker)
-
-# %% ../nbs/13_entrypoint.ipynb #53ef2a61
-def final_line(metrics:dict)->str:
-    "The `final` line: every val and test metric but `rows` by split, each part's AUROC and weight, and the threshold."
-    from bsm_nb.train import metric_line
-    final = {f'{k}_{m}': v for k in ('val', 'test') if k in metrics for m, v in metrics[k].items() if m != 'rows'}
-    parts = {f'{p}_{k}_auroc': s[k]['auroc'] for p, s in metrics.get('parts', {}).items() if p != 'answers' for k in ('val', 'test') if k in s}
-    ens = metrics.get('ensemble', {})
-    post = {**{f'weight_{p}': w for p, w in ens.get('ensemble_weights', {}).items()}, **({'temperature': ens['temperature']} if 'temperature' in ens else {})}
-    return metric_line('final', {**final, **parts, **post, 'threshold': metrics.get('threshold', 0.5)})
-
-# %% ../nbs/13_entrypoint.ipynb #1b62c854
-class StoppedBySigterm(SystemExit):
-    "SIGTERM after training's loop: nothing was published; the next start resumes from the newest checkpoint."
-
-def stop_on_sigterm():
-    "From here on (in the main thread), SIGTERM raises `StoppedBySigterm`."
-    import signal, threading
-    def stop(signum, frame): raise StoppedBySigterm(143)
-    if threading.current_thread() is threading.main_thread(): signal.signal(signal.SIGTERM, stop)
-
-# %% ../nbs/13_entrypoint.ipynb #329de2e7
-def run_training(cfg:BSMConfig, # the run's config
-                 paths:SageMakerPaths, # where channels and outputs are
-                 trainer_kwargs:dict|None=None, # extra `lightning.Trainer` arguments
-                 cluster:Cluster|None=None, # from `setup_distributed`; None: a single process
-                 tracker=None, # an MLflow logger from `start_tracking`
-                )->dict:
-    "Train, evaluate and save; returns the metrics written to `metrics.json` ({} on ranks other than global rank 0)."
-    from bsm_nb.train import mark_complete
-    t0 = time.time()
-    set_up_torch(cfg)
-    encoder = find_encoder(cfg, paths) # a hub name is checked before any data is read
-    splits = read_splits(cfg, paths)
-    log.info('rows: ' + ', '.join(f'{k}={len(v)}' for k, v in splits.items()))
-    tokenizer = encoder_tokenizer(encoder)
-    processor, data = encode_splits(splits, cfg, tokenizer, cluster)
-    loaders, fit_val = make_loaders(data, cfg, tokenizer, cluster)
-    model = build_model(cfg, processor, data['train'], encoder)
-    trainer, fit_s = fit_model(model, cfg, paths, loaders['train'], fit_val, cluster, trainer_kwargs, tracker)
-    if not trainer.is_global_zero: return {}
-    stop_on_sigterm() # Lightning's handler is gone: a stop from here on is still exit 143, with nothing half-written
-    best = load_best(trainer)
-    net, rows_per_s = predict_splits(best, loaders, cfg)
-    t = time.time()
-    trees, tree_probs, why = fit_tree_parts(cfg, processor, splits, data)
-    labels = {k: data[k].arrays['label'] for k in net}
-    answers, post, choice = finish_probabilities(cfg, net, tree_probs, labels)
-    metrics = {**score_splits(answers, data, cfg.threshold_policy, cfg.threshold_target),
-               **run_stats(trainer, best, cfg, len(data['train']), fit_s, rows_per_s),
-               'ensemble': {**post, **choice, 'reason': why, 'fit_s': round(time.time() - t, 2)}} # parts, temperature, weights, why
-    metrics['parts'] = score_parts(net, tree_probs, answers, data, post, cfg)
-    metrics['calibration'] = calibration_report(net, tree_probs, labels, post)
-    save_outputs(paths.model_dir, cfg, processor, best, tokenizer, answers, data, metrics, t0, trees, post, encoder)
-    track_outputs(tracker, metrics, paths.model_dir, trainer.global_step)
-    mark_complete(paths.checkpoint_dir, {'steps': trainer.global_step, 'model_dir': str(paths.model_dir)})
-    print(final_line(metrics), flush=True)
-    return metrics
-
-# %% ../nbs/13_entrypoint.ipynb #1a034d15
-def train_job(cfg:BSMConfig, # from `load_config`, checked by `check_before_imports`
-              paths:SageMakerPaths, # where channels and outputs are
-              env:dict|None=None, # environment; `os.environ` when None
-              hub_name:bool=False, # `pretrained_model` is a hub name still to check
-             ):
-    "Import the heavy modules, check a hub encoder, join the cluster (if any) and run the training."
-    import torch
-    from bsm_nb.model import check_hub_model
-    from bsm_nb.distributed import setup_distributed, scale_lr
-    device = f'cuda x{torch.cuda.device_count()}' if torch.cuda.is_available() else 'cpu'
-    log.info(f'device: {device}; model dir {paths.model_dir}')
-    if hub_name: check_hub_model(cfg.pretrained_model) # in the cache, or reachable now
-    cluster = setup_distributed(cfg, paths, env) # logs `distributed: world_size=... node_rank=...` on every rank
-    cfg = scale_lr(cfg, cluster.world_size)
-    tracker = start_tracking(cfg, paths, env, cluster.global_rank)
-    try: run_training(cfg, paths, cluster=cluster, tracker=tracker)
-    except BaseException:
-        if tracker is not None:
-            from bsm_nb.tracking import finish
-            finish(tracker, 'FAILED')
-        raise
-    if cluster.global_rank == 0:
-        log.info(f'model dir: {paths.model_dir} (predictions: {paths.model_dir/"predictions.csv"}, '
-                 'plots: roc_curve.png, pr_curve.png, calibration_curve.png)')
-    else:
-        log.info(f'distributed: rank {cluster.global_rank} done; '
-                 f'global rank 0 on {cluster.hosts[0]} writes the model dir')
-
 # %% ../nbs/13_entrypoint.ipynb #677aefb4
 def write_failure(paths:SageMakerPaths, exc:BaseException)->Path:
     "Write the failure file: a one-line reason, then the traceback."
@@ -493,9 +70,19 @@ def setup_logging(level=logging.INFO):
     for name in ('lightning', 'lightning.pytorch', 'lightning.fabric'):
         logging.getLogger(name).setLevel(logging.WARNING)
 
+# %% ../nbs/13_entrypoint.ipynb #1b62c854
+class StoppedBySigterm(SystemExit):
+    "SIGTERM after training's loop: nothing was published; the next start resumes from the newest checkpoint."
+
+def stop_on_sigterm():
+    "From here on (in the main thread), SIGTERM raises `StoppedBySigterm`."
+    import signal, threading
+    def stop(signum, frame): raise StoppedBySigterm(143)
+    if threading.current_thread() is threading.main_thread(): signal.signal(signal.SIGTERM, stop)
+
 # %% ../nbs/13_entrypoint.ipynb #13664649
 def is_sigterm_stop(exc:BaseException)->bool:
-    "Whether `exc` is Lightning's `SIGTERMException` (a `SystemExit`, Lightning not imported for it) or `StoppedBySigterm`."
+    "Whether `exc` is `StoppedBySigterm` or Lightning's `SIGTERMException` (checked without importing Lightning)."
     mod = sys.modules.get('lightning.pytorch.utilities.exceptions')
     return isinstance(exc, StoppedBySigterm) or (mod is not None and isinstance(exc, mod.SIGTERMException))
 
@@ -511,7 +98,9 @@ def main(argv:list|None=None, # arguments after the program name; `sys.argv[1:]`
         cfg, paths = load_config(argv, env)
         if any(a.replace('_', '-') == '--use-cuda' for a in argv):
             log.info('--use-cuda is accepted for compatibility; the device is chosen automatically')
-        hub_name = check_before_imports(cfg, paths, env) # no torch yet: a bad model dir or channel fails in under a second
+        # no torch yet: a bad model dir or channel fails in under a second
+        hub_name = check_before_imports(cfg, paths, env)
+        from bsm_nb.job import train_job # torch, Lightning and transformers: only once the checks have passed
         train_job(cfg, paths, env, hub_name)
     except SystemExit as e:
         if not is_sigterm_stop(e): raise

@@ -35,7 +35,8 @@ def _binary_metrics(p:torch.Tensor, y:torch.Tensor, threshold:float)->dict:
 def _multiclass_metrics(p:torch.Tensor, y:torch.Tensor, num_classes:int)->dict:
     "Metric name -> thunk, for the probability matrix `p` and class indices `y`."
     C, kw = TMF.classification, dict(num_classes=num_classes, average='macro')
-    return {'auroc': lambda: C.multiclass_auroc(p, y, **kw), 'average_precision': lambda: C.multiclass_average_precision(p, y, **kw),
+    return {'auroc': lambda: C.multiclass_auroc(p, y, **kw),
+            'average_precision': lambda: C.multiclass_average_precision(p, y, **kw),
             'f1_score': lambda: C.multiclass_f1_score(p.argmax(1), y, **kw),
             'accuracy': lambda: C.multiclass_accuracy(p.argmax(1), y, num_classes=num_classes, average='micro')}
 
@@ -61,13 +62,14 @@ def compute_metrics(preds, # P(positive) of shape (n,), or probabilities (n, cla
 # %% ../nbs/06_evaluate.ipynb #6987733a
 def _check_policy(policy:str, target:float|None):
     "Raise `ValueError` unless `policy` is known and, for precision and recall, `target` is in (0, 1)."
-    if policy not in THRESHOLD_POLICIES: raise ValueError(f'threshold policy {policy!r}: expected one of {THRESHOLD_POLICIES}')
+    if policy not in THRESHOLD_POLICIES:
+        raise ValueError(f'threshold policy {policy!r}: expected one of {THRESHOLD_POLICIES}')
     if policy != 'best_f1' and (target is None or not 0 < target < 1):
         raise ValueError(f'target {target!r}: expected a number in (0, 1) for the {policy!r} policy')
 
 # %% ../nbs/06_evaluate.ipynb #81db95b8
 def _precision_recall(p:torch.Tensor, y:torch.Tensor)->tuple:
-    "Precision, recall (float64) and thresholds (ascending) of calling `p >= threshold` positive, at each distinct score."
+    "Precision, recall (float64) and thresholds (ascending) of `p >= threshold` as positive, at each distinct score."
     thr, idx = torch.unique(p, return_inverse=True)
     called = torch.bincount(idx, minlength=len(thr)).double().flip(0).cumsum(0).flip(0) # rows with p >= thr
     tp = torch.bincount(idx, weights=y.double(), minlength=len(thr)).flip(0).cumsum(0).flip(0)
@@ -79,7 +81,7 @@ def _target_threshold(metric:torch.Tensor, # precision or recall at each thresho
                       target:float, name:str, # the floor, and what `metric` is (for the warning)
                       lowest:bool, # the lowest threshold that reaches `target`, else the highest
                      )->float:
-    "The lowest (or highest) threshold whose `metric` reaches `target`; if none does, that of the highest `metric`, with a warning."
+    "The lowest (or highest) threshold whose `metric` reaches `target`; else that of the highest `metric`, warning."
     ok = metric >= target
     if not ok.any():
         warnings.warn(f'no threshold reaches val {name} {target}; using the closest, {name} {float(metric.max()):.4f}')
@@ -93,14 +95,14 @@ def choose_threshold(val_probs, # P(positive) on validation
                      policy:str='best_f1', # best_f1 | precision | recall (see above)
                      target:float|None=None, # the precision or recall floor, in (0, 1); unused by best_f1
                     )->float:
-    """The threshold on P(positive) chosen on validation by `policy` (0.5 when val has one class). A `target` that no
-    threshold reaches gives the threshold of the closest precision (or recall) reached, with a warning."""
+    "The threshold on P(positive) chosen on validation by `policy` (0.5 when val has one class)."
     _check_policy(policy, target)
     p, y = _tensor(val_probs).double(), _tensor(val_labels).long()
     if y.min() == y.max(): return 0.5
     if policy != 'best_f1':
         prec, rec, thr = _precision_recall(p, y)
-        return _target_threshold(prec if policy == 'precision' else rec, thr, target, policy, lowest=policy == 'precision')
+        metric = prec if policy == 'precision' else rec
+        return _target_threshold(metric, thr, target, policy, lowest=policy == 'precision')
     prec, rec, thr = TMF.classification.binary_precision_recall_curve(p, y)
     f1 = (2 * prec * rec / (prec + rec).clamp(min=1e-12))[:-1] # the last point has no threshold
     return float(thr[int(f1.argmax())])
@@ -137,14 +139,17 @@ def fit_temperature(probs, # validation probabilities, (n, classes)
                     min_rows:int=20, # fewer rows than this: no fit, T = 1
                     t_range:tuple=(0.05, 20.), # T is kept in this range
                    )->float:
-    "The temperature T that minimises the NLL of softmax(log p / T) on (`probs`, `labels`); 1.0 when there is nothing to fit."
+    "The T minimising the NLL of softmax(log p / T) on (`probs`, `labels`); 1.0 when there is nothing to fit."
     z, y = _log_probs(probs), _tensor(labels).long()
     if len(y) < min_rows or y.min() == y.max(): return 1.0
     lo, hi = np.log(t_range)
     log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
     opt = torch.optim.LBFGS([log_t], max_iter=100, line_search_fn='strong_wolfe')
     def nll():
-        opt.zero_grad(); loss = torch.nn.functional.cross_entropy(z / log_t.clamp(lo, hi).exp(), y); loss.backward(); return loss
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(z / log_t.clamp(lo, hi).exp(), y)
+        loss.backward()
+        return loss
     opt.step(nll)
     t = float(log_t.detach().clamp(lo, hi).exp())
     return t if np.isfinite(t) else 1.0
@@ -240,17 +245,20 @@ def _pr_point(p:torch.Tensor, y:torch.Tensor, threshold:float)->tuple:
 
 def _pr_chance(ax, y, color, name):
     "The split's positive rate, the precision of scores that ignore the input."
-    r = float(y.double().mean()); ax.axhline(r, ls=':', c=color, lw=1, label=f'{name} chance ({r:.2f})')
+    r = float(y.double().mean())
+    ax.axhline(r, ls=':', c=color, lw=1, label=f'{name} chance ({r:.2f})')
 
 # %% ../nbs/06_evaluate.ipynb #047ede18
 def _save(fig, model_path, fname:str)->Path:
     "Save `fig` as `model_path/fname` and close it."
     path = Path(model_path)/fname
-    fig.savefig(path, dpi=100, bbox_inches='tight'); plt.close(fig)
+    fig.savefig(path, dpi=100, bbox_inches='tight')
+    plt.close(fig)
     return path
 
 # %% ../nbs/06_evaluate.ipynb #17e7ab3e
-def _plot(curve, xlabel, ylabel, title, fname, test_preds, test_labels, val_preds, val_labels, model_path, task, num_classes,
+def _plot(curve, xlabel, ylabel, title, fname,
+          test_preds, test_labels, val_preds, val_labels, model_path, task, num_classes,
           chance=None, # chance(ax, labels, color, name) draws a split's chance line
           point=None, # point(scores, labels, threshold) -> (x, y) of the operating point
           threshold:float|None=None, # binary only: mark it on each curve
@@ -276,8 +284,9 @@ def roc_metric_plot(test_preds, test_labels, val_preds, val_labels, # probabilit
                     threshold:float|None=None, # binary: mark where it falls on each curve
                    )->Path:
     "ROC curves of val and test, with AUROC in the legend, the chance diagonal, and the operating point at `threshold`."
-    return _plot(_roc, 'false positive rate', 'true positive rate', 'ROC', 'roc_curve.png', test_preds, test_labels, val_preds, val_labels,
-                 model_path, task, num_classes, chance=_roc_chance, point=_roc_point, threshold=threshold)
+    return _plot(_roc, 'false positive rate', 'true positive rate', 'ROC', 'roc_curve.png',
+                 test_preds, test_labels, val_preds, val_labels, model_path, task, num_classes,
+                 chance=_roc_chance, point=_roc_point, threshold=threshold)
 
 # %% ../nbs/06_evaluate.ipynb #ef6bbf7a
 def pr_metric_plot(test_preds, test_labels, val_preds, val_labels, # probabilities and labels; val may be None
@@ -285,9 +294,10 @@ def pr_metric_plot(test_preds, test_labels, val_preds, val_labels, # probabiliti
                    task:str='binary', num_classes:int=2,
                    threshold:float|None=None, # binary: mark where it falls on each curve
                   )->Path:
-    "Precision–recall curves of val and test, with average precision in the legend, the chance lines, and the operating point at `threshold`."
-    return _plot(_pr, 'recall', 'precision', 'Precision-recall', 'pr_curve.png', test_preds, test_labels, val_preds, val_labels,
-                 model_path, task, num_classes, chance=_pr_chance, point=_pr_point, threshold=threshold)
+    "Precision–recall curves of val and test, average precision in the legend, chance lines, the point at `threshold`."
+    return _plot(_pr, 'recall', 'precision', 'Precision-recall', 'pr_curve.png',
+                 test_preds, test_labels, val_preds, val_labels, model_path, task, num_classes,
+                 chance=_pr_chance, point=_pr_point, threshold=threshold)
 
 # %% ../nbs/06_evaluate.ipynb #6809a25f
 def _reliability(probs, labels, n_bins:int=15)->tuple:
@@ -318,5 +328,6 @@ def calibration_plot(splits:dict, # name -> (probabilities (n, classes), labels 
     binary = len(shape) == 1 or shape[1] == 2
     ax.set(ylabel='fraction positive' if binary else 'accuracy', title='Calibration', xlim=(0, 1), ylim=(0, 1.02))
     ax.legend(loc='upper left', fontsize='small')
-    hx.set(xlabel='predicted P(positive)' if binary else 'predicted probability of the top class', ylabel='share of rows')
+    xlabel = 'predicted P(positive)' if binary else 'predicted probability of the top class'
+    hx.set(xlabel=xlabel, ylabel='share of rows')
     return _save(fig, model_path, 'calibration_curve.png')

@@ -27,7 +27,7 @@ TORCH_WRITE_FAILURE = re.compile(r'inline_container|PytorchStreamWriter|unexpect
 def write_errno(exc:BaseException, # what the write raised
                 tmp:Path, # the partial file, still there
                )->int|None:
-    "The errno behind a failed write: an `OSError`'s in the exception's chain, else told from torch's zip-writer error by the file-size limit and the free space."
+    "The errno behind a failed write: an `OSError`'s in the exception's chain, else told from torch's error."
     e, seen = exc, set()
     while e is not None and id(e) not in seen:
         seen.add(id(e))
@@ -42,9 +42,12 @@ def write_errno(exc:BaseException, # what the write raised
 
 # %% ../nbs/00a_files.ipynb #6faf5e68
 WRITE_ERRORS = { # errno -> (cause in plain words, what to do)
-    errno.ENOSPC: ('no space left on device', 'free space in {dir} or raise the volume size (SageMaker: VolumeSizeInGB)'),
+    errno.ENOSPC: ('no space left on device',
+                   'free space in {dir} or raise the volume size (SageMaker: VolumeSizeInGB)'),
     errno.EDQUOT: ('disk quota exceeded', 'free space in {dir} or raise the disk quota'),
-    errno.EFBIG: ('file size limit reached{limit}', 'raise the file size limit (ulimit -f) or write checkpoints to a file system that allows larger files'),
+    errno.EFBIG: ('file size limit reached{limit}',
+                  'raise the file size limit (ulimit -f) '
+                  'or write checkpoints to a file system that allows larger files'),
 }
 
 def write_error_message(path:Path, exc:BaseException, err:int|None,
@@ -67,8 +70,9 @@ def atomic_write(path:Path, # the file to write
                  write, # `write(f)` writes the content to the open binary file `f`
                  what:str='checkpoint', # what the file is, for messages
                 ):
-    "Write `path` under a temporary `.tmp-` name renamed when complete; on failure it is removed and `WriteError` says why."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    "Write `path` under a temporary `.tmp-` name renamed when complete; on failure it goes and `WriteError` says why."
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f'.tmp-{path.name}')
     try:
         with open(tmp, 'wb') as f: write(f)
@@ -93,12 +97,13 @@ def write_problem(d:Path, # a directory, created when missing
 # %% ../nbs/00a_files.ipynb #92c7b1e1
 def split_s3_uri(uri:str, # the URI to check
                  what:str='', # how the message names it, e.g. 'checkpoint_s3_uri'
-                 todo:str='expected s3://bucket/prefix/', # what the message asks for instead
+                 todo:str|None=None, # what the message asks for instead; None: the form expected
                  key:bool=False, # the URI must name an object: s3://bucket/key
                 )->tuple:
     "`(bucket, key)` of an `s3://` URI; a `ValueError` naming `what` and what is expected otherwise."
     bucket, _, k = str(uri).removeprefix('s3://').partition('/')
     if not str(uri).startswith('s3://') or not bucket or (key and not k):
+        todo = todo or f"expected s3://bucket/{'key' if key else 'prefix/'}"
         named = f'{what} {uri!r}' if what else repr(uri)
         raise ValueError(f"{named} is not an S3 {'object ' if key else ''}URI; {todo}")
     return bucket, k

@@ -75,10 +75,12 @@ def check_hub_model(name:str, # `pretrained_model`: a hub name such as `bert-bas
     import huggingface_hub
     try: AutoConfig.from_pretrained(name) # a few kB; the weights come later, from the same place
     except (OSError, ValueError) as e:
-        why = ('the Hugging Face hub is off (HF_HUB_OFFLINE=1) and the local cache has no copy' if huggingface_hub.is_offline_mode()
-               else f'the Hugging Face hub cannot be reached or has no such model ({str(e).splitlines()[0][:200]})')
-        raise ValueError(f'pretrained_model {name!r}: not a local directory, and {why}; give the path of an encoder directory '
-                         '(or a `pretrained` input channel), or leave pretrained_model empty for the packaged all-MiniLM-L6-v2') from e
+        if huggingface_hub.is_offline_mode():
+            why = 'the Hugging Face hub is off (HF_HUB_OFFLINE=1) and the local cache has no copy'
+        else: why = f'the Hugging Face hub cannot be reached or has no such model ({str(e).splitlines()[0][:200]})'
+        raise ValueError(f'pretrained_model {name!r}: not a local directory, and {why}; '
+                         'give the path of an encoder directory (or a `pretrained` input channel), '
+                         'or leave pretrained_model empty for the packaged all-MiniLM-L6-v2') from e
 
 # %% ../nbs/04_model.ipynb #421b5b35
 def resolve_encoder(cfg:BSMConfig, # `pretrained_model` may name a path or hub id
@@ -113,8 +115,9 @@ def save_tiny_bert(path, # directory to write
     "Write a tiny random BertModel and the packaged tokenizer to `path`."
     src, path = packaged_encoder_path(), Path(path)
     torch.manual_seed(seed)
-    cfg = BertConfig(vocab_size=AutoConfig.from_pretrained(src).vocab_size, hidden_size=hidden, num_hidden_layers=layers,
-                     num_attention_heads=heads, intermediate_size=hidden*2, max_position_embeddings=512)
+    cfg = BertConfig(vocab_size=AutoConfig.from_pretrained(src).vocab_size, hidden_size=hidden,
+                     num_hidden_layers=layers, num_attention_heads=heads, intermediate_size=hidden*2,
+                     max_position_embeddings=512)
     BertModel(cfg).save_pretrained(path)
     load_tokenizer(str(src)).save_pretrained(path)
     return path
@@ -136,12 +139,14 @@ def reinit_encoder(encoder, # a HF BertModel-like encoder
     "Re-initialise the pooler and/or the top `reinit_layers` layers of `encoder`."
     std = getattr(encoder.config, 'initializer_range', 0.02)
     layers = encoder.encoder.layer
-    if reinit_layers > len(layers): raise ValueError(f'reinit_layers={reinit_layers}, but the encoder has only {len(layers)} layers')
+    if reinit_layers > len(layers):
+        raise ValueError(f'reinit_layers={reinit_layers}, but the encoder has only {len(layers)} layers')
     for layer in list(layers)[len(layers) - reinit_layers:]: reinit_module(layer, std)
     if reinit_pooler and getattr(encoder, 'pooler', None) is not None: reinit_module(encoder.pooler, std)
 
 # %% ../nbs/04_model.ipynb #8841fb3e
-ATTENTION_DROPOUT_KEYS = ('attention_probs_dropout_prob', 'attention_dropout', 'attn_pdrop') # BERT/RoBERTa, DistilBERT/BART, GPT-2
+# what the attention dropout is called in BERT/RoBERTa, DistilBERT/BART and GPT-2 configs
+ATTENTION_DROPOUT_KEYS = ('attention_probs_dropout_prob', 'attention_dropout', 'attn_pdrop')
 
 def with_attention_dropout(config, # a transformers config
                            p:float|None, # the new attention dropout; None leaves the config as it is
@@ -149,7 +154,9 @@ def with_attention_dropout(config, # a transformers config
     "`config` with its attention dropout set to `p`, whatever the architecture calls it."
     if p is None: return config
     keys = [k for k in ATTENTION_DROPOUT_KEYS if hasattr(config, k)]
-    if not keys: log.warning(f'attention_dropout={p}: {type(config).__name__} has none of {ATTENTION_DROPOUT_KEYS}; left as it is')
+    if not keys:
+        log.warning(f'attention_dropout={p}: {type(config).__name__} has none of {ATTENTION_DROPOUT_KEYS}; '
+                    'left as it is')
     for k in keys: setattr(config, k, p)
     return config
 
@@ -158,36 +165,40 @@ def load_encoder_weights(path:str, # HF directory, hub name or bsm_nb model dir
                          attention_dropout:float|None=None, # overrides the encoder's own; None keeps it
                         ):
     "A pretrained encoder from an HF directory or hub name, or the encoder of an earlier bsm_nb model dir."
-    # fp32 whatever the checkpoint was saved in (transformers 5 keeps an fp16 file's dtype): mixed precision needs fp32 weights
-    if not is_bsm_model_dir(path): return AutoModel.from_pretrained(path, config=with_attention_dropout(AutoConfig.from_pretrained(path), attention_dropout), dtype=torch.float32)
+    if not is_bsm_model_dir(path): # fp32 whatever the checkpoint was saved in
+        config = with_attention_dropout(AutoConfig.from_pretrained(path), attention_dropout)
+        return AutoModel.from_pretrained(path, config=config, dtype=torch.float32)
     from safetensors.torch import load_file
     meta = json.loads(Path(path, 'bsm_model.json').read_text())
-    enc = AutoModel.from_config(with_attention_dropout(AutoConfig.for_model(**meta['encoder_config']), attention_dropout), dtype=torch.float32)
-    state = {k[len('encoder.'):]: v for k, v in load_file(Path(path)/'model.safetensors').items() if k.startswith('encoder.')}
+    config = with_attention_dropout(AutoConfig.for_model(**meta['encoder_config']), attention_dropout)
+    enc = AutoModel.from_config(config, dtype=torch.float32)
+    weights = load_file(Path(path)/'model.safetensors')
+    state = {k[len('encoder.'):]: v for k, v in weights.items() if k.startswith('encoder.')}
     if not state: raise ValueError(f'{path}: the earlier bsm_nb model has no text encoder to start from')
     enc.load_state_dict(state, strict=False)
     return enc
 
 # %% ../nbs/04_model.ipynb #bb0afe9e
 def sdpa_fp32_on_cpu(module, query, key, value, attention_mask, **kwargs):
-    "transformers' SDPA attention, run in fp32 when training on a CPU under bf16 autocast (its bf16 backward is the slow one)."
+    "transformers' SDPA attention, run in fp32 when training on a CPU under bf16 autocast."
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
     if module.training and query.device.type == 'cpu' and query.dtype == torch.bfloat16:
         with torch.autocast('cpu', enabled=False):
-            mask = attention_mask.float() if attention_mask is not None and attention_mask.is_floating_point() else attention_mask
+            float_mask = attention_mask is not None and attention_mask.is_floating_point()
+            mask = attention_mask.float() if float_mask else attention_mask
             out, weights = sdpa_attention_forward(module, query.float(), key.float(), value.float(), mask, **kwargs)
         return out.to(query.dtype), weights
     return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
 
 # %% ../nbs/04_model.ipynb #af4f047d
 def use_fp32_cpu_attention(encoder)->bool:
-    "Switch an encoder that uses `sdpa` to `sdpa_fp32_on_cpu`; False where it cannot (older transformers, other attention)."
+    "Switch an `sdpa` encoder to `sdpa_fp32_on_cpu`; False where it cannot (older transformers, other attention)."
     try:
         from transformers import AttentionInterface
         from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
         if getattr(encoder.config, '_attn_implementation', None) != 'sdpa': return False
         AttentionInterface.register('bsm_sdpa', sdpa_fp32_on_cpu)
-        AttentionMaskInterface.register('bsm_sdpa', sdpa_mask) # the masks sdpa gets (without it, padding would not be masked)
+        AttentionMaskInterface.register('bsm_sdpa', sdpa_mask) # sdpa's masks: without them padding is not masked
         encoder.set_attn_implementation('bsm_sdpa')
         return True
     except (ImportError, AttributeError, ValueError): return False
@@ -203,7 +214,8 @@ def build_encoder(cfg:BSMConfig,
                   encoder_config:dict|None=None, # or the config to build it from (reloading)
                  ):
     "The text encoder of a `MultimodalBert`, with the config's re-initialising, freezing and fp32 CPU attention."
-    if encoder_config is not None: enc = AutoModel.from_config(AutoConfig.for_model(**encoder_config), dtype=torch.float32)
+    if encoder_config is not None:
+        enc = AutoModel.from_config(AutoConfig.for_model(**encoder_config), dtype=torch.float32)
     elif encoder_path is not None:
         enc = load_encoder_weights(encoder_path, cfg.attention_dropout)
         reinit_encoder(enc, cfg.reinit_layers, cfg.reinit_pooler)
@@ -230,7 +242,8 @@ def tab_layers(cfg:BSMConfig,
     dims = [min(cfg.cat_embedding_dim, (c + 1) // 2 + 1) for c in cat_cardinalities]
     embeddings = nn.ModuleList(nn.Embedding(c, d) for c, d in zip(cat_cardinalities, dims))
     d = cfg.tab_hidden_dim
-    return embeddings, nn.Sequential(nn.Linear(sum(dims) + n_numeric, d), nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(d, d), nn.GELU())
+    return embeddings, nn.Sequential(nn.Linear(sum(dims) + n_numeric, d), nn.GELU(), nn.Dropout(cfg.dropout),
+                                     nn.Linear(d, d), nn.GELU())
 
 # %% ../nbs/04_model.ipynb #8aa34214
 def gate_layers(d_text:int, d_tab:int)->tuple:
@@ -244,8 +257,10 @@ def build_metrics(names:list, # from `metric_choices`
     "torchmetrics for the chosen names; binary metrics take P(positive), multiclass the full matrix (macro)."
     task = 'binary' if n_classes == 2 else 'multiclass'
     kw = {} if task == 'binary' else {'num_classes': n_classes, 'average': 'macro'}
-    make = {'auroc': lambda: torchmetrics.AUROC(task=task, **kw), 'average_precision': lambda: torchmetrics.AveragePrecision(task=task, **kw),
-            'f1_score': lambda: torchmetrics.F1Score(task=task, **kw), 'accuracy': lambda: torchmetrics.Accuracy(task=task, **kw)}
+    make = {'auroc': lambda: torchmetrics.AUROC(task=task, **kw),
+            'average_precision': lambda: torchmetrics.AveragePrecision(task=task, **kw),
+            'f1_score': lambda: torchmetrics.F1Score(task=task, **kw),
+            'accuracy': lambda: torchmetrics.Accuracy(task=task, **kw)}
     unknown = [n for n in names if n not in make]
     if unknown: raise ValueError(f'metric_choices: unknown metric(s) {unknown}; expected some of {list(make)}')
     return torchmetrics.MetricCollection({n: make[n]() for n in names})
@@ -282,7 +297,8 @@ class MultimodalBert(L.LightningModule):
         if self.fusion == 'gated': self.tab_proj, self.gate = gate_layers(d_text, d_tab)
         d_out = d_text if self.fusion == 'gated' else d_text + d_tab
         self.head = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(d_out, self.n_classes))
-        self.register_buffer('class_weights', torch.tensor(class_weights, dtype=torch.float) if class_weights else None, persistent=False)
+        weights = torch.tensor(class_weights, dtype=torch.float) if class_weights else None
+        self.register_buffer('class_weights', weights, persistent=False)
         self.val_metrics = build_metrics(cfg.metric_choices, self.n_classes).clone(prefix='val_')
 
 # %% ../nbs/04_model.ipynb #d09c6594
@@ -334,7 +350,8 @@ def training_step(self:MultimodalBert, batch, batch_idx):
 def validation_step(self:MultimodalBert, batch, batch_idx):
     "Log the batch's loss and add its probabilities to the epoch's metrics."
     logits = self(batch)
-    self.log('val_loss', self.loss(logits, batch['label']), on_epoch=True, batch_size=len(batch['label']), sync_dist=True)
+    loss = self.loss(logits, batch['label'])
+    self.log('val_loss', loss, on_epoch=True, batch_size=len(batch['label']), sync_dist=True)
     self.val_metrics.update(metric_input(logits.float().softmax(-1)), batch['label'])
 
 # %% ../nbs/04_model.ipynb #259a2c8d

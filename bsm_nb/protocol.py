@@ -11,16 +11,42 @@ from werkzeug.datastructures import MIMEAccept
 from werkzeug.http import parse_accept_header, parse_options_header
 from .config import BSMConfig, SageMakerPaths
 from .artifacts import PREDICT_BATCH_SIZE, load_bundle, spreadsheet_safe
-from .data import FORMATS
-from .train import CheckpointWriteError, atomic_write
+from .reading import FORMATS
+from .data import to_numbers
+from .files import WriteError, atomic_write
 
 # %% auto #0
 __all__ = ['CSV', 'JSON', 'JSONLINES', 'TSV', 'MEDIA_TYPES', 'CANONICAL', 'NOT_CHARSETS', 'JSON_SPACE', 'ROW_BYTES', 'FILE_TYPES',
-           'brief', 'RequestError', 'request_format', 'response_format', 'replace_surrogates', 'decode_body',
-           'headerless_columns', 'csv_has_header', 'csv_header', 'read_csv_rows', 'json_records', 'jsonlines_records',
-           'records_frame', 'check_inputs', 'count_lines', 'json_record_count', 'count_records', 'parse_request',
-           'prediction_records', 'format_response', 'longest_rows', 'measure_pace', 'rows_that_fit', 'payload_limit_mb',
-           'file_media_type', 'read_input_file', 'write_output_file', 'predict', 'predict_main']
+           'FakeBundle', 'brief', 'RequestError', 'request_format', 'response_format', 'replace_surrogates',
+           'decode_body', 'headerless_columns', 'csv_has_header', 'csv_header', 'read_csv_rows', 'json_records',
+           'jsonlines_records', 'records_frame', 'check_inputs', 'count_lines', 'json_record_count', 'count_records',
+           'parse_request', 'prediction_records', 'format_response', 'longest_rows', 'measure_pace', 'rows_that_fit',
+           'payload_limit_mb', 'file_media_type', 'read_input_file', 'write_output_file', 'predict', 'predict_main']
+
+# %% ../nbs/09_protocol.ipynb #6ffa44a2
+class FakeBundle:
+    "Stands in for a `ModelBundle`: P(positive) grows with the message's length."
+    def __init__(self, label_list=('0', '1')): # two class names (binary) or three (multiclass)
+        self.config = BSMConfig(id_name='case_id', text_name=['message'], cat_field_list=['marketplace'], tab_field_list=['order_amount'])
+        self.label_list, self.threshold = list(label_list), 0.5
+        self.seconds_per_row = 0.0 # set to make it slow
+    def predict_frame(self, df, batch_size=PREDICT_BATCH_SIZE, before_batch=None):
+        n = len(df)
+        for done in range(0, n, batch_size):
+            if before_batch: before_batch(done, n)
+            time.sleep(self.seconds_per_row * min(batch_size, n - done))
+        amount = to_numbers(df['order_amount'], 'order_amount') if 'order_amount' in df else np.full(n, np.nan)
+        length = np.array([len(t) if isinstance(t, str) else 0 for t in df.get('message', [None] * n)], dtype=float)
+        p = 1 / (1 + np.exp(-(length - 10) / 5 - np.nan_to_num(amount) / 100))
+        out = pd.DataFrame({'id': df['case_id'].tolist() if 'case_id' in df else list(range(n))})
+        if len(self.label_list) == 2:
+            out['probability'] = p
+            out['label'] = np.where(p >= self.threshold, self.label_list[1], self.label_list[0])
+        else:
+            probs = np.stack([p / 2, p / 2, 1 - p], 1)
+            for j, name in enumerate(self.label_list): out[f'prob_{name}'] = probs[:, j]
+            out['label'] = np.asarray(self.label_list, dtype=object)[probs.argmax(1)]
+        return out
 
 # %% ../nbs/09_protocol.ipynb #9ebe921a
 CSV, JSON, JSONLINES = 'text/csv', 'application/json', 'application/jsonlines'
@@ -395,7 +421,7 @@ def payload_limit_mb(max_payload_mb:int, # SAGEMAKER_MAX_PAYLOAD_IN_MB; 0 = no l
     return max(1, min(max_payload_mb or 10**6, max_rows * ROW_BYTES // 2**20))
 
 # %% ../nbs/09_protocol.ipynb #b07261fb
-FILE_TYPES = {'csv': CSV, 'tsv': TSV, 'jsonl': JSONLINES, 'parquet': 'parquet'} # a format of `bsm_nb.data.FORMATS` -> how bsm-predict reads and writes it
+FILE_TYPES = {'csv': CSV, 'tsv': TSV, 'jsonl': JSONLINES, 'parquet': 'parquet'} # a format of `bsm_nb.reading.FORMATS` -> how bsm-predict reads and writes it
 
 def file_media_type(path:Path, # an input or output file of bsm-predict
                    )->str:
@@ -459,7 +485,7 @@ def predict_main(argv:list|None=None, # arguments after the program name
         bundle = load_bundle(model_dir)
         pred = bundle.predict_frame(read_input_file(src, bundle.config), batch_size=args.batch_size)
         write_output_file(pred, dst)
-    except (RequestError, ValueError, OSError, CheckpointWriteError) as e:
+    except (RequestError, ValueError, OSError, WriteError) as e:
         print(f'bsm-predict: {e}', file=sys.stderr)
         return 2
     print(f'bsm-predict: {len(pred)} predictions written to {dst}', file=sys.stderr)

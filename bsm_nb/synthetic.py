@@ -50,12 +50,14 @@ _ITEMS = {
 _COMPLAINTS = {
     "not_received": (1.6, .13, [
         "I {still|} {haven't|have not} received my {item} {and it has been|after} {days} days.",
-        "{Where is|What happened to} my {item}? {Tracking|The tracking page} {hasn't moved|shows nothing} for {days} days.",
+        "{Where is|What happened to} my {item}? "
+        "{Tracking|The tracking page} {hasn't moved|shows nothing} for {days} days.",
         "{My package|The parcel|My order} never arrived{.|!|, this is ridiculous.}",
         "{Tracking says|It says} delivered but {nothing|no package} {came|arrived|is here}."]),
     "refund": (1.3, .09, [
         "I want a {full|} refund {now|immediately|today}{.|!}",
-        "{Please|} {refund|reimburse} me for the {item} {or I will file a claim|or I will dispute the charge|right away}.",
+        "{Please|} {refund|reimburse} me for the {item} "
+        "{or I will file a claim|or I will dispute the charge|right away}.",
         "{Where is|I am still waiting for} my refund{?|!|, it was promised weeks ago.}"]),
     "fraud": (2.2, .04, [
         "This {seller|listing|shop} is a {scam|fraud}{.|!}",
@@ -189,11 +191,13 @@ def make_messaging_cases(n:int, # number of rows
     rng = np.random.default_rng(seed)
     facts = _order_facts(rng, n)
     in_transit = np.isin(facts["order_status"], ["shipped", "pending"])
-    written = [_write_message(rng, c, d, t) for c, d, t in zip(facts["item_category"], facts["days_since_order"], in_transit)]
+    written = [_write_message(rng, c, d, t)
+               for c, d, t in zip(facts["item_category"], facts["days_since_order"], in_transit)]
     text_logit = np.array([l for _, l in written], dtype=float)
     logit = _INTERCEPT + text_logit + _tabular_logit(**facts) + rng.normal(0, 0.5, n)
     label = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.int64)
-    cases = pd.DataFrame({"case_id": [f"case-{seed}-{i:07d}" for i in range(n)], "message": [m for m, _ in written], **facts, "label": label})
+    cases = pd.DataFrame({"case_id": [f"case-{seed}-{i:07d}" for i in range(n)], "message": [m for m, _ in written],
+                          **facts, "label": label})
     return _punch_holes(cases.astype({"days_since_order": float, "messages_so_far": float}), rng)
 
 # %% ../nbs/01_synthetic.ipynb #fa42e51e
@@ -208,7 +212,8 @@ def _write_channels(base_dir:Path, # becomes SageMaker's `/opt/ml`
     bounds = np.cumsum([0, *sizes])
     for channel, start, stop in zip(["train", "val", "test"], bounds[:-1], bounds[1:]):
         split = cases.iloc[start:stop]
-        atomic_write(base_dir/"input"/"data"/channel/f"{channel}.csv", lambda f: split.to_csv(f, index=False), "channel file")
+        atomic_write(base_dir/"input"/"data"/channel/f"{channel}.csv", lambda f: split.to_csv(f, index=False),
+                     "channel file")
 
 # %% ../nbs/01_synthetic.ipynb #a66a7ef7
 def _write_hyperparameters(base_dir:Path, # becomes SageMaker's `/opt/ml`

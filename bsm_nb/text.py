@@ -50,7 +50,7 @@ class HookNotAllowed(ValueError):
     "A text hook that this deployment does not let a model dir run."
 
 def load_hook(spec:str, # `module:function`, importable in the container
-              trusted:bool=False, # True: the job creator's own config; False: a model dir's, which the deployer must allow
+              trusted:bool=False, # True: the job creator's own config; False: a model dir's, which the deployer allows
               env:dict|None=None, # environment for `allowed_hooks` (default `os.environ`)
              )->Callable:
     "The function named by `spec`, when it may run here; nothing is imported before that is decided."
@@ -58,12 +58,13 @@ def load_hook(spec:str, # `module:function`, importable in the container
         raise ValueError(f'text_hook {spec[:80]!r} is not of the form module:function (dotted module, a function name)')
     mod_name, _, fn_name = spec.partition(':')
     if is_standard_library(mod_name):
-        raise ValueError(f'text_hook {spec!r} is part of Python itself; standard-library and builtin callables are never '
-                         'accepted as a hook: name a function of your own package')
+        raise ValueError(f'text_hook {spec!r} is part of Python itself; standard-library and builtin callables are '
+                         'never accepted as a hook: name a function of your own package')
     if not trusted and spec not in allowed_hooks(env):
-        raise HookNotAllowed(f"the model's config names text_hook {spec!r}, which this deployment does not allow: a model "
-                             f"dir is data and cannot bring code. To allow it, list it in {HOOK_ENV} (comma-separated "
-                             f"module:function) or install a package that registers it as an entry point in group {HOOK_GROUP!r}")
+        raise HookNotAllowed(f"the model's config names text_hook {spec!r}, which this deployment does not allow: "
+                             "a model dir is data and cannot bring code. "
+                             f"To allow it, list it in {HOOK_ENV} (comma-separated module:function) "
+                             f"or install a package that registers it as an entry point in group {HOOK_GROUP!r}")
     try: fn = getattr(importlib.import_module(mod_name), fn_name)
     except (ImportError, AttributeError) as e:
         raise ValueError(f"text_hook {spec!r} cannot be loaded: {e}; expected an importable module:function") from None
@@ -91,7 +92,8 @@ def make_text_cleaner(steps:list=('whitespace', 'html'), # names from `CLEANERS`
         for f in fns: s = f(s)
         if user:
             try: s = str(user(s))
-            except Exception as e: raise ValueError(f'text_hook {hook!r} failed on text {s[:60]!r}: {type(e).__name__}: {e}') from e
+            except Exception as e:
+                raise ValueError(f'text_hook {hook!r} failed on text {s[:60]!r}: {type(e).__name__}: {e}') from e
         return s
     return clean
 
@@ -103,7 +105,8 @@ class TokenIds:
                 ):
         self.flat, self.lengths = np.asarray(flat, dtype=np.int32), np.asarray(lengths, dtype=np.int32)
         self.offsets = np.concatenate([[0], np.cumsum(self.lengths, dtype=np.int64)])
-        if self.offsets[-1] != len(self.flat): raise ValueError(f'lengths add up to {self.offsets[-1]} ids, but there are {len(self.flat)}')
+        if self.offsets[-1] != len(self.flat):
+            raise ValueError(f'lengths add up to {self.offsets[-1]} ids, but there are {len(self.flat)}')
 
     def __len__(self): return len(self.lengths)
 
@@ -133,11 +136,13 @@ def tokenize_rows(texts:Iterable, # one string per row; a generator is consumed 
                   max_length:int, # truncate each row to this many tokens, special tokens included
                   chunk:int=8192, # rows per tokenizer call
                  )->TokenIds:
-    "The ids `tokenizer(texts, truncation=True, max_length=max_length)` gives, as `TokenIds`, tokenised `chunk` rows at a time."
+    "The ids `tokenizer(texts, truncation=True, max_length=max_length)` gives, as `TokenIds`, `chunk` rows a call."
     flats, lens, it = [], [], iter(texts)
     while batch := list(itertools.islice(it, chunk)):
-        ids = tokenizer(batch, truncation=True, max_length=max_length, return_attention_mask=False, return_token_type_ids=False)['input_ids']
+        ids = tokenizer(batch, truncation=True, max_length=max_length,
+                        return_attention_mask=False, return_token_type_ids=False)['input_ids']
         n = np.fromiter(map(len, ids), dtype=np.int32, count=len(ids))
-        flats.append(np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int32, count=int(n.sum()))); lens.append(n)
+        flats.append(np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int32, count=int(n.sum())))
+        lens.append(n)
     if not flats: return TokenIds(np.zeros(0, np.int32), np.zeros(0, np.int32))
     return TokenIds(np.concatenate(flats), np.concatenate(lens))

@@ -25,7 +25,8 @@ class TrackingError(ConfigError):
     "A tracking URI of none of the accepted forms: the message names the value and the forms."
 
 ARN_FORM = 'arn:aws:sagemaker:REGION:ACCOUNT:mlflow-tracking-server/NAME'
-FORMS = f'http(s)://host[:port][/path], a SageMaker MLflow tracking server ARN ({ARN_FORM}), or a local path or file: URI'
+FORMS = (f'http(s)://host[:port][/path], a SageMaker MLflow tracking server ARN ({ARN_FORM}), '
+         'or a local path or file: URI')
 
 # %% ../nbs/11_tracking.ipynb #c09d20a5
 def _redact(uri:str)->str:
@@ -50,7 +51,8 @@ def _check_http(uri:str, what:str)->str:
     try: port_ok = u.port is None or u.port > 0
     except ValueError: port_ok = False
     if not (u.hostname and port_ok and re.fullmatch(r'[\w.\-]+|[0-9a-f:.]+', u.hostname)) or u.query or u.fragment:
-        raise TrackingError(f'{what} {_redact(uri)!r} is not an http(s) tracking URI: expected http(s)://host[:port][/path]')
+        raise TrackingError(f'{what} {_redact(uri)!r} is not an http(s) tracking URI: '
+                            'expected http(s)://host[:port][/path]')
     return urlunsplit((u.scheme.lower(), u.netloc, u.path.rstrip('/'), '', ''))
 
 # %% ../nbs/11_tracking.ipynb #8f6c6c6b
@@ -59,7 +61,8 @@ def _check_file(uri:str, what:str)->str:
     if uri.lower().startswith('file:'):
         u = urlsplit(uri)
         if u.netloc not in ('', 'localhost') or not u.path or u.query or u.fragment:
-            raise TrackingError(f'{what} {uri!r} is not a local file: URI: expected file:/absolute/path or file:///absolute/path')
+            raise TrackingError(f'{what} {uri!r} is not a local file: URI: '
+                                'expected file:/absolute/path or file:///absolute/path')
         uri = url2pathname(u.path)
     return Path(uri).expanduser().resolve().as_uri()
 
@@ -103,7 +106,7 @@ def file_dir(uri:str)->Path:
 def reachable(uri:str, # a tracking URI
               timeout_s:float=5, # for each HTTP request
              )->str|None:
-    "None when the tracking store at `uri` answers now, else a one-line reason. ARNs are not probed: the plugin signs each request."
+    "None when the tracking store at `uri` answers now, else a one-line reason."
     uri = check_tracking_uri(uri)
     if not uri: return 'no tracking URI'
     if uri.startswith('arn:'): return None
@@ -132,7 +135,8 @@ def run_tags(env:dict|None=None, # the environment; `os.environ` when None
 def _no_plugin_header_noise(record:logging.LogRecord)->bool:
     "False for the warning sagemaker-mlflow's header provider causes on each request to a store that is not an ARN."
     msg = record.getMessage()
-    return not (msg.startswith('Encountered unexpected error during resolving request headers') and msg.endswith('list index out of range'))
+    return not (msg.startswith('Encountered unexpected error during resolving request headers')
+                and msg.endswith('list index out of range'))
 
 # %% ../nbs/11_tracking.ipynb #117a75e9
 MLFLOW_CLIENT_ENV = {'MLFLOW_HTTP_REQUEST_MAX_RETRIES': '2', 'MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR': '1',
@@ -144,8 +148,8 @@ def set_client_defaults(uri:str, # a checked tracking URI
     "Set MLflow's client defaults where unset; the URI to give MLflow, its credentials moved to the environment."
     logging.getLogger('mlflow.tracking.request_header.registry').addFilter(_no_plugin_header_noise)
     env = os.environ if env is None else env
-    for k, v in {**MLFLOW_CLIENT_ENV, **({'MLFLOW_ALLOW_FILE_STORE': 'true'} if uri.startswith('file:') else {})}.items():
-        env.setdefault(k, v)
+    file_store = {'MLFLOW_ALLOW_FILE_STORE': 'true'} if uri.startswith('file:') else {}
+    for k, v in {**MLFLOW_CLIENT_ENV, **file_store}.items(): env.setdefault(k, v)
     u = urlsplit(uri)
     if u.scheme in ('http', 'https') and '@' in u.netloc: # MLflow would print the URI, password and all
         if u.username: env.setdefault('MLFLOW_TRACKING_USERNAME', unquote(u.username))
@@ -202,14 +206,15 @@ def make_mlflow_logger(uri:str, # a tracking URI (`tracking_uri`); '' turns trac
                        hyperparameters:dict|None=None, # logged as the run's parameters
                        rank:int|None=None, # the global rank; None: from `RANK`, `NODE_RANK`, `LOCAL_RANK`
                       ):
-    "A started MLflow run as a Lightning logger; None when tracking is off, on ranks other than 0, or (with a warning) when the store cannot be used."
+    "A started MLflow run as a Lightning logger; None when tracking is off, not on rank 0, or the store cannot be used."
     uri = check_tracking_uri(uri)
     if not uri or not is_global_zero(rank): return None
     uri = set_client_defaults(uri)
     reason = reachable(uri)
     if reason is None:
         try:
-            logger = _safe_logger_class()(experiment_name=experiment, run_name=run_name, tracking_uri=uri, tags=dict(tags or {}))
+            logger = _safe_logger_class()(experiment_name=experiment, run_name=run_name, tracking_uri=uri,
+                                          tags=dict(tags or {}))
             log.info(f'MLflow: run {logger.run_id} in experiment {experiment!r} at {_redact(uri)}') # starts the run
             if hyperparameters: logger.log_hyperparams(hyperparameters)
             return logger

@@ -42,7 +42,8 @@ class MetricLines(L.Callback):
     "Print one `key=value` line per epoch, after validation."
     def on_train_epoch_end(self, trainer, pl_module):
         if not trainer.is_global_zero: return
-        m = {k.replace('_epoch', ''): v for k, v in trainer.callback_metrics.items() if k.startswith('val_') or k == 'train_loss_epoch'}
+        m = {k.replace('_epoch', ''): v for k, v in trainer.callback_metrics.items()
+             if k.startswith('val_') or k == 'train_loss_epoch'}
         print(metric_line(f'epoch={trainer.current_epoch + 1} step={trainer.global_step}', m), flush=True)
 
 # %% ../nbs/05_train.ipynb #aec6314d
@@ -52,7 +53,9 @@ class TrainTime(L.Callback):
     def on_train_start(self, trainer, pl_module): self._t = time.perf_counter() # a resumed run starts mid-epoch
     def on_train_epoch_start(self, trainer, pl_module): self._t = time.perf_counter()
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        t = time.perf_counter(); self.seconds += t - self._t; self._t = t
+        t = time.perf_counter()
+        self.seconds += t - self._t
+        self._t = t
         self.samples += len(batch['label'])
 
 # %% ../nbs/05_train.ipynb #63f91836
@@ -83,7 +86,9 @@ def resume_config(p:Path)->dict:
     if not isinstance(ck, dict): raise ValueError(f'it holds a {type(ck).__name__}, not a bsm-train checkpoint')
     hp = ck.get('hyper_parameters')
     cfg = hp.get('config') if isinstance(hp, dict) else None
-    missing = [k for k, v in [('state_dict', ck.get('state_dict')), ('hyper_parameters.config', cfg), ('bsm_resume', ck.get('bsm_resume'))] if not isinstance(v, dict)]
+    parts = [('state_dict', ck.get('state_dict')), ('hyper_parameters.config', cfg),
+             ('bsm_resume', ck.get('bsm_resume'))]
+    missing = [k for k, v in parts if not isinstance(v, dict)]
     if missing: raise ValueError(f'it is not a bsm-train checkpoint (no {", ".join(missing)})')
     return dict(cfg)
 
@@ -114,7 +119,7 @@ def mark_complete(dirpath:Path, info:dict):
 
 # %% ../nbs/05_train.ipynb #086db3d9
 def clear_checkpoints(dirpath:Path):
-    "Remove resumable checkpoints, the best-epoch checkpoint and the finished mark (on the primary process only: SageMaker syncs deletions to S3)."
+    "Remove the resumable and best-epoch checkpoints and the finished mark, on the primary process only."
     if not is_global_zero(): return
     d = Path(dirpath)
     for p in list_checkpoints(d) + [d/DONE_FILE]: p.unlink(missing_ok=True)
@@ -147,7 +152,8 @@ def find_resume_checkpoint(dirpath:Path, # the checkpoint directory
 def rng_states()->dict:
     "The RNG states of Python, NumPy and torch (CPU and CUDA), as types `torch.load(weights_only=True)` accepts."
     name, keys, pos, has_gauss, cached = np.random.get_state()
-    return {'python': random.getstate(), 'numpy': [name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+    return {'python': random.getstate(),
+            'numpy': [name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
             'torch': torch.get_rng_state(), 'cuda': torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
 
 # %% ../nbs/05_train.ipynb #22211e24
@@ -184,8 +190,9 @@ def __iter__(self:ResumableBatches):
 def resumable(dl:torch.utils.data.DataLoader)->torch.utils.data.DataLoader:
     "The same loader with a `ResumableBatches` batch sampler, and a generator of its own for its workers' base seed."
     if isinstance(dl.batch_sampler, ResumableBatches): return dl
-    return torch.utils.data.DataLoader(dl.dataset, batch_sampler=ResumableBatches(dl.batch_sampler), collate_fn=dl.collate_fn,
-                                       num_workers=dl.num_workers, generator=dl.generator or torch.Generator())
+    return torch.utils.data.DataLoader(dl.dataset, batch_sampler=ResumableBatches(dl.batch_sampler),
+                                       collate_fn=dl.collate_fn, num_workers=dl.num_workers,
+                                       generator=dl.generator or torch.Generator())
 
 # %% ../nbs/05_train.ipynb #97c8bb9e
 class RestoreResumeState(L.Callback):
@@ -207,7 +214,7 @@ def on_train_start(self:RestoreResumeState, trainer, pl_module):
 
 # %% ../nbs/05_train.ipynb #f29f1a1c
 class StreamingCheckpointIO(TorchCheckpointIO):
-    "Writes checkpoints straight to a temporary file, then renames it: Lightning's default first serialises the whole checkpoint into memory (and copies it), which for BERT with AdamW states raises peak memory by hundreds of MB."
+    "Writes checkpoints straight to a temporary file, then renames it."
     def save_checkpoint(self, checkpoint, path, storage_options=None):
         atomic_write(path, lambda f: torch.save(checkpoint, f)) # through a Python file: a failed write keeps its errno
 
@@ -286,15 +293,19 @@ def on_exception(self:SpotCheckpoint, trainer, pl_module, exception):
 # %% ../nbs/05_train.ipynb #649e577b
 MAX_MMAP_THRESHOLD = 32 << 20 # glibc's ceiling for the threshold on 64-bit
 
-def return_freed_memory(threshold:int|None=None, # bytes; None: `BSM_MMAP_THRESHOLD` or 4 MiB; 0: leave glibc's dynamic threshold
+def return_freed_memory(threshold:int|None=None, # bytes; None: `BSM_MMAP_THRESHOLD` or 4 MiB; 0: glibc's own rule
                        )->bool:
-    "Fix glibc's mmap threshold so that large freed blocks go back to the system; False where nothing was set (0, or not glibc)."
+    "Fix glibc's mmap threshold so large freed blocks go back to the system; False where none was set (0, not glibc)."
     import ctypes
     if threshold is None:
         raw = os.environ.get('BSM_MMAP_THRESHOLD', str(4 << 20))
         try: threshold = int(raw)
-        except ValueError: raise ValueError(f'BSM_MMAP_THRESHOLD={raw!r} is not a whole number of bytes (0 leaves glibc as it is; at most {MAX_MMAP_THRESHOLD})') from None
-    if not 0 <= threshold <= MAX_MMAP_THRESHOLD: raise ValueError(f'BSM_MMAP_THRESHOLD: {threshold} bytes must be in [0, {MAX_MMAP_THRESHOLD}] (0 leaves glibc as it is)')
+        except ValueError:
+            raise ValueError(f'BSM_MMAP_THRESHOLD={raw!r} is not a whole number of bytes '
+                             f'(0 leaves glibc as it is; at most {MAX_MMAP_THRESHOLD})') from None
+    if not 0 <= threshold <= MAX_MMAP_THRESHOLD:
+        raise ValueError(f'BSM_MMAP_THRESHOLD: {threshold} bytes must be in [0, {MAX_MMAP_THRESHOLD}] '
+                         '(0 leaves glibc as it is)')
     if threshold == 0: return False
     try: libc = ctypes.CDLL('libc.so.6')
     except OSError: return False # musl, macOS: their allocators have no such knob
@@ -331,8 +342,9 @@ def monitor_mode(metric:str)->str:
     return 'min' if 'loss' in metric else 'max'
 
 # %% ../nbs/05_train.ipynb #dbed3278
-@delegates(L.Trainer, but='devices, max_epochs, precision, accumulate_grad_batches, gradient_clip_val, num_sanity_val_steps, '
-                         'enable_progress_bar, enable_model_summary, log_every_n_steps, deterministic, default_root_dir') # set below
+@delegates(L.Trainer, but='devices, max_epochs, precision, accumulate_grad_batches, gradient_clip_val, '
+                         'num_sanity_val_steps, enable_progress_bar, enable_model_summary, log_every_n_steps, '
+                         'deterministic, default_root_dir') # set below
 def model_train(model:MultimodalBert, # the model to fit
                 config:BSMConfig, # epochs, patience, precision, ...
                 train_dataloader, val_dataloader,
@@ -350,25 +362,28 @@ def model_train(model:MultimodalBert, # the model to fit
     if checkpoint_dir is not None:
         train_dataloader = resumable(train_dataloader)
         ckpt_path = find_resume_checkpoint(checkpoint_dir, dict(model.hparams.config))
-        callbacks += [SpotCheckpoint(checkpoint_dir, config.checkpoint_every_n_steps), RestoreResumeState(train_dataloader)]
+        callbacks += [SpotCheckpoint(checkpoint_dir, config.checkpoint_every_n_steps),
+                      RestoreResumeState(train_dataloader)]
         model_log_path = Path(checkpoint_dir)/'best' # the best epoch must survive an interruption too
         if ckpt_path is None: clear_checkpoints(checkpoint_dir)
     best = ModelCheckpoint(dirpath=model_log_path, filename='best', monitor=metric, mode=monitor_mode(metric),
-                           save_top_k=1, save_weights_only=True, auto_insert_metric_name=False, enable_version_counter=False)
+                           save_top_k=1, save_weights_only=True, auto_insert_metric_name=False,
+                           enable_version_counter=False)
     stop = EarlyStopping(monitor=metric, mode=monitor_mode(metric), patience=config.early_stop_patience)
-    n_batches = len(train_dataloader)
-    kw = dict(max_epochs=config.max_epochs, accelerator='auto', devices=device, precision=resolve_precision(config.precision),
+    kw = dict(max_epochs=config.max_epochs, accelerator='auto', devices=device,
+              precision=resolve_precision(config.precision),
               callbacks=[best, stop, MetricLines(), TrainTime(), *callbacks], logger=logger, gradient_clip_val=1.0,
               accumulate_grad_batches=config.accumulate_grad_batches, num_sanity_val_steps=0, enable_progress_bar=False,
-              enable_model_summary=False, log_every_n_steps=max(1, min(50, n_batches)), deterministic=not torch.cuda.is_available(),
-              default_root_dir=model_log_path)
+              enable_model_summary=False, log_every_n_steps=max(1, min(50, len(train_dataloader))),
+              deterministic=not torch.cuda.is_available(), default_root_dir=model_log_path)
     kw['plugins'] = [StreamingCheckpointIO(), *kwargs.pop('plugins', [])]
     trainer = L.Trainer(**{**kw, **kwargs})
     log.info(f"precision: {trainer.precision}{' (auto)' if config.precision == 'auto' else ''}")
     model.train() # HF loads encoders in eval mode, and Lightning keeps each module's mode: dropout must be on
     if ckpt_path is not None:
         state = load_plain(ckpt_path)['bsm_resume']
-        log.info(f"resumed from {ckpt_path} at epoch {state['epoch']} step {int(CKPT_PATTERN.match(Path(ckpt_path).name).group(2))}")
+        step = int(CKPT_PATTERN.match(Path(ckpt_path).name).group(2))
+        log.info(f"resumed from {ckpt_path} at epoch {state['epoch']} step {step}")
     trainer.fit(model, train_dataloader, val_dataloader, ckpt_path=ckpt_path, weights_only=True) # no code runs
     return trainer
 
@@ -401,7 +416,8 @@ def int8_view(model:MultimodalBert)->MultimodalBert:
     import copy, warnings
     from torch.ao.quantization import quantize_dynamic, per_channel_dynamic_qconfig
     # every linear layer but the feed-forward down-projections (wider in than out): their inputs have the outliers
-    spec = {n: per_channel_dynamic_qconfig for n, m in model.encoder.named_modules() if isinstance(m, torch.nn.Linear) and m.in_features <= m.out_features}
+    spec = {n: per_channel_dynamic_qconfig for n, m in model.encoder.named_modules()
+            if isinstance(m, torch.nn.Linear) and m.in_features <= m.out_features}
     with warnings.catch_warnings(): # torch marks its quantised tensors for a move to torchao; they work as they are
         warnings.simplefilter('ignore')
         encoder = quantize_dynamic(model.encoder, spec, dtype=torch.qint8) # a copy: the model keeps its fp32 encoder
@@ -414,9 +430,9 @@ def int8_view(model:MultimodalBert)->MultimodalBert:
 def predict_proba(model:MultimodalBert, # in eval mode
                   dataloader, # yields batches with an `index` key
                   device:str|torch.device|None=None, # defaults to the model's
-                  precision:str='auto', # as in training: auto or a bf16 precision predicts under bf16 autocast where the device has bf16 in hardware
-                  before_batch=None, # called with (rows done, rows in all) before each batch; raising in it stops the work (a server's deadline)
-                  int8:bool=False, # where this would run in fp32 on a CPU, use int8 linear layers in the encoder (`predict_int8`)
+                  precision:str='auto', # as in training: `auto` or bf16 use bf16 autocast where it is in hardware
+                  before_batch=None, # called with (rows done, rows in all) before each batch; raising stops the work
+                  int8:bool=False, # int8 encoder linear layers where this would run in fp32 on a CPU (`predict_int8`)
                  )->np.ndarray:
     "Class probabilities, shape (rows, classes), in dataset order."
     device = torch.device(device) if device else next(model.parameters()).device

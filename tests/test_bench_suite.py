@@ -32,17 +32,17 @@ def test_every_suite_row_names_its_cpu_and_every_default_run_its_choice():
 
 
 def test_the_suite_scores_as_the_library_does():
-    "The suite's AUROC and log loss (scoring.py) are bsm_nb's own (`compute_metrics`, `cross_entropy`) on any data."
+    "The suite's AUROC and log loss (scoring.py) are bsm_nb's own (`compute_metrics`, `log_loss`) on any data."
     sys.path.insert(0, str(SUITE.parent))
     try: from suite.scoring import scores
     finally: sys.path.remove(str(SUITE.parent))
-    from bsm_nb.job import cross_entropy
+    from bsm_nb.evaluate import log_loss
     from bsm_nb.evaluate import compute_metrics
     rng = np.random.default_rng(0)
     y, p = rng.integers(0, 3, 300), rng.dirichlet([1, 1, 1], 300)
     s = scores(p, y)
     assert s['auroc'] == pytest.approx(compute_metrics(p, y, ['auroc'], 'multiclass', 3)['auroc'], abs=1e-6)
-    assert s['loss'] == pytest.approx(cross_entropy(p, y), abs=1e-9) and 0 <= s['ece'] <= 1
+    assert s['loss'] == pytest.approx(log_loss(p, y), abs=1e-9) and 0 <= s['ece'] <= 1
 
 
 def test_results_md_is_what_make_table_rebuilds_from_the_committed_results():

@@ -61,7 +61,8 @@ def open_page(drv, url:str, shot:Path)->dict:
         return {imgs, links: [...document.querySelectorAll('a[href]')].filter(a => !a.closest('nav.book, div.pager')).map(a => a.getAttribute('href')),
                 nav: [...document.querySelectorAll('nav.book a')].map(a => a.getAttribute('href')),
                 h1: [...document.querySelectorAll('h1')].map(h => h.textContent.replace('¶', '').trim()),
-                text: document.body.innerText.length};""")
+                text: document.body.innerText.length,
+                shown: document.querySelectorAll('.jp-OutputArea-executeResult, .jp-OutputArea-displayData').length};""")
     info['errors'] = [e for e in drv.get_log('browser') if e['level'] in ('SEVERE', 'ERROR')]
     return info
 
@@ -94,6 +95,8 @@ def test_index_and_two_chapters_render_in_chromium(browser, book_url, tmp_path):
     body_links = {urlparse(h).path for h in seen['index.html']['links'] if not urlparse(h).scheme}
     assert set(chapter_files) <= body_links, f'front page links missing: {sorted(set(chapter_files) - body_links)}'
     assert len(seen[wanted[1]]['imgs']) >= 2, f'{wanted[1]}: expected the ROC and PR plots, found {seen[wanted[1]]["imgs"]}'
+    for f in wanted[1:]: # the book shows values, not only assertions
+        assert seen[f]['shown'] >= 3, f'{f}: {seen[f]["shown"]} values shown (results, tables, plots); expected at least 3'
 
 
 def test_no_link_in_the_book_leads_nowhere():

@@ -3,13 +3,14 @@
 `make container-test` builds docker/Dockerfile with podman (tests/container/build.sh) and runs this file with
 BSM_CONTAINER_IMAGE set to the image; elsewhere these tests skip. Containers publish ports on loopback only, and
 training runs with no network at all, as a network-isolated SageMaker job would."""
-import io, json, os, re, shutil, socket, subprocess, sys, time, uuid
+import io, json, os, re, shutil, subprocess, sys, time, uuid
 from pathlib import Path
 
 import numpy as np, pandas as pd
 import pytest
 import requests
 
+from bsm_nb.server import free_port
 from bsm_nb.synthetic import write_sagemaker_tree
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -221,12 +222,6 @@ def test_unknown_command_is_refused(tmp_path_factory):
 
 
 # --- serve --------------------------------------------------------------------------------------------
-
-def free_port()->int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
 
 class Server(Container):
     "`IMAGE serve` with the trained tree at /opt/ml, its port published on loopback."
@@ -457,7 +452,7 @@ def test_a_base_with_its_own_torch_keeps_it():
     image = 'localhost/bsm-nb:test-base-with-torch'
     r = build_image(image, BSM_TORCH_WHEEL=str(torch_wheels[-1]))
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
-    version, path = python_in_image('import importlib.metadata as m, torch, bsm_nb.entrypoint, bsm_nb.serve; '
+    version, path = python_in_image('import importlib.metadata as m, torch, bsm_nb.entrypoint, bsm_nb.serve, bsm_nb.server; '
                                     'print(m.version("torch"), torch.__file__)', image).split()
     assert path.startswith(('/usr/local/lib/python3', '/usr/lib/python3')), path # the base's, not the venv's
     assert version in torch_wheels[-1].name, (version, torch_wheels[-1])

@@ -1,11 +1,12 @@
 """Data-parallel training as SageMaker runs it, on one machine: two "hosts", 127.0.0.1 and 127.0.0.2, each a `bsm-train`
 process with its own SAGEMAKER_BASE_DIR and resourceconfig.json, over gloo on CPU (see nbs/14_distributed.ipynb)."""
-import inspect, json, re, shutil, socket, subprocess, sys, textwrap, time
+import inspect, json, re, shutil, subprocess, sys, textwrap, time
 from pathlib import Path
 
 import pytest
 
-import bsm_nb.entrypoint
+import bsm_nb.job
+from bsm_nb.server import free_port
 from bsm_nb.synthetic import write_sagemaker_tree
 
 BSM_TRAIN = Path(sys.executable).parent/'bsm-train'
@@ -17,13 +18,8 @@ HPS = {'max_epochs': 2, 'max_seq_length': 32, 'lr': 1e-3, 'head_lr': 1e-3, 'drop
        'early_stop_metric': 'val_loss', 'seed': 7, 'precision': '32-true'}
 ROWS = dict(n_train=192, n_val=45, n_test=48) # 45 val rows: the ranks validate 23 and 22
 METRIC_TOL = 1e-4 # test metrics of 2 ranks vs 1 process: only the order of float sums differs (measured: ~2e-8)
-integrated = pytest.mark.skipif('setup_distributed' not in inspect.getsource(bsm_nb.entrypoint),
-                                reason='bsm-train does not call bsm_nb.distributed yet: apply the 13_entrypoint patch of the distributed chapter')
-
-
-def free_port()->int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
+integrated = pytest.mark.skipif('setup_distributed' not in inspect.getsource(bsm_nb.job),
+                                reason='bsm-train does not call bsm_nb.distributed yet: apply the 13a_job patch of the distributed chapter')
 
 
 @pytest.fixture(scope='module')

@@ -1,9 +1,11 @@
 """The container files without Docker: lint (hadolint, shellcheck), the Dockerfile's contract with SageMaker,
 the entrypoint's dispatch, build_and_push.sh against stub `docker`/`aws`, and docker/local_test/ run on this host."""
-import hashlib, json, os, re, shutil, signal, socket, subprocess, sys, tempfile
+import hashlib, json, os, re, shutil, signal, subprocess, sys, tempfile
 from pathlib import Path
 
 import pytest
+
+from bsm_nb.server import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKER = ROOT/'docker'
@@ -354,12 +356,6 @@ def tree_digest(path:Path)->str:
     return h.hexdigest()
 
 
-def free_port()->int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
 def local_env(tmp_path, **extra)->dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(('BSM_', 'SAGEMAKER_', 'SM_'))}
     return {**env, 'PATH': f'{VENV_BIN}{os.pathsep}{env.get("PATH", "")}', 'BSM_LOCAL_WORK_DIR': str(tmp_path/'opt_ml'),
@@ -418,7 +414,7 @@ def test_local_scripts_refuse_unsafe_or_missing_state(tmp_path):
 def test_local_train_serve_predict_without_docker(tmp_path):
     "The no-Docker path end to end, as CI runs it: train on a copy of test_dir, serve it, post payload.json."
     pytest.importorskip('bsm_nb.entrypoint', reason='bsm-train (bsm_nb.entrypoint) is not written yet')
-    pytest.importorskip('bsm_nb.serve', reason='bsm-serve (bsm_nb.serve) is not written yet')
+    pytest.importorskip('bsm_nb.server', reason='bsm-serve (bsm_nb.server) is not written yet')
     if not (shutil.which('nginx') or Path('/usr/sbin/nginx').exists()): pytest.skip('nginx is not installed (apt-get install nginx)')
     from bsm_nb.model import save_tiny_bert
     from bsm_nb.launch import metrics_from_log

@@ -1,5 +1,5 @@
-"""`bsm_nb.launch` against moto, an offline AWS: the exact requests that start training, hosting, tuning
-and batch transform, and the metric regexes on training logs."""
+"""`bsm_nb.launch`, `bsm_nb.hosting` and `bsm_nb.registry` against moto, an offline AWS: the exact requests that start
+training, hosting, tuning, batch transform and the model registry, and the metric regexes on training logs."""
 import dataclasses, datetime, json, re
 from pathlib import Path
 from types import SimpleNamespace
@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 
 from bsm_nb.config import BSMConfig, config_from_dict
-from bsm_nb import launch
+from bsm_nb import hosting, launch, registry
 from bsm_nb.launch import metric_definitions, metrics_from_log
 
 REGION, BUCKET = 'us-east-1', 'bsm-test-bucket'
@@ -134,7 +134,7 @@ def test_training_and_tuning_take_the_same_job_settings():
 
 def test_deploy_then_delete_endpoint(aws):
     model_data = f's3://{BUCKET}/bsm/models/job-1/output/model.tar.gz'
-    names = launch.deploy_endpoint(model_data, IMAGE, aws.role, 'bsm-test', instance_type='ml.m5.xlarge',
+    names = hosting.deploy_endpoint(model_data, IMAGE, aws.role, 'bsm-test', instance_type='ml.m5.xlarge',
                                    environment={'MODEL_SERVER_TIMEOUT': 120}, sagemaker_client=aws.sm)
     [model] = aws.calls('CreateModel')
     assert model['ModelName'] == names['model_name'] and model['ExecutionRoleArn'] == aws.role
@@ -148,7 +148,7 @@ def test_deploy_then_delete_endpoint(aws):
     assert aws.sm.describe_model(ModelName=names['model_name'])['PrimaryContainer']['ModelDataUrl'] == model_data
     assert aws.sm.describe_endpoint(EndpointName='bsm-test')['EndpointConfigName'] == names['endpoint_config_name']
 
-    deleted = launch.delete_endpoint('bsm-test', aws.sm)
+    deleted = hosting.delete_endpoint('bsm-test', aws.sm)
     assert deleted['model_names'] == [names['model_name']]
     from botocore.exceptions import ClientError
     for call in (lambda: aws.sm.describe_endpoint(EndpointName='bsm-test'),
@@ -165,7 +165,7 @@ def test_invoke_endpoint_sends_json_records_and_parses_the_answer(aws):
         {'Body': json.dumps(answer), 'ContentType': 'application/json', 'InvokedProductionVariant': 'AllTraffic'}]})
     records = [{'case_id': 'c1', 'message': 'Where is my parcel?', 'order_amount': 12.5}]
     runtime = aws.boto.client('sagemaker-runtime')
-    assert launch.invoke_endpoint('bsm-test', records, runtime_client=runtime) == answer
+    assert hosting.invoke_endpoint('bsm-test', records, runtime_client=runtime) == answer
     [req] = aws.calls('InvokeEndpoint')
     assert (req['EndpointName'], req['ContentType'], req['Accept']) == ('bsm-test', 'application/json', 'application/json')
     assert json.loads(req['Body']) == records
@@ -200,10 +200,10 @@ def test_tuning_job_request(aws):
 
 
 def test_batch_transform_request(aws):
-    launch.create_model('bsm-model-1', f's3://{BUCKET}/m/model.tar.gz', IMAGE, aws.role, sagemaker_client=aws.sm)
-    req = launch.batch_transform_request('bsm-transform-1', 'bsm-model-1', f's3://{BUCKET}/score/in/', f's3://{BUCKET}/score/out/',
+    hosting.create_model('bsm-model-1', f's3://{BUCKET}/m/model.tar.gz', IMAGE, aws.role, sagemaker_client=aws.sm)
+    req = hosting.batch_transform_request('bsm-transform-1', 'bsm-model-1', f's3://{BUCKET}/score/in/', f's3://{BUCKET}/score/out/',
                                          instance_type='ml.m5.xlarge', environment={'MODEL_SERVER_WORKERS': 1})
-    arn = launch.submit_transform_job(req, aws.sm)
+    arn = hosting.submit_transform_job(req, aws.sm)
     assert arn.endswith('transform-job/bsm-transform-1')
     assert aws.calls('CreateTransformJob') == [req]
     d = aws.sm.describe_transform_job(TransformJobName='bsm-transform-1')
@@ -226,7 +226,7 @@ SCORE_IN, SCORE_OUT = f's3://{BUCKET}/score/in/', f's3://{BUCKET}/score/out/'
     ('ml.p3.2xlarge', 'al2-ami-sagemaker-inference-gpu-3-1'), ('ml.m5.xlarge', None), ('ml.c5.2xlarge', None), ('ml.inf1.xlarge', None)])
 def test_gpu_endpoints_ask_for_a_cuda_12_driver(aws, instance_type, ami):
     "The default AMI of g4dn/g5/p4d endpoints has driver 470 (CUDA 11.4); the image's CUDA 12 needs >= 525."
-    names = launch.deploy_endpoint(MODEL_DATA, IMAGE, aws.role, 'bsm-test', instance_type=instance_type, sagemaker_client=aws.sm)
+    names = hosting.deploy_endpoint(MODEL_DATA, IMAGE, aws.role, 'bsm-test', instance_type=instance_type, sagemaker_client=aws.sm)
     [config] = aws.calls('CreateEndpointConfig')
     [variant] = config['ProductionVariants']
     assert (variant['InstanceType'], variant.get('InferenceAmiVersion')) == (instance_type, ami)
@@ -234,9 +234,9 @@ def test_gpu_endpoints_ask_for_a_cuda_12_driver(aws, instance_type, ami):
 
 
 def test_endpoint_ami_version_can_be_chosen_or_left_out(aws):
-    launch.deploy_endpoint(MODEL_DATA, IMAGE, aws.role, 'bsm-a', instance_type='ml.g4dn.xlarge',
+    hosting.deploy_endpoint(MODEL_DATA, IMAGE, aws.role, 'bsm-a', instance_type='ml.g4dn.xlarge',
                            inference_ami_version='al2023-ami-sagemaker-inference-gpu-4-1', sagemaker_client=aws.sm)
-    launch.deploy_endpoint(MODEL_DATA, IMAGE, aws.role, 'bsm-b', instance_type='ml.g4dn.xlarge', inference_ami_version='', sagemaker_client=aws.sm)
+    hosting.deploy_endpoint(MODEL_DATA, IMAGE, aws.role, 'bsm-b', instance_type='ml.g4dn.xlarge', inference_ami_version='', sagemaker_client=aws.sm)
     chosen, left_out = [c['ProductionVariants'][0] for c in aws.calls('CreateEndpointConfig')]
     assert chosen['InferenceAmiVersion'] == 'al2023-ami-sagemaker-inference-gpu-4-1'
     assert left_out['InstanceType'] == 'ml.g4dn.xlarge' and 'InferenceAmiVersion' not in left_out
@@ -245,17 +245,17 @@ def test_endpoint_ami_version_can_be_chosen_or_left_out(aws):
 @pytest.mark.parametrize('instance_type, ami', [('ml.g5.xlarge', 'al2-ami-sagemaker-batch-gpu-535'), ('ml.p3.2xlarge', 'al2-ami-sagemaker-batch-gpu-535'),
                                                 ('ml.m5.xlarge', None), ('ml.c5.xlarge', None)])
 def test_gpu_transform_jobs_ask_for_a_cuda_12_driver(aws, instance_type, ami):
-    launch.create_model('bsm-model-1', MODEL_DATA, IMAGE, aws.role, sagemaker_client=aws.sm)
-    launch.submit_transform_job(launch.batch_transform_request('bsm-transform-1', 'bsm-model-1', SCORE_IN, SCORE_OUT, instance_type=instance_type), aws.sm)
+    hosting.create_model('bsm-model-1', MODEL_DATA, IMAGE, aws.role, sagemaker_client=aws.sm)
+    hosting.submit_transform_job(hosting.batch_transform_request('bsm-transform-1', 'bsm-model-1', SCORE_IN, SCORE_OUT, instance_type=instance_type), aws.sm)
     [sent] = aws.calls('CreateTransformJob')
     assert (sent['TransformResources']['InstanceType'], sent['TransformResources'].get('TransformAmiVersion')) == (instance_type, ami)
 
 
 def test_transform_ami_version_can_be_chosen_or_left_out(aws):
-    chosen = launch.batch_transform_request('t-1', 'm', SCORE_IN, SCORE_OUT, transform_ami_version='al2-ami-sagemaker-batch-gpu-470')
-    left_out = launch.batch_transform_request('t-2', 'm', SCORE_IN, SCORE_OUT, transform_ami_version='')
-    launch.create_model('m', MODEL_DATA, IMAGE, aws.role, sagemaker_client=aws.sm)
-    for req in (chosen, left_out): launch.submit_transform_job(req, aws.sm)
+    chosen = hosting.batch_transform_request('t-1', 'm', SCORE_IN, SCORE_OUT, transform_ami_version='al2-ami-sagemaker-batch-gpu-470')
+    left_out = hosting.batch_transform_request('t-2', 'm', SCORE_IN, SCORE_OUT, transform_ami_version='')
+    hosting.create_model('m', MODEL_DATA, IMAGE, aws.role, sagemaker_client=aws.sm)
+    for req in (chosen, left_out): hosting.submit_transform_job(req, aws.sm)
     sent = [r['TransformResources'] for r in aws.calls('CreateTransformJob')]
     assert sent == [{'InstanceType': 'ml.g5.xlarge', 'InstanceCount': 1, 'TransformAmiVersion': 'al2-ami-sagemaker-batch-gpu-470'},
                     {'InstanceType': 'ml.g5.xlarge', 'InstanceCount': 1}]
@@ -354,7 +354,7 @@ def test_network_isolation_refuses_a_hub_encoder_before_any_request(aws):
 
 
 def test_endpoint_in_a_vpc_with_a_volume_key(aws):
-    names = launch.deploy_endpoint(MODEL_DATA, IMAGE, aws.role, 'bsm-test', instance_type='ml.m5.xlarge', security=locked_down(), sagemaker_client=aws.sm)
+    names = hosting.deploy_endpoint(MODEL_DATA, IMAGE, aws.role, 'bsm-test', instance_type='ml.m5.xlarge', security=locked_down(), sagemaker_client=aws.sm)
     [model], [config] = aws.calls('CreateModel'), aws.calls('CreateEndpointConfig')
     assert (model['VpcConfig'], model['EnableNetworkIsolation']) == (VPC, True)
     assert config['KmsKeyId'] == VOLUME_KEY
@@ -363,8 +363,8 @@ def test_endpoint_in_a_vpc_with_a_volume_key(aws):
 
 def test_transform_job_with_kms_keys_on_a_model_in_the_vpc(aws):
     sec = locked_down()
-    launch.create_model('bsm-model-1', MODEL_DATA, IMAGE, aws.role, sagemaker_client=aws.sm, security=sec)
-    launch.submit_transform_job(launch.batch_transform_request('bsm-transform-1', 'bsm-model-1', SCORE_IN, SCORE_OUT, instance_type='ml.m5.xlarge',
+    hosting.create_model('bsm-model-1', MODEL_DATA, IMAGE, aws.role, sagemaker_client=aws.sm, security=sec)
+    hosting.submit_transform_job(hosting.batch_transform_request('bsm-transform-1', 'bsm-model-1', SCORE_IN, SCORE_OUT, instance_type='ml.m5.xlarge',
                                                                security=sec), aws.sm)
     [model], [sent] = aws.calls('CreateModel'), aws.calls('CreateTransformJob')
     assert (model['VpcConfig'], model['EnableNetworkIsolation']) == (VPC, True) # the transform runs the model's container
@@ -426,12 +426,12 @@ def test_batch_transform_walk_through_deletes_the_model_after_the_transform(aws,
     (tmp_path/'score').mkdir()
     (tmp_path/'score'/'cases.jsonl').write_text('{"case_id": "c1", "message": "Where is my parcel?"}\n')
     score_in = launch.upload_channels(aws.s3, {'in': tmp_path/'score'}, BUCKET, 'bsm/score/demo')['in']
-    model = launch.create_model('bsm-demo-model-1', MODEL_DATA, IMAGE, aws.role, sagemaker_client=aws.sm)
-    transform = launch.batch_transform_request('bsm-demo-transform-1', model, score_in, f's3://{BUCKET}/bsm/score/demo/out/')
-    launch.submit_transform_job(transform, aws.sm)
-    done = launch.wait_for_transform_job('bsm-demo-transform-1', aws.sm, poll_s=0) # moto's jobs complete at once
+    model = hosting.create_model('bsm-demo-model-1', MODEL_DATA, IMAGE, aws.role, sagemaker_client=aws.sm)
+    transform = hosting.batch_transform_request('bsm-demo-transform-1', model, score_in, f's3://{BUCKET}/bsm/score/demo/out/')
+    hosting.submit_transform_job(transform, aws.sm)
+    done = hosting.wait_for_transform_job('bsm-demo-transform-1', aws.sm, poll_s=0) # moto's jobs complete at once
     assert (done['TransformJobStatus'], done['ModelName']) == ('Completed', model)
-    assert launch.delete_model(model, aws.sm) == model
+    assert hosting.delete_model(model, aws.sm) == model
     ops = [op for op in aws.ops() if op in ('CreateModel', 'CreateTransformJob', 'DescribeTransformJob', 'DeleteModel')]
     assert ops == ['CreateModel', 'CreateTransformJob', 'DescribeTransformJob', 'DescribeTransformJob', 'DeleteModel']
     from botocore.exceptions import ClientError
@@ -442,14 +442,14 @@ def test_wait_for_transform_job_names_the_failure(aws):
     answers = [transform_description('InProgress')] + [transform_description('Failed', 'ClientError: See job logs for more information')] * 2
     with stubbed(aws.sm, 'describe_transform_job', answers, TransformJobName='bsm-transform-1') as stub:
         with pytest.raises(RuntimeError, match='transform job bsm-transform-1 ended Failed: ClientError: See job logs'):
-            launch.wait_for_transform_job('bsm-transform-1', aws.sm, poll_s=0)
+            hosting.wait_for_transform_job('bsm-transform-1', aws.sm, poll_s=0)
         stub.assert_no_pending_responses()
 
 
 def test_wait_for_transform_job_gives_up_at_the_deadline(aws):
     with stubbed(aws.sm, 'describe_transform_job', [transform_description('InProgress')] * 3, TransformJobName='bsm-transform-1') as stub:
         with pytest.raises(TimeoutError, match='transform job bsm-transform-1 is still InProgress after 2 s'):
-            launch.wait_for_transform_job('bsm-transform-1', aws.sm, timeout_s=2, poll_s=0) # two polls, then the verdict
+            hosting.wait_for_transform_job('bsm-transform-1', aws.sm, timeout_s=2, poll_s=0) # two polls, then the verdict
         stub.assert_no_pending_responses()
 
 
@@ -523,13 +523,13 @@ def model_dir(tmp_path)->Path:
 
 
 def register(aws, tmp_path, model_data=MODEL_DATA, **kw)->str:
-    return launch.register_model(model_data, IMAGE, 'bsm-nb', model_dir(tmp_path) if 'metrics' not in kw else kw.pop('metrics'),
+    return registry.register_model(model_data, IMAGE, 'bsm-nb', model_dir(tmp_path) if 'metrics' not in kw else kw.pop('metrics'),
                                  s3=aws.s3, sagemaker_client=aws.sm, **kw)
 
 
 def test_served_types_are_what_the_server_reads_and_answers():
     from bsm_nb.protocol import CANONICAL
-    assert list(launch.SERVED_TYPES) == list(CANONICAL) == SERVED
+    assert list(hosting.SERVED_TYPES) == list(CANONICAL) == SERVED
 
 
 def test_register_model_uploads_its_metrics_and_creates_the_group_then_a_version(aws, tmp_path):
@@ -573,8 +573,8 @@ def test_register_model_reads_the_metrics_out_of_model_tar_gz(aws, tmp_path):
     with tarfile.open(tmp_path/'model.tar.gz', 'w:gz') as tar: # as SageMaker packs /opt/ml/model
         for f in sorted(d.iterdir(), reverse=True): tar.add(f, arcname=f.name)
     aws.s3.upload_file(str(tmp_path/'model.tar.gz'), BUCKET, 'bsm/models/job-1/output/model.tar.gz')
-    assert launch.model_metrics(MODEL_DATA, aws.s3) == METRICS
-    launch.register_model(MODEL_DATA, IMAGE, 'bsm-nb', s3=aws.s3, sagemaker_client=aws.sm, approval_status='Approved')
+    assert registry.model_metrics(MODEL_DATA, aws.s3) == METRICS
+    registry.register_model(MODEL_DATA, IMAGE, 'bsm-nb', s3=aws.s3, sagemaker_client=aws.sm, approval_status='Approved')
     [req] = aws.calls('CreateModelPackage')
     assert (req['CustomerMetadataProperties'], req['ModelApprovalStatus']) == (HEADLINE, 'Approved')
     body = aws.s3.get_object(Bucket=BUCKET, Key='bsm/models/job-1/output/metrics.json')['Body'].read()
@@ -592,31 +592,31 @@ def test_approve_then_deploy_the_latest_approved_version(aws, tmp_path):
     first = register(aws, tmp_path)
     second = register(aws, tmp_path/'second', model_data=f's3://{BUCKET}/bsm/models/job-2/output/model.tar.gz', metrics=METRICS)
     with pytest.raises(LookupError, match='model package group bsm-nb has no Approved version'):
-        launch.latest_approved_package('bsm-nb', aws.sm)
+        registry.latest_approved_package('bsm-nb', aws.sm)
 
-    assert launch.approve_model_package(first, description='test AUROC 0.90', sagemaker_client=aws.sm) == first
+    assert registry.approve_model_package(first, description='test AUROC 0.90', sagemaker_client=aws.sm) == first
     assert aws.calls('UpdateModelPackage') == [{'ModelPackageArn': first, 'ModelApprovalStatus': 'Approved', 'ApprovalDescription': 'test AUROC 0.90'}]
     d = aws.sm.describe_model_package(ModelPackageName=first)
     assert (d['ModelApprovalStatus'], d['ApprovalDescription']) == ('Approved', 'test AUROC 0.90')
-    assert launch.latest_approved_package('bsm-nb', aws.sm) == first
+    assert registry.latest_approved_package('bsm-nb', aws.sm) == first
     assert aws.calls('ListModelPackages')[-1] == {'ModelPackageGroupName': 'bsm-nb', 'ModelApprovalStatus': 'Approved',
                                                   'SortBy': 'CreationTime', 'SortOrder': 'Descending'}
-    launch.approve_model_package(second, sagemaker_client=aws.sm)
-    assert launch.latest_approved_package('bsm-nb', aws.sm) == second
-    launch.approve_model_package(second, 'Rejected', 'worse on the new data', sagemaker_client=aws.sm)
-    assert launch.latest_approved_package('bsm-nb', aws.sm) == first
+    registry.approve_model_package(second, sagemaker_client=aws.sm)
+    assert registry.latest_approved_package('bsm-nb', aws.sm) == second
+    registry.approve_model_package(second, 'Rejected', 'worse on the new data', sagemaker_client=aws.sm)
+    assert registry.latest_approved_package('bsm-nb', aws.sm) == first
     with pytest.raises(ValueError, match="approval status 'approve'"):
-        launch.approve_model_package(first, 'approve', sagemaker_client=aws.sm)
+        registry.approve_model_package(first, 'approve', sagemaker_client=aws.sm)
     assert len(aws.calls('UpdateModelPackage')) == 3
 
     # a rejected (or pending) version is refused before anything is made
     with pytest.raises(ValueError, match=f'model package {re.escape(second)} is Rejected, not Approved'):
-        launch.deploy_from_package(second, aws.role, 'bsm-reg', instance_type='ml.m5.xlarge', sagemaker_client=aws.sm)
+        registry.deploy_from_package(second, aws.role, 'bsm-reg', instance_type='ml.m5.xlarge', sagemaker_client=aws.sm)
     with pytest.raises(ValueError, match='instance type ml.c5.xlarge: the package lists ml.g5.xlarge, ml.m5.xlarge for endpoints'):
-        launch.deploy_from_package(first, aws.role, 'bsm-reg', instance_type='ml.c5.xlarge', sagemaker_client=aws.sm)
+        registry.deploy_from_package(first, aws.role, 'bsm-reg', instance_type='ml.c5.xlarge', sagemaker_client=aws.sm)
     assert not aws.calls('CreateModel')
 
-    names = launch.deploy_from_package(launch.latest_approved_package('bsm-nb', aws.sm), aws.role, 'bsm-reg', instance_type='ml.m5.xlarge',
+    names = registry.deploy_from_package(registry.latest_approved_package('bsm-nb', aws.sm), aws.role, 'bsm-reg', instance_type='ml.m5.xlarge',
                                        sagemaker_client=aws.sm)
     [model] = aws.calls('CreateModel')
     assert model == {'ModelName': names['model_name'], 'ExecutionRoleArn': aws.role, 'Containers': [{'ModelPackageName': first}]} # no image, no model data
@@ -626,14 +626,14 @@ def test_approve_then_deploy_the_latest_approved_version(aws, tmp_path):
     assert aws.calls('CreateEndpoint') == [{'EndpointName': 'bsm-reg', 'EndpointConfigName': names['endpoint_config_name']}]
     assert aws.sm.describe_model(ModelName=names['model_name'])['Containers'] == [{'ModelPackageName': first}]
     assert aws.sm.describe_endpoint(EndpointName='bsm-reg')['EndpointConfigName'] == names['endpoint_config_name']
-    assert launch.delete_endpoint('bsm-reg', aws.sm)['model_names'] == [names['model_name']]
+    assert hosting.delete_endpoint('bsm-reg', aws.sm)['model_names'] == [names['model_name']]
 
 
 def test_package_model_on_a_gpu_endpoint_in_a_vpc(aws, tmp_path):
     arn = register(aws, tmp_path, approval_status='Approved', realtime_instance_types=['ml.g4dn.xlarge']) # moto knows no g5
-    launch.deploy_from_package(arn, aws.role, 'bsm-reg', 'ml.g4dn.xlarge', sagemaker_client=aws.sm, security=locked_down(), environment={'MODEL_SERVER_TIMEOUT': 120})
+    registry.deploy_from_package(arn, aws.role, 'bsm-reg', 'ml.g4dn.xlarge', sagemaker_client=aws.sm, security=locked_down(), environment={'MODEL_SERVER_TIMEOUT': 120})
     [model], [config] = aws.calls('CreateModel'), aws.calls('CreateEndpointConfig')
     assert model['Containers'] == [{'ModelPackageName': arn, 'Environment': {'MODEL_SERVER_TIMEOUT': '120'}}]
     assert (model['VpcConfig'], model['EnableNetworkIsolation']) == (VPC, True)
-    assert (config['ProductionVariants'][0]['InstanceType'], config['ProductionVariants'][0]['InferenceAmiVersion']) == ('ml.g4dn.xlarge', launch.DEFAULT_INFERENCE_AMI)
+    assert (config['ProductionVariants'][0]['InstanceType'], config['ProductionVariants'][0]['InferenceAmiVersion']) == ('ml.g4dn.xlarge', hosting.DEFAULT_INFERENCE_AMI)
     assert config['KmsKeyId'] == VOLUME_KEY

@@ -1,7 +1,7 @@
 """bsm-serve as SageMaker runs it: real nginx in front of gunicorn on loopback, serving a model that bsm-train
 wrote (a tiny random BERT, one epoch), checked against `ModelBundle.predict_frame` on the same rows; plus
-bsm-predict on files and the multiclass answer shape. Chapters 09 (nbs/09_protocol.ipynb) and 10 (nbs/10_serve.ipynb)
-unit-test the request protocol and the server's parts."""
+bsm-predict on files and the multiclass answer shape. Chapters 09 (nbs/09_protocol.ipynb), 10 (nbs/10_serve.ipynb)
+and 10a (nbs/10a_server.ipynb) unit-test the request protocol and the server's parts."""
 import csv, io, json, os, shutil, signal, socket, subprocess, sys, threading, time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -11,10 +11,11 @@ import pytest
 import requests
 
 from bsm_nb.artifacts import load_bundle
-from bsm_nb.data import read_data_file
+from bsm_nb.reading import read_data_file
 from bsm_nb.model import save_tiny_bert
 from bsm_nb.protocol import predict, predict_main
-from bsm_nb.serve import ServeSettings, create_app, reference_nginx_conf
+from bsm_nb.serve import ServeSettings, create_app
+from bsm_nb.server import free_port, reference_nginx_conf
 from bsm_nb.synthetic import write_sagemaker_tree
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,12 +62,6 @@ def net_bundle(net_base): return load_bundle(net_base/'model', device='cpu')
 def rows(base):
     "The test channel as training reads it: strings, NaN where missing, with id and label columns."
     return read_data_file(base/'input'/'data'/'test'/'test.csv')
-
-
-def free_port()->int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 class Server:
@@ -521,7 +516,7 @@ def cmdline(pid:int)->list: return Path(f'/proc/{pid}/cmdline').read_bytes().dec
 
 def python_readable_by(uid:int)->bool:
     "Whether `uid` can reach this interpreter's own modules (not so for a Python under /root, as on some build machines)."
-    from bsm_nb.serve import _can, _groups
+    from bsm_nb.server import _can, _groups
     import pwd
     py, gid = Path(sys.base_prefix), next(p.pw_gid for p in pwd.getpwall() if p.pw_uid == uid)
     return all(_can(p.stat(), uid, _groups(uid, gid), 1) for p in [*py.parents, py])
@@ -544,7 +539,7 @@ def test_socket_and_run_dir_are_closed_to_others_and_a_stalled_client_is_cut_off
     client that stops sending its body is disconnected after BSM_CLIENT_TIMEOUT (2 s here, not nginx's 60 s), one that
     stops in its header as quickly, and the server answers as before."""
     import pwd, stat
-    from bsm_nb.serve import nginx_worker_user
+    from bsm_nb.server import nginx_worker_user
     web = pwd.getpwnam(nginx_worker_user())
     s = Server(base, tmp_path/'serve.log', BSM_CLIENT_TIMEOUT='2', MODEL_SERVER_WORKERS='1')
     try:
@@ -845,7 +840,7 @@ def test_predict_api_and_bad_files(base, bundle, rows, tmp_path, capsys, monkeyp
 def test_docker_model_files(base):
     "nginx.conf is the current rendering; serve, predictor.py and wsgi.py are thin wrappers that work."
     assert (ROOT/'docker'/'model'/'nginx.conf').read_text() == reference_nginx_conf(), \
-        "docker/model/nginx.conf is stale: python -c 'from bsm_nb.serve import reference_nginx_conf; print(reference_nginx_conf(), end=\"\")' > docker/model/nginx.conf"
+        "docker/model/nginx.conf is stale: python -c 'from bsm_nb.server import reference_nginx_conf; print(reference_nginx_conf(), end=\"\")' > docker/model/nginx.conf"
     r = subprocess.run([sys.executable, str(ROOT/'docker'/'model'/'serve'), '--print-nginx-conf', '--port', '9123'], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and 'listen 9123;' in r.stdout, r.stderr
     code = ('import wsgi\n'

@@ -319,7 +319,8 @@ def test_mixed_file_formats_in_one_channel(womens_clothing, train_run, tiny_bert
     """Train as Parquet + JSON Lines + gzipped CSV in one channel, val as gzipped JSON Lines, test as Parquet: the run
     reads every row in file order, and fits exactly the vocabularies and statistics that one plain CSV gives."""
     from bsm_nb.config import BSMConfig
-    from bsm_nb.data import FeatureProcessor, read_data_file
+    from bsm_nb.data import FeatureProcessor
+    from bsm_nb.reading import read_data_file
     info, splits = womens_clothing
     tr = splits['train']
     files = {'train/part-0.parquet': lambda p: tr.iloc[:100].to_parquet(p, index=False),
@@ -888,10 +889,10 @@ def test_fuzzed_hyperparameters_file_is_accepted_or_fails_clearly(case, fuzz_tre
     `main` either accepts the config, or exits 255 with a failure file whose first line is a config or setup error naming a
     hyperparameter or the file, never a bare exception; within 5 s. Training itself is replaced by a check of the config
     it would get (the next test trains)."""
-    import bsm_nb.entrypoint as ep
+    import bsm_nb.job as job
     how, raw = case
     accepted = []
-    monkeypatch.setattr(ep, 'train_job', lambda cfg, paths, env=None, hub_name=False: (check_ranges(cfg), accepted.append(cfg)))
+    monkeypatch.setattr(job, 'train_job', lambda cfg, paths, env=None, hub_name=False: (check_ranges(cfg), accepted.append(cfg)))
     (fuzz_tree/'input/config/hyperparameters.json').write_bytes(raw)
     (fuzz_tree/'output/failure').unlink(missing_ok=True)
     rc, out = run_main(fuzz_tree)
@@ -965,18 +966,18 @@ def test_sigterm_after_training_loop_exits_143_and_the_next_start_finishes(train
     """A stop during test prediction (after Lightning's `fit` has put its handler away) is still exit 143 with a failure
     file and nothing published; the next start resumes from the last epoch's checkpoint and lands the model."""
     import signal
-    import bsm_nb.entrypoint as ep
+    import bsm_nb.job as job
     base = train_tree('late_stop', n_train=48, n_val=16, n_test=16, seed=2, hyperparameters={'max_epochs': 1, 'batch_size': 16})
-    real = ep.predict_splits
+    real = job.predict_splits
     def stopped(*args, **kw):
         signal.raise_signal(signal.SIGTERM) # SageMaker's stop arrives here
         return real(*args, **kw)
-    monkeypatch.setattr(ep, 'predict_splits', stopped)
+    monkeypatch.setattr(job, 'predict_splits', stopped)
     rc, out = run_main(base, '--pretrained_model', tiny_bert_dir)
     assert rc == 143, out[-3000:]
     assert 'SIGTERM' in (base/'output'/'failure').read_text()
     assert not (base/'model'/'bsm_model.json').exists() and not staging_left(base/'model')
-    monkeypatch.setattr(ep, 'predict_splits', real)
+    monkeypatch.setattr(job, 'predict_splits', real)
     (base/'output'/'failure').unlink()
     rc, out = run_main(base, '--pretrained_model', tiny_bert_dir)
     assert rc == 0, out[-3000:]

@@ -10,7 +10,7 @@ thread of its own, like the server's request threads, with torch using every cor
 hits both alike.
 Prints a markdown table for bench/RESULTS.md. Not a test: the numbers depend on the machine.
 """
-import argparse, json, os, platform, shutil, signal, socket, subprocess, sys, time
+import argparse, json, os, platform, shutil, signal, subprocess, sys, time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -77,12 +77,6 @@ def summary(runs:list)->dict:
             'p50_ms': 1000 * float(np.percentile(lat, 50)), 'p99_ms': 1000 * float(np.percentile(lat, 99))}
 
 
-def free_port()->int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--model-dir', type=Path, help='a trained model dir (default: train one into bench/out)')
@@ -95,8 +89,9 @@ def main():
 
     import torch
     from bsm_nb.artifacts import load_bundle
-    from bsm_nb.data import read_data_file
+    from bsm_nb.reading import read_data_file
     from bsm_nb.serve import ServeSettings
+    from bsm_nb.server import free_port
     args.log.parent.mkdir(parents=True, exist_ok=True)
     if args.model_dir: model_dir, base = args.model_dir, None
     else: base = ensure_model(BENCH/'out', args.encoder); model_dir = base/'model'

@@ -119,7 +119,7 @@ def main():
     p.add_argument('--out', type=Path, default=BENCH/'out'/'serve_load.jsonl')
     args = p.parse_args()
 
-    from bsm_nb.data import read_data_file
+    from bsm_nb.reading import read_data_file
     from bsm_nb.serve import ServeSettings
     base = args.model_dir or ensure_model(BENCH/'out', 'packaged')
     model_dir = model_in_precision(base/'model', args.precision, BENCH/'out'/f'serve_model_{args.precision}')

@@ -94,7 +94,7 @@ def child(rows:int)->dict:
     "Prepare `rows` rows as `train` does; the figures as a dict."
     t0 = time.perf_counter()
     import gc, torch
-    from bsm_nb import data as D, job as J
+    from bsm_nb import data as D, job as J, reading as R
     from bsm_nb.config import BSMConfig, SageMakerPaths
     from bsm_nb.job import read_splits, encode_split
     from bsm_nb.distributed import fit_processor
@@ -105,7 +105,7 @@ def child(rows:int)->dict:
     acc = {}
     tokenizer = _TimedTokenizer(load_tokenizer(resolve_encoder(cfg, paths.channel('pretrained'))), acc)
     for name, key in [('read_data_file', 'read_files'), ('check_rows', 'check_rows'), ('check_filled', 'check_filled'), ('split_train_val', 'split')]:
-        for owner in (D, J): _timed(owner, name, key, acc) # read_channel calls these in bsm_nb.data, read_splits through bsm_nb.job's imports
+        for owner in (D, R, J): _timed(owner, name, key, acc) # read_channel calls these in bsm_nb.reading and bsm_nb.data, read_splits through bsm_nb.job's imports
     for name, key in [('texts', 'clean'), ('encode', 'encode')]: _timed(D.FeatureProcessor, name, key, acc)
     gc.collect()
     setup_s, base_peak, base_rss, cpu0 = time.perf_counter() - t0, _peak_mb(), _rss_mb(), time.process_time()

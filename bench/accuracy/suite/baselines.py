@@ -6,7 +6,7 @@
 Protocol (bench/accuracy/suite/datasets.py): train = the first 2,000 rows of train.csv, full val and test; --full-train uses
 all of train.csv (its rows go to /tmp/suite_full_train.jsonl unless --out says otherwise) and, with --seed 0, is the
 data READMEs' own setting. Runs, one JSON row each (figures by bench/accuracy/suite/scoring.py from predicted probabilities):
-- `LightGBM fields`: bsm_nb's own trees on the categorical + numeric fields alone: bsm_nb.data.read_data_file (cells as
+- `LightGBM fields`: bsm_nb's own trees on the categorical + numeric fields alone: bsm_nb.reading.read_data_file (cells as
   text, as bsm-train reads them), FeatureProcessor.fit on train, ensemble.field_features, ensemble.fit_trees
   (tree_params, early stopping on val log loss, patience 50), i.e. bsm_nb's fields-only tree partner;
 - `HGB fields`: the READMEs' recipe, HistGradientBoostingClassifier(random_state=seed, categorical_features=mask),
@@ -55,7 +55,8 @@ def align(p, model_classes, classes) -> np.ndarray:
 def lightgbm_fields(ds: DataSet, classes: list, seed: int) -> tuple:
     "bsm_nb's trees on the fields alone: (p_val, p_test, fit_s)."
     from bsm_nb.config import BSMConfig
-    from bsm_nb.data import FeatureProcessor, encode_labels, read_data_file
+    from bsm_nb.data import FeatureProcessor, encode_labels
+    from bsm_nb.reading import read_data_file
     from bsm_nb.ensemble import field_features, fit_trees, tree_proba
     cfg = BSMConfig(id_name=ds.id, text_name=list(ds.text), label_name=ds.label, cat_field_list=list(ds.cat),
                     tab_field_list=list(ds.num), seed=seed)

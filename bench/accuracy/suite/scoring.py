@@ -3,7 +3,7 @@
     .venv/bin/python bench/accuracy/suite/scoring.py --probs RUN.npz --row RUN.json [--out bench/results/accuracy/suite.jsonl]
 
 Per split: `auroc` = bsm_nb.evaluate.compute_metrics (torchmetrics; binary: P(positive class), multiclass: macro
-one-vs-rest), `loss` = bsm_nb.entrypoint.cross_entropy (mean -log p(true class), p clipped at 1e-12: metrics.json's
+one-vs-rest), `loss` = bsm_nb.evaluate.log_loss (mean -log p(true class), p clipped at 1e-15: metrics.json's
 `loss`), `ece` = bsm_nb.evaluate.expected_calibration_error (15 equal-width bins, l1; binary: P(positive) against
 the positive rate, multiclass: the top probability against accuracy).
 The command line scores a run made elsewhere (bench/.venv-automm has no bsm_nb): RUN.npz holds p_val, y_val,
@@ -22,7 +22,7 @@ import numpy as np
 _SUITE = Path(__file__).resolve().parent  # run as a script, its datasets.py must not shadow Hugging Face's `datasets`
 sys.path[:] = [str(_SUITE.parent)] + [p for p in sys.path if Path(p or ".").resolve() != _SUITE]
 
-from bsm_nb.job import cross_entropy
+from bsm_nb.evaluate import log_loss
 from bsm_nb.evaluate import compute_metrics, expected_calibration_error
 
 
@@ -33,7 +33,7 @@ def scores(probs, y) -> dict:
         raise ValueError(f"probabilities of shape {p.shape} for {len(y)} labels; expected (rows, classes >= 2)")
     k = p.shape[1]
     auroc = compute_metrics(p, y, ["auroc"], "binary" if k == 2 else "multiclass", k)["auroc"]
-    return {"auroc": auroc, "loss": cross_entropy(p, y), "ece": expected_calibration_error(p, y)}
+    return {"auroc": auroc, "loss": log_loss(p, y), "ece": expected_calibration_error(p, y)}
 
 
 def split_scores(p_val, y_val, p_test, y_test) -> dict:
