@@ -22,7 +22,8 @@ APPROVAL_STATUSES = ('Approved', 'Rejected', 'PendingManualApproval') # the API'
 def check_approval_status(status:str, # a ModelApprovalStatus
                          )->str:
     "`status`, if it is one the API knows."
-    if status not in APPROVAL_STATUSES: raise ValueError(f'approval status {status!r}: expected one of {", ".join(APPROVAL_STATUSES)}')
+    if status not in APPROVAL_STATUSES:
+        raise ValueError(f'approval status {status!r}: expected one of {", ".join(APPROVAL_STATUSES)}')
     return status
 
 # %% ../nbs/12b_registry.ipynb #bc794011
@@ -41,7 +42,8 @@ def model_metrics(model_data_s3:str, # the training job's model.tar.gz
     bucket, key = split_s3_uri(model_data_s3, key=True)
     with tarfile.open(fileobj=_s3_client(s3).get_object(Bucket=bucket, Key=key)['Body'], mode='r|gz') as tar:
         for member in tar:
-            if member.isfile() and Path(member.name).parts == ('metrics.json',): return json.loads(tar.extractfile(member).read())
+            if member.isfile() and Path(member.name).parts == ('metrics.json',):
+                return json.loads(tar.extractfile(member).read())
     raise FileNotFoundError(f'{model_data_s3} holds no metrics.json; expected the model dir that `train` writes')
 
 # %% ../nbs/12b_registry.ipynb #63ca1926
@@ -50,7 +52,8 @@ HEADLINE_METRICS = ('auroc', 'average_precision', 'f1_score', 'accuracy') # of t
 def headline_metrics(metrics:dict, # metrics.json: {'val': {...}, 'test': {...}, 'threshold': t, ...}
                     )->dict:
     "`{'test_auroc': '0.9001', ..., 'threshold': '0.4100'}`: the finite headline scores, as strings."
-    found = {f'{split}_{m}': metrics[split][m] for split in ('test', 'val') for m in HEADLINE_METRICS if m in metrics.get(split, {})}
+    found = {f'{split}_{m}': metrics[split][m] for split in ('test', 'val') for m in HEADLINE_METRICS
+             if m in metrics.get(split, {})}
     if 'threshold' in metrics: found['threshold'] = metrics['threshold']
     return {k: f'{float(v):.4f}' for k, v in found.items() if v is not None and math.isfinite(float(v))}
 
@@ -62,19 +65,23 @@ def model_package_request(group:str, # the model package group; its next version
                           properties:dict|None=None, # CustomerMetadataProperties, e.g. `headline_metrics(...)`
                           environment:dict|None=None, # container environment
                           realtime_instance_types:list=('ml.g5.xlarge', 'ml.m5.xlarge'), # what an endpoint may run on
-                          transform_instance_types:list=('ml.g5.xlarge', 'ml.m5.xlarge'), # what a batch transform may run on
+                          transform_instance_types:list=('ml.g5.xlarge', 'ml.m5.xlarge'), # what a transform may run on
                           approval_status:str='PendingManualApproval', # Approved, Rejected or PendingManualApproval
                           description:str|None=None, # None = names the model data
                          )->dict:
     "The `CreateModelPackage` request of a new version in `group`: the bsm_nb image serving `model_data_s3`."
     for uri in (model_data_s3, metrics_s3): split_s3_uri(uri, key=True)
-    if len(group) > 63 or not NAME_RE.match(group): raise ValueError(f'model package group {group!r}: expected at most 63 letters, digits and inner hyphens')
+    if len(group) > 63 or not NAME_RE.match(group):
+        raise ValueError(f'model package group {group!r}: expected at most 63 letters, digits and inner hyphens')
     description = f'bsm_nb model {model_data_s3}' if description is None else description
-    if len(description) > 1024: raise ValueError(f'description has {len(description)} characters; SageMaker takes at most 1024')
+    if len(description) > 1024:
+        raise ValueError(f'description has {len(description)} characters; SageMaker takes at most 1024')
     container = {'Image': image_uri, 'ModelDataUrl': model_data_s3}
     if environment: container['Environment'] = {k: str(v) for k, v in environment.items()}
-    req = {'ModelPackageGroupName': group, 'ModelPackageDescription': description, 'ModelApprovalStatus': check_approval_status(approval_status),
-           'InferenceSpecification': {'Containers': [container], 'SupportedContentTypes': list(SERVED_TYPES), 'SupportedResponseMIMETypes': list(SERVED_TYPES),
+    req = {'ModelPackageGroupName': group, 'ModelPackageDescription': description,
+           'ModelApprovalStatus': check_approval_status(approval_status),
+           'InferenceSpecification': {'Containers': [container], 'SupportedContentTypes': list(SERVED_TYPES),
+                                      'SupportedResponseMIMETypes': list(SERVED_TYPES),
                                       'SupportedRealtimeInferenceInstanceTypes': list(realtime_instance_types),
                                       'SupportedTransformInstanceTypes': list(transform_instance_types)},
            'ModelMetrics': {'ModelQuality': {'Statistics': {'ContentType': 'application/json', 'S3Uri': metrics_s3}}}}
@@ -92,7 +99,8 @@ def ensure_model_package_group(group:str, # the group's name
     try: return sm.describe_model_package_group(ModelPackageGroupName=group)['ModelPackageGroupArn']
     except ClientError as e:
         if e.response['Error']['Code'] not in ('ValidationException', 'ResourceNotFound'): raise
-    return sm.create_model_package_group(ModelPackageGroupName=group, ModelPackageGroupDescription=description)['ModelPackageGroupArn']
+    return sm.create_model_package_group(ModelPackageGroupName=group,
+                                         ModelPackageGroupDescription=description)['ModelPackageGroupArn']
 
 # %% ../nbs/12b_registry.ipynb #f9cd3b08
 def _load_metrics(metrics:dict|str|Path, # the metrics, a model dir, or its metrics.json
@@ -107,15 +115,16 @@ def _load_metrics(metrics:dict|str|Path, # the metrics, a model dir, or its metr
 def register_model(model_data_s3:str, # the training job's model.tar.gz
                    image_uri:str, # the bsm_nb image
                    group:str, # the model package group; made if missing
-                   metrics:dict|str|Path|None=None, # a local model dir, its metrics.json, or the metrics; None = from model.tar.gz
+                   metrics:dict|str|Path|None=None, # a model dir, its metrics.json, or the metrics; None = from the tar
                    properties:dict|None=None, # more CustomerMetadataProperties, e.g. {'training_job': name}
                    s3=None, # a boto3 S3 client or a sagemaker `Session`; None = a new client
                    sagemaker_client=None, # boto3 SageMaker client; None = a new one
                    **kwargs)->str:
-    "Register the model as a new version in `group`, with its metrics.json uploaded next to it; returns the ModelPackageArn."
+    "Register the model as a new version in `group`, with its metrics.json next to it; returns the ModelPackageArn."
     s3, sm, metrics_s3 = _s3_client(s3), _client('sagemaker', sagemaker_client), metrics_uri(model_data_s3)
     metrics = model_metrics(model_data_s3, s3) if metrics is None else _load_metrics(metrics)
-    req = model_package_request(group, model_data_s3, image_uri, metrics_s3, {**headline_metrics(metrics), **(properties or {})}, **kwargs)
+    req = model_package_request(group, model_data_s3, image_uri, metrics_s3,
+                                {**headline_metrics(metrics), **(properties or {})}, **kwargs)
     bucket, key = split_s3_uri(metrics_s3, key=True)
     s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(metrics, indent=1).encode(), ContentType='application/json')
     ensure_model_package_group(group, sagemaker_client=sm)
@@ -154,7 +163,8 @@ def create_package_model(model_name:str, # SageMaker model name
     "Make a model that runs the package; returns the model name."
     container = {'ModelPackageName': package_arn}
     if environment: container['Environment'] = {k: str(v) for k, v in environment.items()}
-    _client('sagemaker', sagemaker_client).create_model(**_model_request(model_name, role, security or Security(), Containers=[container]))
+    _client('sagemaker', sagemaker_client).create_model(
+        **_model_request(model_name, role, security or Security(), Containers=[container]))
     return model_name
 
 # %% ../nbs/12b_registry.ipynb #f82a77ce
@@ -166,16 +176,18 @@ def deploy_from_package(package_arn:str, # an Approved model package, e.g. `late
                         environment:dict|None=None, # container environment, over the package's
                         wait:bool=False, # block until the endpoint is InService
                         sagemaker_client=None, # boto3 SageMaker client; None = a new one
-                        inference_ami_version:str|None=None, # None = `DEFAULT_INFERENCE_AMI` on GPU instances, none elsewhere; '' = none
-                        security:Security|None=None, # VPC and isolation of the model, KMS key of the instances' volumes
+                        inference_ami_version:str|None=None, # None = `DEFAULT_INFERENCE_AMI` on GPU; '' = none
+                        security:Security|None=None, # VPC and isolation of the model, KMS key of the volumes
                        )->dict:
     "Create a model of the package, an endpoint configuration and the endpoint; returns their names."
     sm, sec = _client('sagemaker', sagemaker_client), security or Security()
     package = sm.describe_model_package(ModelPackageName=package_arn)
     if (status := package.get('ModelApprovalStatus')) != 'Approved':
-        raise ValueError(f'model package {package_arn} is {status}, not Approved; approve it first (approve_model_package), or deploy another')
+        raise ValueError(f'model package {package_arn} is {status}, not Approved; '
+                         'approve it first (approve_model_package), or deploy another')
     supported = package.get('InferenceSpecification', {}).get('SupportedRealtimeInferenceInstanceTypes') or []
     if supported and instance_type not in supported:
         raise ValueError(f'instance type {instance_type}: the package lists {", ".join(supported)} for endpoints')
     model_name = create_package_model(unique_name(endpoint_name), package_arn, role, environment, sm, sec)
-    return _create_endpoint(sm, endpoint_name, model_name, instance_type, instance_count, inference_ami_version, sec, wait)
+    return _create_endpoint(sm, endpoint_name, model_name, instance_type, instance_count, inference_ami_version, sec,
+                            wait)

@@ -14,20 +14,19 @@ from lightning.pytorch.callbacks import Checkpoint, EarlyStopping, ModelCheckpoi
 from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from .config import BSMConfig, is_global_zero
-from .files import WriteError, atomic_write
+from .files import atomic_write
 from .model import MultimodalBert
 
 log = logging.getLogger('bsm_nb')
-CheckpointWriteError = WriteError # the name bsm_nb.protocol imports, until it imports bsm_nb.files
 
 # %% auto #0
-__all__ = ['log', 'CheckpointWriteError', 'SAFE_LOAD_TORCH', 'UNPICKLE_GLOBAL', 'CKPT_PATTERN', 'DONE_FILE', 'MAX_MMAP_THRESHOLD',
-           'metric_line', 'MetricLines', 'TrainTime', 'load_plain', 'resume_config', 'list_checkpoints',
-           'is_readable_checkpoint', 'mark_complete', 'clear_checkpoints', 'find_resume_checkpoint', 'rng_states',
-           'set_rng_states', 'ResumableBatches', 'resumable', 'RestoreResumeState', 'StreamingCheckpointIO',
-           'SpotCheckpoint', 'in_epoch_tail', 'validation_pending', 'return_freed_memory', 'cpu_has_native_bf16',
-           'native_bf16', 'resolve_precision', 'monitor_mode', 'model_train', 'load_checkpoint', 'prediction_mode',
-           'int8_view', 'predict_proba', 'format_predictions', 'model_inference']
+__all__ = ['log', 'SAFE_LOAD_TORCH', 'UNPICKLE_GLOBAL', 'CKPT_PATTERN', 'DONE_FILE', 'MAX_MMAP_THRESHOLD', 'metric_line',
+           'MetricLines', 'TrainTime', 'load_plain', 'resume_config', 'list_checkpoints', 'is_readable_checkpoint',
+           'mark_complete', 'clear_checkpoints', 'find_resume_checkpoint', 'rng_states', 'set_rng_states',
+           'ResumableBatches', 'resumable', 'RestoreResumeState', 'StreamingCheckpointIO', 'SpotCheckpoint',
+           'in_epoch_tail', 'validation_pending', 'return_freed_memory', 'cpu_has_native_bf16', 'native_bf16',
+           'resolve_precision', 'monitor_mode', 'model_train', 'load_checkpoint', 'prediction_mode', 'int8_view',
+           'predict_proba', 'format_predictions', 'model_inference']
 
 # %% ../nbs/05_train.ipynb #28856ae2
 def metric_line(prefix:str, # words before the pairs, such as `epoch=3 step=120`
