@@ -42,7 +42,8 @@ def peak_rss_mb():
 
 
 def cpu_label():
-    "This machine's CPU as rows name it: cores, model, and which of CPU_FLAGS it has (speeds of different CPUs never compare)."
+    """This machine's CPU as rows name it: cores, model, and which of CPU_FLAGS it has
+    (speeds of different CPUs never compare)."""
     model, flags = "unknown CPU", set()
     if os.path.exists("/proc/cpuinfo"):
         for ln in open("/proc/cpuinfo"):

@@ -27,7 +27,8 @@ __all__ = ['CSV', 'JSON', 'JSONLINES', 'TSV', 'MEDIA_TYPES', 'CANONICAL', 'NOT_C
 class FakeBundle:
     "Stands in for a `ModelBundle`: P(positive) grows with the message's length."
     def __init__(self, label_list=('0', '1')): # two class names (binary) or three (multiclass)
-        self.config = BSMConfig(id_name='case_id', text_name=['message'], cat_field_list=['marketplace'], tab_field_list=['order_amount'])
+        self.config = BSMConfig(id_name='case_id', text_name=['message'], cat_field_list=['marketplace'],
+                                tab_field_list=['order_amount'])
         self.label_list, self.threshold = list(label_list), 0.5
         self.seconds_per_row = 0.0 # set to make it slow
     def predict_frame(self, df, batch_size=PREDICT_BATCH_SIZE, before_batch=None):
@@ -59,13 +60,14 @@ CANONICAL = (JSON, CSV, JSONLINES) # JSON first: the answer to `*/*`
 def brief(text:str, # a message, perhaps quoting values as `repr` does
           width:int=80, # characters a quoted value keeps
          )->str:
-    "`text` on one line, each quoted value longer than `width` characters cut (`...` marks the cut), at most 12 x `width` in all."
-    text = re.sub(r"""(?<!\w)(?:'[^']{%d,}?(?:'|$)|"[^"]{%d,}?(?:"|$))""" % (width + 1, width + 1), lambda m: m[0][:width - 3] + '...' + m[0][0], str(text))
+    "`text` on one line, quoted values over `width` characters cut (`...` marks the cut), at most 12 x `width` in all."
+    quoted = r"""(?<!\w)(?:'[^']{%d,}?(?:'|$)|"[^"]{%d,}?(?:"|$))""" % (width + 1, width + 1)
+    text = re.sub(quoted, lambda m: m[0][:width - 3] + '...' + m[0][0], str(text))
     text = re.sub(r'\s+', ' ', text).strip()
     return text if len(text) <= 12 * width else text[:12 * width - 3] + '...'
 
 class RequestError(Exception):
-    "A request answered without predictions: HTTP `status` (4xx the caller's mistake, 503/504 the server's limits) and a message that says what to do."
+    "A request answered without predictions: its HTTP `status` and a message that says what to do."
     def __init__(self, status:int, # HTTP status, such as 400, 413, 415 or 503
                  message:str, # what was wrong, in words the caller can act on; made `brief`
                  headers:dict|None=None, # extra response headers, such as `Retry-After`
@@ -81,19 +83,21 @@ def request_format(content_type:str|None, # the request's Content-Type header
     mime, params = parse_options_header(content_type or '')
     mime = mime.strip().lower()
     if not mime: raise RequestError(415, f'missing Content-Type; send one of {", ".join(CANONICAL)}')
-    if mime not in MEDIA_TYPES: raise RequestError(415, f'unsupported Content-Type {mime!r}; send one of {", ".join(CANONICAL)}')
+    if mime not in MEDIA_TYPES:
+        raise RequestError(415, f'unsupported Content-Type {mime!r}; send one of {", ".join(CANONICAL)}')
     return MEDIA_TYPES[mime], {k.lower(): v for k, v in params.items()}
 
 # %% ../nbs/09_protocol.ipynb #faa60df8
 def response_format(accept:str|None, # the request's Accept header
                    )->tuple:
-    "(canonical media type, parameters) to answer in: the caller's best match, JSON when it does not care; 406 when none fits."
+    "(media type, parameters) to answer in: the caller's best match, JSON when it does not care; 406 when none fits."
     if not (accept or '').strip(): return JSON, {}
     offered = {}
     for value, q in parse_accept_header(accept, MIMEAccept):
         mime, params = parse_options_header(value)
         offered.setdefault(mime.lower(), (q, params))
-    best = MIMEAccept([(m, q) for m, (q, _) in offered.items()]).best_match([*CANONICAL, *(m for m in MEDIA_TYPES if m not in CANONICAL)])
+    ranked = MIMEAccept([(m, q) for m, (q, _) in offered.items()])
+    best = ranked.best_match([*CANONICAL, *(m for m in MEDIA_TYPES if m not in CANONICAL)])
     if best is None: raise RequestError(406, f'cannot answer in {accept!r}; Accept one of {", ".join(CANONICAL)}')
     return MEDIA_TYPES[best], {k.lower(): v for k, v in offered.get(best, (1, {}))[1].items()}
 
@@ -107,20 +111,25 @@ def replace_surrogates(value):
 
 
 # %% ../nbs/09_protocol.ipynb #4fe89d59
-NOT_CHARSETS = ('idna', 'punycode', 'undefined', 'unicode-escape', 'raw-unicode-escape') # text codecs that no document is written in
+# text codecs that no document is written in
+NOT_CHARSETS = ('idna', 'punycode', 'undefined', 'unicode-escape', 'raw-unicode-escape')
 
 def decode_body(body:bytes, # the raw request body
                 params:dict|None=None, # Content-Type parameters; `charset` is honoured
                )->str:
-    "The body as text, lone surrogates replaced; 415 for a charset that is no text encoding, 400 when empty or not in its charset."
+    "The body as text, lone surrogates replaced; 415 for a charset that is no text encoding, 400 when empty or invalid."
     charset = (params or {}).get('charset', 'utf-8')
     try: info = codecs.lookup(charset)
     except (LookupError, ValueError): info = None # ValueError: a name with a NUL
     if info is None or not info._is_text_encoding or info.name in NOT_CHARSETS:
-        why = 'unknown' if info is None else 'not a text encoding' if not info._is_text_encoding else f'a codec for {info.name} text, not a charset'
-        raise RequestError(415, f'unsupported charset {charset!r} ({why}); send UTF-8, or name the text encoding of the body (such as latin-1 or utf-16)')
+        why = ('unknown' if info is None else 'not a text encoding' if not info._is_text_encoding
+               else f'a codec for {info.name} text, not a charset')
+        raise RequestError(415, f'unsupported charset {charset!r} ({why}); send UTF-8, '
+                                'or name the text encoding of the body (such as latin-1 or utf-16)')
     try: text = body.decode('utf-8-sig' if info.name == 'utf-8' else info.name)
-    except UnicodeDecodeError as e: raise RequestError(400, f'the body is not valid {charset}: byte {e.start} ({body[e.start:e.start+1]!r})') from None
+    except UnicodeDecodeError as e:
+        raise RequestError(400, f'the body is not valid {charset}: '
+                                f'byte {e.start} ({body[e.start:e.start+1]!r})') from None
     except (UnicodeError, ValueError) as e: raise RequestError(400, f'the body is not valid {charset}: {e}') from None
     if not text.strip(): raise RequestError(400, 'empty request body; send at least one record')
     return replace_surrogates(text)
@@ -136,7 +145,8 @@ def headerless_columns(n:int, # number of values in a row
     for cols in layouts:
         if len(cols) == n: return list(cols)
     a, b, c = layouts
-    raise RequestError(400, f'{what} has {n} values; expected {len(a)} ({", ".join(a)}), {len(b)} (the id {b[0]!r} first), '
+    raise RequestError(400, f'{what} has {n} values; expected {len(a)} ({", ".join(a)}), '
+                            f'{len(b)} (the id {b[0]!r} first), '
                             f'or {len(c)} ({", ".join(c)}); or send a header row naming the columns')
 
 # %% ../nbs/09_protocol.ipynb #8b26eb54
@@ -172,7 +182,8 @@ def read_csv_rows(text:str, # a CSV body
     header = csv_header(text, config, params, sep) if header is None else header
     try: df = pd.read_csv(io.StringIO(text), sep=sep, header=0 if header else None, dtype=str, keep_default_na=True)
     except pd.errors.EmptyDataError: raise RequestError(400, 'the CSV holds no rows') from None
-    except (pd.errors.ParserError, ValueError) as e: raise RequestError(400, f'malformed CSV: {str(e).strip()}') from None
+    except (pd.errors.ParserError, ValueError) as e:
+        raise RequestError(400, f'malformed CSV: {str(e).strip()}') from None
     df.columns = [str(c).strip() for c in df.columns] if header else headerless_columns(df.shape[1], config)
     if not len(df): raise RequestError(400, 'the CSV has a header row but no data rows')
     return df
@@ -180,7 +191,8 @@ def read_csv_rows(text:str, # a CSV body
 
 # %% ../nbs/09_protocol.ipynb #eea319ed
 JSON_SPACE = ' \t\r' # whitespace between JSON values besides the line break
-_JSON_TYPES = {dict: 'an object', list: 'an array', str: 'a string', int: 'a number', float: 'a number', bool: 'a boolean', type(None): 'null'}
+_JSON_TYPES = {dict: 'an object', list: 'an array', str: 'a string', int: 'a number', float: 'a number',
+               bool: 'a boolean', type(None): 'null'}
 
 def _json_value(text:str, what:str='JSON'):
     "`json.loads(text)`; a 400 naming `what` for anything the parser refuses."
@@ -195,7 +207,8 @@ def json_records(text:str, # a JSON body
     doc = _json_value(text)
     if isinstance(doc, dict): doc = doc['instances'] if 'instances' in doc else [doc]
     if not isinstance(doc, list):
-        raise RequestError(400, f'a JSON body must be a list of records or {{"instances": [...]}}, not {_JSON_TYPES.get(type(doc), "that")}')
+        raise RequestError(400, f'a JSON body must be a list of records or {{"instances": [...]}}, '
+                                f'not {_JSON_TYPES.get(type(doc), "that")}')
     if not doc: raise RequestError(400, 'the JSON body holds no records')
     return doc
 
@@ -204,7 +217,8 @@ def jsonlines_records(text:str, # a JSON Lines body
                      )->list:
     "One record per line that is not blank (JSON's own whitespace only); 400 naming the first malformed line."
     records = []
-    for i, line in enumerate(text.split('\n'), 1): # `\n` only: JSON strings may hold U+2028 and other breaks of `splitlines`
+    # `\n` only: JSON strings may hold U+2028 and other breaks of `splitlines`
+    for i, line in enumerate(text.split('\n'), 1):
         if not line.strip(JSON_SPACE): continue
         records.append(_json_value(line, f'JSON Lines: line {i}'))
     return records
@@ -218,9 +232,13 @@ def records_frame(records:list, # objects by field name, or arrays in CSV column
     rows = []
     for i, rec in enumerate(records):
         if isinstance(rec, list): rec = dict(zip(headerless_columns(len(rec), config, f'row {i}, an array,'), rec))
-        if not isinstance(rec, dict): raise RequestError(400, f'row {i}: a record must be an object of field values, not {_JSON_TYPES.get(type(rec), "that")}')
+        if not isinstance(rec, dict):
+            raise RequestError(400, f'row {i}: a record must be an object of field values, '
+                                    f'not {_JSON_TYPES.get(type(rec), "that")}')
         for k in names:
-            if isinstance(rec.get(k), (dict, list)): raise RequestError(400, f'row {i}, field {k!r}: expected a single value, not {_JSON_TYPES[type(rec[k])]}')
+            if isinstance(rec.get(k), (dict, list)):
+                raise RequestError(400, f'row {i}, field {k!r}: expected a single value, '
+                                        f'not {_JSON_TYPES[type(rec[k])]}')
         rows.append({k: replace_surrogates(rec[k]) for k in names if k in rec})
     return pd.DataFrame(rows, columns=[k for k in names if any(k in r for r in rows)], dtype=object)
 
@@ -231,21 +249,28 @@ def check_inputs(df:pd.DataFrame, # rows as parsed
     "`df` restricted to the id and input fields, in order; 400 when a row has a value for none of the input fields."
     if not len(df): raise RequestError(400, 'no records to predict')
     inputs = [f for f in config.feature_fields if f in df.columns]
-    if not inputs: raise RequestError(400, f'none of the model\'s input fields is in the request; it reads {", ".join(config.feature_fields)}')
+    if not inputs:
+        raise RequestError(400, f'none of the model\'s input fields is in the request; '
+                                f'it reads {", ".join(config.feature_fields)}')
     empty = ~df[inputs].notna().any(axis=1).to_numpy()
     if empty.any():
-        raise RequestError(400, f'row {int(np.flatnonzero(empty)[0])} has no value for any of the model\'s input fields ({", ".join(config.feature_fields)})')
+        raise RequestError(400, f'row {int(np.flatnonzero(empty)[0])} has no value for any of the model\'s '
+                                f'input fields ({", ".join(config.feature_fields)})')
     return df[[c for c in [config.id_name, *config.feature_fields] if c in df.columns]].reset_index(drop=True)
 
 # %% ../nbs/09_protocol.ipynb #5a7e1b06
 _CHUNK = 2**20 # characters a numpy pass handles at once: its arrays stay a few MB
-_NONBLANK = np.ones(256, bool); _NONBLANK[[9, 10, 11, 12, 13, 32]] = False # what makes a line not blank
-_STEP = np.zeros(256, np.int8); _STEP[[ord('['), ord('{')]] = 1; _STEP[[ord(']'), ord('}')]] = -1 # JSON depth
+_NONBLANK = np.ones(256, bool) # what makes a line not blank
+_NONBLANK[[9, 10, 11, 12, 13, 32]] = False
+_STEP = np.zeros(256, np.int8) # the JSON depth's step at each character
+_STEP[[ord('['), ord('{')]] = 1
+_STEP[[ord(']'), ord('}')]] = -1
 
 def _chunks(text:str, lo:int=0, hi:int|None=None):
-    "(offset, uint8 array) for `text[lo:hi]`, `_CHUNK` characters at a time; non-ASCII characters read as `?`, which is no structure."
+    "(offset, uint8 array) for `text[lo:hi]`, `_CHUNK` characters at a time; non-ASCII reads as `?`, no structure."
     hi = len(text) if hi is None else hi
-    for off in range(lo, hi, _CHUNK): yield off, np.frombuffer(text[off:min(off + _CHUNK, hi)].encode('ascii', 'replace'), np.uint8)
+    for off in range(lo, hi, _CHUNK):
+        yield off, np.frombuffer(text[off:min(off + _CHUNK, hi)].encode('ascii', 'replace'), np.uint8)
 
 def count_lines(text:str, # text whose records end at line breaks (\n, \r or \r\n)
                )->int:
@@ -298,17 +323,19 @@ def _array_elements(s:str, at:int, depth:int)->int:
 
 def json_record_count(text:str, # a JSON body
                      )->int:
-    "The records `json_records` would read from `text`, counted without parsing (strings removed, then depths with numpy)."
+    "The records `json_records` would read from `text`, counted without parsing (strings removed, depths by numpy)."
     head = text.lstrip(JSON_SPACE + '\n')[:1]
     if head == '[':
         s = _JSON_STRING.sub('', text)
         return _array_elements(s, s.index('['), 0)
     if head != '{' or '"instances"' not in text: return 1 # one record (or a body json_records refuses)
-    if _INSTANCES_ONLY.match(text): # the common case, with the cheaper pass: strings removed, the array's elements counted
+    # the common case, with the cheaper pass: strings removed, the array's elements counted
+    if _INSTANCES_ONLY.match(text):
         s = _JSON_STRING.sub('', text)
         at = s.index('[')
         commas, end = _json_scan(s, at, 1, 2)
-        if end is not None and s[end + 1:].strip(JSON_SPACE + '\n') == '}': return 0 if _EMPTY_ARRAY.match(s, at) else commas + 1
+        if end is not None and s[end + 1:].strip(JSON_SPACE + '\n') == '}':
+            return 0 if _EMPTY_ARRAY.match(s, at) else commas + 1
     s = _JSON_STRING_BUT_INSTANCES.sub(lambda m: m[1] or '', text) # strings removed but the key
     keys = [m.end() - 1 for m in _INSTANCES.finditer(s)] # the `[` after each "instances":
     depths = _depths_at(s, keys)
@@ -323,15 +350,16 @@ def _csv_quoted(sep:str)->re.Pattern:
 def count_records(text:str, # a decoded body
                   mime:str, # CSV, JSON or JSONLINES (or TSV)
                   header:bool=False, # a CSV's first row names the columns (`csv_header`)
-                  limit:int=0, # the most records wanted; a body that cheaply fits is not counted exactly (its bound is returned)
+                  limit:int=0, # the most records wanted; a body that cheaply fits gets its bound, not its count
                  )->int:
-    "The records the parser would read from `text`, counted without parsing it; with `limit`, any number up to it when the body cannot hold more."
+    "The records the parser would read from `text`, counted without parsing it; with `limit`, a bound within it."
     if mime == JSON:
         if limit and text.count(',') < limit: return text.count(',') + 1 # elements <= commas + 1
         return json_record_count(text)
-    if limit and text.count('\n') + text.count('\r') + 1 - header <= limit: return text.count('\n') + text.count('\r') + 1 - header
+    if limit and (bound := text.count('\n') + text.count('\r') + 1 - header) <= limit: return bound
     if mime == JSONLINES: return count_lines(text)
-    if '"' in text: text = _csv_quoted('\t' if mime == TSV else ',').sub('q', text) # a line break inside quotes ends no record
+    # a line break inside quotes ends no record
+    if '"' in text: text = _csv_quoted('\t' if mime == TSV else ',').sub('q', text)
     return max(0, count_lines(text) - header)
 
 
@@ -364,10 +392,11 @@ def prediction_records(pred:pd.DataFrame, # from `predict_frame`
                       )->list:
     "One dict per prediction: `id`, `probability` or `probabilities` by class, `label`."
     ids, labels = [_plain(v) for v in pred['id'].tolist()], pred['label'].tolist()
-    if 'probability' in pred: return [{'id': i, 'probability': p, 'label': l} for i, p, l in zip(ids, pred['probability'].tolist(), labels)]
+    if 'probability' in pred:
+        return [{'id': i, 'probability': p, 'label': l} for i, p, l in zip(ids, pred['probability'].tolist(), labels)]
     classes = [c for c in pred.columns if c.startswith('prob_')]
-    probs = pred[classes].to_numpy(dtype=float).tolist()
-    return [{'id': i, 'probabilities': dict(zip([c[5:] for c in classes], ps)), 'label': l} for i, ps, l in zip(ids, probs, labels)]
+    probs, names = pred[classes].to_numpy(dtype=float).tolist(), [c[5:] for c in classes]
+    return [{'id': i, 'probabilities': dict(zip(names, ps)), 'label': l} for i, ps, l in zip(ids, probs, labels)]
 
 # %% ../nbs/09_protocol.ipynb #a43ad139
 def format_response(pred:pd.DataFrame, # from `predict_frame`
@@ -378,7 +407,8 @@ def format_response(pred:pd.DataFrame, # from `predict_frame`
     if mime == JSON: return json.dumps({'predictions': prediction_records(pred)}, default=str)
     if mime == JSONLINES: return ''.join(json.dumps(r, default=str) + '\n' for r in prediction_records(pred))
     cols = [c for c in pred.columns if c in ('id', 'probability', 'label') or c.startswith('prob_')]
-    return spreadsheet_safe(pred[cols]).to_csv(index=False, sep='\t' if mime == TSV else ',', header=(params or {}).get('header', '').lower() == 'present', lineterminator='\n')
+    sep, header = '\t' if mime == TSV else ',', (params or {}).get('header', '').lower() == 'present'
+    return spreadsheet_safe(pred[cols]).to_csv(index=False, sep=sep, header=header, lineterminator='\n')
 
 # %% ../nbs/09_protocol.ipynb #93c2999f
 def longest_rows(config:BSMConfig, # the model's config
@@ -386,7 +416,8 @@ def longest_rows(config:BSMConfig, # the model's config
                 )->pd.DataFrame:
     "`n` rows that cost the most to predict: every text field fills `max_seq_length` tokens, every other field is set."
     text = ' '.join(['word'] * config.max_seq_length)
-    values = {f: text if f in config.text_name else 'x' if f in config.cat_field_list else 1.0 for f in config.feature_fields}
+    values = {f: text if f in config.text_name else 'x' if f in config.cat_field_list else 1.0
+              for f in config.feature_fields}
     return pd.DataFrame({f: [v] * n for f, v in values.items()}, dtype=object)
 
 # %% ../nbs/09_protocol.ipynb #e3d440df
@@ -394,7 +425,7 @@ def measure_pace(bundle, # a loaded `ModelBundle`
                  batch_size:int=PREDICT_BATCH_SIZE, # rows per forward pass, as served
                  repeats:int=2, # timed runs; the fastest counts, as the first may still be warming up
                 )->float:
-    "Seconds per row for the slowest rows the model can be sent, tokenizing included (one batch of at most `PREDICT_BATCH_SIZE` rows timed)."
+    "Seconds per row for the slowest rows the model can be sent, tokenizing included (one batch timed)."
     rows, best = longest_rows(bundle.config, min(batch_size, PREDICT_BATCH_SIZE)), math.inf
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -405,23 +436,24 @@ def measure_pace(bundle, # a loaded `ModelBundle`
 # %% ../nbs/09_protocol.ipynb #4a342606
 def rows_that_fit(pace:float, # seconds per row
                   budget:float, # seconds for the request: timeout - margin
-                  spare:float=0.5, # part of the budget kept back: a machine busy with other work runs slower than when measured
+                  spare:float=0.5, # part of the budget kept back, for a machine busier than when measured
                  )->int:
     "Rows at `pace` that one request can hold and still be answered within `budget` (at least 1, at most a million)."
     return max(1, min(10**6, int((1 - spare) * budget / max(pace, 1e-9))))
 
 # %% ../nbs/09_protocol.ipynb #ec905320
-ROW_BYTES = 100 # a short row (a sentence and a few fields) as CSV: small rows are what packs the most rows into a payload
+ROW_BYTES = 100 # a short row as CSV (a sentence and a few fields): what packs the most rows into a payload
 
 def payload_limit_mb(max_payload_mb:int, # SAGEMAKER_MAX_PAYLOAD_IN_MB; 0 = no limit
                      max_rows:int=0, # rows a request may hold; 0 = no limit
                     )->int:
-    "The largest payload worth sending, in MB: `max_payload_mb`, or less when that would hold more than `max_rows` short rows (at least 1)."
+    "The largest payload worth sending, in MB: `max_payload_mb`, less when it would hold over `max_rows` short rows."
     if not max_rows: return max_payload_mb
     return max(1, min(max_payload_mb or 10**6, max_rows * ROW_BYTES // 2**20))
 
 # %% ../nbs/09_protocol.ipynb #b07261fb
-FILE_TYPES = {'csv': CSV, 'tsv': TSV, 'jsonl': JSONLINES, 'parquet': 'parquet'} # a format of `bsm_nb.reading.FORMATS` -> how bsm-predict reads and writes it
+# a format of `bsm_nb.reading.FORMATS` -> how bsm-predict reads and writes it
+FILE_TYPES = {'csv': CSV, 'tsv': TSV, 'jsonl': JSONLINES, 'parquet': 'parquet'}
 
 def file_media_type(path:Path, # an input or output file of bsm-predict
                    )->str:
@@ -449,7 +481,7 @@ def read_input_file(path:Path, # a CSV, TSV, JSON Lines, JSON or Parquet file
 def write_output_file(pred:pd.DataFrame, # from `predict_frame`
                       path:Path, # .csv, .tsv, .jsonl, .json or .parquet
                      )->Path:
-    "Write predictions in the format of `path`'s extension (CSV and TSV with a header row, since it is a whole file), atomically."
+    "Write predictions in the format of `path`'s extension, atomically; CSV and TSV with a header row (a whole file)."
     path, mime = Path(path), file_media_type(path)
     if mime == 'parquet': atomic_write(path, lambda f: pred.to_parquet(f, index=False), 'predictions')
     else:
@@ -474,8 +506,10 @@ def predict(model, # a model directory, or a loaded `ModelBundle`
 def predict_main(argv:list|None=None, # arguments after the program name
                 )->int:
     "`bsm-predict [MODEL_DIR] INPUT OUTPUT`: predictions for a file, in the output's format."
-    p = argparse.ArgumentParser(prog='bsm-predict', description='Predict a CSV, TSV, JSON Lines, JSON or Parquet file with a bsm_nb model; the output format follows its extension.')
-    p.add_argument('paths', nargs='+', metavar='[MODEL_DIR] INPUT OUTPUT', help='model directory (default $SAGEMAKER_BASE_DIR/model), input file, output file')
+    p = argparse.ArgumentParser(prog='bsm-predict', description='Predict a CSV, TSV, JSON Lines, JSON or Parquet file '
+                                'with a bsm_nb model; the output format follows its extension.')
+    p.add_argument('paths', nargs='+', metavar='[MODEL_DIR] INPUT OUTPUT',
+                   help='model directory (default $SAGEMAKER_BASE_DIR/model), input file, output file')
     p.add_argument('--batch-size', type=int, default=PREDICT_BATCH_SIZE, help='rows per forward pass')
     args = p.parse_args(argv)
     if len(args.paths) not in (2, 3): p.error('expected [MODEL_DIR] INPUT OUTPUT')

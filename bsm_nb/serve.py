@@ -15,7 +15,8 @@ from werkzeug.exceptions import HTTPException
 from .config import SageMakerPaths
 from .artifacts import PREDICT_BATCH_SIZE, load_bundle
 from .data import InputError, to_numbers
-from .protocol import JSON, RequestError, brief, format_response, measure_pace, parse_request, payload_limit_mb, response_format, rows_that_fit
+from .protocol import (JSON, RequestError, brief, format_response, measure_pace, parse_request, payload_limit_mb,
+                             response_format, rows_that_fit)
 
 log = logging.getLogger(__name__)
 
@@ -62,15 +63,15 @@ class ServeSettings:
     batch_strategy:str = 'MULTI_RECORD' # SAGEMAKER_BATCH_STRATEGY, advertised by /execution-parameters
     max_concurrent_transforms:int = 0 # SAGEMAKER_MAX_CONCURRENT_TRANSFORMS; 0 = one per worker
     batch_size:int = PREDICT_BATCH_SIZE # BSM_SERVE_BATCH_SIZE: rows per forward pass
-    max_rows:int = 0 # MAX_ROWS_PER_REQUEST: rows one request may hold; 0 = what fits in the timeout, measured at load
-    max_queue:int = 30 # BSM_MAX_QUEUE: requests a worker holds, running or waiting; beyond it 503 (default: threads - 2)
-    max_parsing:int = 2 # BSM_MAX_PARSING: requests a worker reads and parses at once; others wait for a place, then 503
+    max_rows:int = 0 # MAX_ROWS_PER_REQUEST: rows a request may hold; 0 = what fits in the timeout, measured at load
+    max_queue:int = 30 # BSM_MAX_QUEUE: requests a worker holds, running or waiting; beyond, 503 (default: threads - 2)
+    max_parsing:int = 2 # BSM_MAX_PARSING: requests a worker reads and parses at once; others wait, then 503
     client_timeout:int = 15 # BSM_CLIENT_TIMEOUT: seconds nginx waits for a client's next header or body bytes
-    user:str = '' # BSM_SERVE_USER: who gunicorn's workers run as when serve starts as root ('' = `bsm` where it exists)
-    worker_uid:int = -1 # resolved from `user` by `serve`: the workers' uid and gid, and the socket's group; -1 = as started
+    user:str = '' # BSM_SERVE_USER: who gunicorn's workers run as under root ('' = `bsm` where it exists)
+    worker_uid:int = -1 # resolved from `user` by `serve`: the workers' uid and gid, the socket's group; -1 = as started
     worker_gid:int = -1
     socket_gid:int = -1
-    stuck_after:int = 120 # BSM_STUCK_AFTER: seconds one prediction may run before its worker is replaced (default: 2 x timeout)
+    stuck_after:int = 120 # BSM_STUCK_AFTER: seconds a prediction may run before its worker is replaced (2 x timeout)
     n_gpus:int = 0 # GPUs to spread the workers over
     nginx_workers:int = 2 # nginx worker processes; proxying is light work
     run_dir:str = '' # the server's private directory (set by `serve`): its workers share the measured pace there
@@ -85,18 +86,22 @@ def from_env(cls:ServeSettings, env:dict|None=None, # environment (default `os.e
     n_gpus = _count_gpus() if n_gpus is None else n_gpus
     n_cpus = _count_cpus() if n_cpus is None else n_cpus
     batch = str(env.get('SAGEMAKER_BATCH', '')).strip().lower() in ('1', 'true', 'yes')
-    workers = _env_int(env, 'MODEL_SERVER_WORKERS', n_gpus or max(1, min(4, n_cpus)), 1) # see the benchmark in bench/RESULTS.md
-    threads, timeout = _env_int(env, 'MODEL_SERVER_THREADS', 32, 2), _env_int(env, 'MODEL_SERVER_TIMEOUT', 600 if batch else 60, 1)
+    workers = _env_int(env, 'MODEL_SERVER_WORKERS', n_gpus or max(1, min(4, n_cpus)), 1) # see bench/RESULTS.md
+    threads = _env_int(env, 'MODEL_SERVER_THREADS', 32, 2)
+    timeout = _env_int(env, 'MODEL_SERVER_TIMEOUT', 600 if batch else 60, 1)
     return cls(model_dir=SageMakerPaths.from_env(env).model_dir, port=_env_int(env, 'SAGEMAKER_BIND_TO_PORT', 8080, 1),
                host=env.get('BSM_SERVE_HOST', '').strip(), workers=workers, threads=threads,
                torch_threads=_env_int(env, 'BSM_TORCH_THREADS', max(1, n_cpus // workers), 1), timeout=timeout,
-               max_rows=_env_int(env, 'MAX_ROWS_PER_REQUEST', 0, 0), max_queue=_env_int(env, 'BSM_MAX_QUEUE', max(1, threads - 2), 1),
-               stuck_after=_env_int(env, 'BSM_STUCK_AFTER', 2 * timeout, 1), max_parsing=_env_int(env, 'BSM_MAX_PARSING', 2, 1),
+               max_rows=_env_int(env, 'MAX_ROWS_PER_REQUEST', 0, 0),
+               max_queue=_env_int(env, 'BSM_MAX_QUEUE', max(1, threads - 2), 1),
+               stuck_after=_env_int(env, 'BSM_STUCK_AFTER', 2 * timeout, 1),
+               max_parsing=_env_int(env, 'BSM_MAX_PARSING', 2, 1),
                client_timeout=_env_int(env, 'BSM_CLIENT_TIMEOUT', 15, 1), user=env.get('BSM_SERVE_USER', '').strip(),
                max_payload_mb=_env_int(env, 'SAGEMAKER_MAX_PAYLOAD_IN_MB', 6, 0), batch=batch,
                batch_strategy=env.get('SAGEMAKER_BATCH_STRATEGY', '').strip().upper() or 'MULTI_RECORD',
                max_concurrent_transforms=_env_int(env, 'SAGEMAKER_MAX_CONCURRENT_TRANSFORMS', 0, 0),
-               batch_size=_env_int(env, 'BSM_SERVE_BATCH_SIZE', PREDICT_BATCH_SIZE, 1), n_gpus=n_gpus, nginx_workers=min(2, n_cpus))
+               batch_size=_env_int(env, 'BSM_SERVE_BATCH_SIZE', PREDICT_BATCH_SIZE, 1), n_gpus=n_gpus,
+               nginx_workers=min(2, n_cpus))
 
 # %% ../nbs/10_serve.ipynb #ec1325f1
 @patch
@@ -112,11 +117,11 @@ def deadline_margin(timeout:float, # MODEL_SERVER_TIMEOUT
     return min(5.0, max(1.0, 0.05 * timeout))
 
 # %% ../nbs/10_serve.ipynb #e9910f5a
-def request_deadline(stamp:str|None, # nginx's `X-Request-Start`: `t=<epoch s> elapsed=<s since the request's first byte>`
+def request_deadline(stamp:str|None, # nginx's `X-Request-Start`: `t=<epoch s> elapsed=<s since the first byte>`
                      timeout:float, # MODEL_SERVER_TIMEOUT
                      now:float|None=None, # `time.time()`, for tests
                     )->float:
-    "The `time.monotonic()` by which the answer must leave: arrival + timeout - margin; arrival is now without nginx's stamp."
+    "The `time.monotonic()` by which the answer must leave: arrival + timeout - margin (arrival: now, without a stamp)."
     now = time.time() if now is None else now
     m = re.fullmatch(r't=(\d+(?:\.\d+)?)(?: elapsed=(\d+(?:\.\d+)?))?', (stamp or '').strip())
     arrived = min(now, float(m.group(1)) - float(m.group(2) or 0)) if m else now
@@ -170,10 +175,12 @@ class ModelState:
                  max_parsing:int=2, # requests read and parsed at once (as `ServeSettings`)
                 ):
         self.model_dir, self.loader, self.torch_threads = Path(model_dir), loader or load_bundle, torch_threads
-        self.timeout, self.max_rows, self.max_queue, self.batch_size, self.pace_file = timeout, max_rows, max_queue, batch_size, pace_file
+        self.timeout, self.max_rows, self.max_queue = timeout, max_rows, max_queue
+        self.batch_size, self.pace_file = batch_size, pace_file
         self.status, self.reason, self.bundle, self.load_seconds = 'loading', '', None, None
         self.lock, self._thread = threading.Lock(), None # the lock: one forward pass at a time
-        self.pace, self.overhead = None, 0.0 # measured at load: seconds per row of the slowest rows; seconds a request costs whatever its rows
+        # measured at load: seconds per row of the slowest rows; seconds a request costs whatever its rows
+        self.pace, self.overhead = None, 0.0
         self.recent = [0.0, 0.0] # seconds and rows of the larger requests served lately (decaying sums): their pace
         self.queue_lock, self.held, self.rows_held, self.busy_since = threading.Lock(), 0, 0, None
         self.max_parsing, self.parsing = max_parsing, threading.BoundedSemaphore(max_parsing)
@@ -199,7 +206,7 @@ def _warm(self:ModelState, bundle):
 # %% ../nbs/10_serve.ipynb #2bd19db7
 @patch
 def _load(self:ModelState):
-    "The loading thread: load, warm up and measure the model, then set `status` to ready, or to failed with the `reason`."
+    "The loading thread: load, warm up and measure the model; then `status` is ready, or failed with the `reason`."
     t0 = time.monotonic()
     try:
         _set_torch_threads(self.torch_threads)
@@ -208,7 +215,8 @@ def _load(self:ModelState):
         self.max_rows = self.max_rows or rows_that_fit(self.pace, self.budget)
         self.bundle, self.load_seconds = bundle, time.monotonic() - t0
         self.status = 'ready'
-        log.info('model from %s ready in %.1f s (%d classes); its slowest rows take %.1f ms each: at most %d rows a request',
+        log.info('model from %s ready in %.1f s (%d classes); its slowest rows take %.1f ms each: '
+                 'at most %d rows a request',
                  self.model_dir, self.load_seconds, len(bundle.label_list), 1000 * self.pace, self.max_rows)
     except Exception as e:
         self.reason = f'cannot serve the model in {self.model_dir}: {type(e).__name__}: {e}'
@@ -233,21 +241,25 @@ def wait(self:ModelState, timeout:float=None)->str:
 @patch
 def admit(self:ModelState, n:int, # rows in the request (0 before the body is read)
           deadline:float, # `time.monotonic()` by which to answer
-          hold:bool=True, # take the place; False only checks, so that a busy worker can refuse before reading the body
+          hold:bool=True, # take the place; False only checks (a busy worker refuses before reading the body)
          ):
-    "Hold a place for `n` rows, or refuse now: 413 over `max_rows`, 503 with `Retry-After` when the queue is full or too slow."
+    "Hold a place for `n` rows, or refuse now: 413 over `max_rows`, 503 (`Retry-After`) when the queue is full or slow."
     if n > self.max_rows:
-        raise RequestError(413, f'{n} rows in one request; this server answers at most {self.max_rows} rows a request within its {self.timeout:g} s '
-                                f'timeout (MAX_ROWS_PER_REQUEST): split it into requests of at most {self.max_rows} rows')
+        raise RequestError(413, f'{n} rows in one request; this server answers at most {self.max_rows} rows a request '
+                                f'within its {self.timeout:g} s timeout (MAX_ROWS_PER_REQUEST): '
+                                f'split it into requests of at most {self.max_rows} rows')
     with self.queue_lock:
         pace, left = self.recent_pace, deadline - time.monotonic()
         ahead, mine = self.held * self.overhead + self.rows_held * pace, self.overhead + n * pace
         retry = {'Retry-After': str(max(1, math.ceil(ahead)))}
         if self.held >= self.max_queue:
-            raise RequestError(503, f'busy: {self.held} requests are already queued in this worker (BSM_MAX_QUEUE); retry in {retry["Retry-After"]} s', retry)
-        if self.held and ahead + mine > left: # alone, a request always gets its chance: the deadline stops it if need be
-            raise RequestError(503, f'busy: the {self.rows_held} rows queued ahead need about {ahead:.1f} s and these {n} about {mine:.1f} s, '
-                                    f'more than the {max(left, 0):.1f} s left before the timeout; retry in {retry["Retry-After"]} s', retry)
+            raise RequestError(503, f'busy: {self.held} requests are already queued in this worker (BSM_MAX_QUEUE); '
+                                    f'retry in {retry["Retry-After"]} s', retry)
+        # alone, a request always gets its chance: the deadline stops it if need be
+        if self.held and ahead + mine > left:
+            raise RequestError(503, f'busy: the {self.rows_held} rows queued ahead need about {ahead:.1f} s '
+                                    f'and these {n} about {mine:.1f} s, more than the {max(left, 0):.1f} s left '
+                                    f'before the timeout; retry in {retry["Retry-After"]} s', retry)
         if hold: self.held, self.rows_held = self.held + 1, self.rows_held + n
 
 # %% ../nbs/10_serve.ipynb #6b8c2a02
@@ -258,11 +270,13 @@ def parse(self:ModelState, read_body, # () -> the raw body (read once a place is
           content_type:str|None, # the request's Content-Type
           deadline:float, # `time.monotonic()` by which to answer
          )->pd.DataFrame:
-    "`parse_request` in one of `max_parsing` places: 503 when none frees up in time, 413 before parsing when the records are over `max_rows`."
+    "`parse_request` in one of `max_parsing` places: 503 when none frees up in time, 413 over `max_rows` unparsed."
     if not self.parsing.acquire(timeout=max(0.0, min(PARSE_WAIT_S, deadline - time.monotonic()))):
-        raise RequestError(503, f'busy: {self.max_parsing} requests are being read in this worker (BSM_MAX_PARSING); retry in 1 s', {'Retry-After': '1'})
+        raise RequestError(503, f'busy: {self.max_parsing} requests are being read in this worker (BSM_MAX_PARSING); '
+                                'retry in 1 s', {'Retry-After': '1'})
     try:
-        over = lambda n: n > self.max_rows and self.admit(n, deadline, hold=False) # admit refuses with the row limit's 413
+        # admit refuses with the row limit's 413
+        over = lambda n: n > self.max_rows and self.admit(n, deadline, hold=False)
         return parse_request(read_body(), content_type, self.bundle.config, admit=over, limit=self.max_rows)
     finally: self.parsing.release()
 
@@ -277,17 +291,22 @@ def _done(self:ModelState, rows:int, # rows no longer ahead of others
 # %% ../nbs/10_serve.ipynb #8f7a1a6a
 @patch
 def _stop_if_late(self:ModelState, done:int, total:int, # rows done; rows in the request
-                  arrived:float, start:float, deadline:float, # `time.monotonic()` of the request's arrival, of the model's start on it, and its deadline
+                  arrived:float, # `time.monotonic()` of the request's arrival
+                  start:float, # ... of the model's start on it
+                  deadline:float, # ... by which to answer
                  ):
     "Raise a 503 (nothing done yet) or a 504 when the next batch, at the pace so far, would end past `deadline`."
     now = time.monotonic()
     per_row = (now - start) / done if done else self.recent_pace
     if now + per_row * min(self.batch_size, total - done) <= deadline: return
-    if not done: raise RequestError(503, f'busy: {now - (deadline - self.budget):.1f} s of the {self.timeout:g} s timeout went by before the '
-                                         f'model was free, too many to answer in the rest; retry in 1 s', {'Retry-After': '1'})
-    raise RequestError(504, f'the request was too large for the {self.timeout:g} s timeout: {now - arrived:.1f} s in, {done} of {total} rows '
-                            f'were done ({start - arrived:.1f} s of it waiting for the model); about {rows_that_fit(per_row, self.budget, spare=0)} '
-                            f'rows fit in that time: send fewer rows per request')
+    if not done:
+        raise RequestError(503, f'busy: {now - (deadline - self.budget):.1f} s of the {self.timeout:g} s timeout '
+                                f'went by before the model was free, too many to answer in the rest; retry in 1 s',
+                           {'Retry-After': '1'})
+    fit = rows_that_fit(per_row, self.budget, spare=0)
+    raise RequestError(504, f'the request was too large for the {self.timeout:g} s timeout: {now - arrived:.1f} s in, '
+                            f'{done} of {total} rows were done ({start - arrived:.1f} s of it waiting for the model); '
+                            f'about {fit} rows fit in that time: send fewer rows per request')
 
 # %% ../nbs/10_serve.ipynb #9f879301
 @patch
@@ -297,19 +316,21 @@ def _note_pace(self:ModelState, seconds:float, rows:int, # the model's time on a
     if rows >= min(self.batch_size, 32): self.recent = [0.8 * self.recent[0] + seconds, 0.8 * self.recent[1] + rows]
 
 # %% ../nbs/10_serve.ipynb #2f7cd271
-CHUNK_ROWS = 512 # rows tokenized at once: between two deadline checks there is at most this much tokenizing and one batch
+CHUNK_ROWS = 512 # rows tokenized at once: between two deadline checks, at most this much tokenizing and one batch
 
 @patch
 def _in_chunks(self:ModelState, df:pd.DataFrame, before_batch)->pd.DataFrame:
     "`predict_frame` on `CHUNK_ROWS` rows at a time, numbered and checked as one request."
     cfg, n = self.bundle.config, len(df)
-    for f in cfg.tab_field_list: # first, over the whole request, so that an error names the request's row, not a chunk's
+    # first, over the whole request, so that an error names the request's row, not a chunk's
+    for f in cfg.tab_field_list:
         if f in df: to_numbers(df[f], f)
     if cfg.id_name not in df: df = df.assign(**{cfg.id_name: range(n)})
     parts = []
     for lo in range(0, n, CHUNK_ROWS):
         before_batch(lo)
-        parts.append(self.bundle.predict_frame(df.iloc[lo:lo + CHUNK_ROWS], batch_size=self.batch_size, before_batch=lambda d, t, lo=lo: before_batch(lo + d)))
+        parts.append(self.bundle.predict_frame(df.iloc[lo:lo + CHUNK_ROWS], batch_size=self.batch_size,
+                                               before_batch=lambda d, t, lo=lo: before_batch(lo + d)))
     return pd.concat(parts, ignore_index=True)
 
 # %% ../nbs/10_serve.ipynb #d5d1b365
@@ -318,21 +339,24 @@ def predict(self:ModelState, df:pd.DataFrame, # rows from `parse_request`
             deadline:float=math.inf, # `time.monotonic()` by which to answer
             gone=None, # () -> True once the client has left
            )->pd.DataFrame:
-    "`predict_frame` one request at a time, within the deadline (413/503 up front, 504 past it, 499 once the client has gone)."
+    "`predict_frame` one request at a time, within the deadline: 413/503 up front, 504 past it, 499 if the client left."
     n, arrived, counted = len(df), time.monotonic(), 0 # counted: rows done, no longer counted as queued
     self.admit(n, deadline)
     try:
         if not self.lock.acquire(timeout=max(0.0, min(deadline - arrived, threading.TIMEOUT_MAX))):
-            raise RequestError(503, f'busy: waited {time.monotonic() - arrived:.1f} s for the model, up to the timeout; retry in 1 s', {'Retry-After': '1'})
+            raise RequestError(503, f'busy: waited {time.monotonic() - arrived:.1f} s for the model, '
+                                    'up to the timeout; retry in 1 s', {'Retry-After': '1'})
         try:
             _set_torch_threads(self.torch_threads)
             start = self.busy_since = time.monotonic()
             def before_batch(done, total=n):
                 nonlocal counted
                 self._done(done - counted); counted = done
-                if gone and gone(): raise RequestError(499, f'the client closed the connection; stopped after {done} of {total} rows')
+                if gone and gone():
+                    raise RequestError(499, f'the client closed the connection; stopped after {done} of {total} rows')
                 self._stop_if_late(done, total, arrived, start, deadline)
-            if n <= CHUNK_ROWS: pred = self.bundle.predict_frame(df, batch_size=self.batch_size, before_batch=before_batch)
+            if n <= CHUNK_ROWS:
+                pred = self.bundle.predict_frame(df, batch_size=self.batch_size, before_batch=before_batch)
             else: pred = self._in_chunks(df, before_batch)
             self._done(n - counted); counted = n
             return pred
@@ -343,10 +367,12 @@ def predict(self:ModelState, df:pd.DataFrame, # rows from `parse_request`
     finally: self._done(n - counted, request=True)
 
 # %% ../nbs/10_serve.ipynb #087a82af
-WORKER_STUCK_EXIT = 70 # any code but gunicorn's 3 and 4 (boot and load errors, which stop the whole server) gets the worker replaced
+# any code but gunicorn's 3 and 4 (boot and load errors, which stop the whole server) gets the worker replaced
+WORKER_STUCK_EXIT = 70
 
 def _exit_stuck(seconds:float):
-    log.error('a prediction has run for %.0f s, past BSM_STUCK_AFTER: exiting this worker so that gunicorn starts a fresh one', seconds)
+    log.error('a prediction has run for %.0f s, past BSM_STUCK_AFTER: exiting this worker so that gunicorn starts '
+              'a fresh one', seconds)
     logging.shutdown()
     os._exit(WORKER_STUCK_EXIT)
 
@@ -354,15 +380,16 @@ def _exit_stuck(seconds:float):
 @patch
 def watch(self:ModelState, stuck_after:float, # seconds one prediction may run
           on_stuck=None, # seconds -> None; default: exit the worker process
-          every:float|None=None, # seconds between looks; default a quarter of `stuck_after`, at most 1
+          every:float|None=None, # seconds between looks; default `stuck_after` / 4, at most 1
          ):
-    "Start a daemon thread that calls `on_stuck` once, when a prediction has run longer than `stuck_after`; returns self."
+    "Start a thread that calls `on_stuck` once, when a prediction has run longer than `stuck_after`; returns self."
     every = every or min(1.0, stuck_after / 4)
     def look():
         while True:
             time.sleep(every)
             since = self.busy_since
-            if since is not None and time.monotonic() - since > stuck_after: return (on_stuck or _exit_stuck)(time.monotonic() - since)
+            if since is not None and time.monotonic() - since > stuck_after:
+                return (on_stuck or _exit_stuck)(time.monotonic() - since)
     threading.Thread(target=look, name='bsm-stuck-watch', daemon=True).start()
     return self
 
@@ -371,8 +398,9 @@ def _json_response(payload:dict, status:int=200, headers:dict|None=None)->Respon
     return Response(json.dumps(payload, default=str), status=status, mimetype=JSON, headers=headers)
 
 def _not_ready(state:ModelState)->Response:
-    "503 with the model's status, loading or failed; why it failed is in the log, not here (it names paths and files)."
-    why = 'the model failed to load; the server log says why' if state.status == 'failed' else 'the model is still loading'
+    "503 with the model's status, loading or failed; why it failed goes to the log only (it names paths and files)."
+    why = ('the model failed to load; the server log says why' if state.status == 'failed'
+           else 'the model is still loading')
     return _json_response({'status': state.status, 'error': why}, 503)
 
 
@@ -380,9 +408,10 @@ def _not_ready(state:ModelState)->Response:
 def execution_parameters(settings:ServeSettings, # the server's settings
                          max_rows:int=0, # rows a request may hold (`ModelState.max_rows`); 0 = no limit
                         )->dict:
-    "What batch transform should send: one request in flight per worker, many records each, in payloads that hold at most `max_rows` short rows."
+    "What batch transform should send: a request at a time per worker, in payloads of at most `max_rows` short rows."
     return {'MaxConcurrentTransforms': settings.max_concurrent_transforms or settings.workers,
-            'BatchStrategy': settings.batch_strategy, 'MaxPayloadInMB': payload_limit_mb(settings.max_payload_mb, max_rows)}
+            'BatchStrategy': settings.batch_strategy,
+            'MaxPayloadInMB': payload_limit_mb(settings.max_payload_mb, max_rows)}
 
 # %% ../nbs/10_serve.ipynb #4048a5d1
 def answer_invocation(state:ModelState, # the worker's model
@@ -390,7 +419,8 @@ def answer_invocation(state:ModelState, # the worker's model
                      )->Response:
     "The answer to the current `POST /invocations`: predictions, or a JSON error with its status."
     if state.status != 'ready': return _not_ready(state)
-    t0, deadline, environ = time.perf_counter(), request_deadline(request.headers.get('X-Request-Start'), timeout), request.environ
+    t0, environ = time.perf_counter(), request.environ
+    deadline = request_deadline(request.headers.get('X-Request-Start'), timeout)
     try:
         state.admit(0, deadline, hold=False) # a worker that must refuse does so before it reads and parses the body
         out_mime, out_params = response_format(request.headers.get('Accept'))
@@ -422,23 +452,27 @@ def _json_errors(app:Flask):
 # %% ../nbs/10_serve.ipynb #808234df
 def create_app(settings:ServeSettings|None=None, # default: `ServeSettings.from_env()`
                loader=None, # model_dir -> bundle; default `bsm_nb.artifacts.load_bundle`
-               recycle_stuck:bool=False, # exit the process when a prediction is stuck (`ModelState.watch`): for gunicorn workers
+               recycle_stuck:bool=False, # exit when a prediction is stuck (`ModelState.watch`): for gunicorn workers
               )->Flask:
     "The Flask app of one worker; starts loading the model in the background."
     settings = settings or ServeSettings.from_env()
-    state = ModelState(settings.model_dir, loader, settings.torch_threads, timeout=settings.timeout, max_rows=settings.max_rows,
-                       max_queue=settings.max_queue, batch_size=settings.batch_size,
-                       pace_file=Path(settings.run_dir)/'pace.json' if settings.run_dir else None, max_parsing=settings.max_parsing).start()
+    pace_file = Path(settings.run_dir)/'pace.json' if settings.run_dir else None
+    state = ModelState(settings.model_dir, loader, settings.torch_threads, timeout=settings.timeout,
+                       max_rows=settings.max_rows, max_queue=settings.max_queue, batch_size=settings.batch_size,
+                       pace_file=pace_file, max_parsing=settings.max_parsing).start()
     if recycle_stuck: state.watch(settings.stuck_after)
     app = Flask(__name__)
-    app.config['MAX_CONTENT_LENGTH'] = settings.max_payload_mb * 2**20 or None # nginx checks first; this guards direct use
+    # nginx checks first; this guards direct use
+    app.config['MAX_CONTENT_LENGTH'] = settings.max_payload_mb * 2**20 or None
     app.extensions['bsm_model'] = state
 
     @app.get('/ping')
     def ping(): return _json_response({'status': 'ready'}) if state.status == 'ready' else _not_ready(state)
 
     @app.get('/execution-parameters')
-    def execution_params(): return _json_response(execution_parameters(settings, state.max_rows if state.status == 'ready' else settings.max_rows))
+    def execution_params():
+        max_rows = state.max_rows if state.status == 'ready' else settings.max_rows
+        return _json_response(execution_parameters(settings, max_rows))
 
     @app.post('/invocations')
     def invocations(): return answer_invocation(state, settings.timeout)

@@ -49,14 +49,16 @@ def render_nginx_conf(settings:ServeSettings, # port, payload limit, timeout
                       run_dir:Path, # private directory for the pid file, temp files and the socket
                       as_root:bool|None=None, # render for root (default: whether we are root)
                       user:str|None=None, # nginx's worker user under root (default `nginx_worker_user`)
-                      group:str|None=None, # their group under root: the socket's (default: `settings.socket_gid`'s, else the user's own)
+                      group:str|None=None, # their group under root (default `settings.socket_gid`'s, or the user's)
                      )->str:
     "nginx.conf for `settings`, from the package's template."
     mb = settings.max_payload_mb
     if group is None and settings.socket_gid >= 0: group = grp.getgrgid(settings.socket_gid).gr_name
-    values = {'user': _nginx_user(as_root, user, group), 'nginx_workers': settings.nginx_workers, 'run_dir': run_dir, 'socket': Path(run_dir)/'gunicorn.sock',
-              'listen': f'{settings.host}:{settings.port}' if settings.host else settings.port, 'client_timeout': settings.client_timeout,
-              'max_body': f'{mb}m' if mb else '0', 'body_buffer': f'{min(mb, 16) or 16}m', 'max_payload_mb': mb, 'timeout': settings.timeout}
+    values = {'user': _nginx_user(as_root, user, group), 'nginx_workers': settings.nginx_workers, 'run_dir': run_dir,
+              'socket': Path(run_dir)/'gunicorn.sock',
+              'listen': f'{settings.host}:{settings.port}' if settings.host else settings.port,
+              'client_timeout': settings.client_timeout, 'max_body': f'{mb}m' if mb else '0',
+              'body_buffer': f'{min(mb, 16) or 16}m', 'max_payload_mb': mb, 'timeout': settings.timeout}
     text = _template_text()
     for k, v in values.items(): text = text.replace('{{ ' + k + ' }}', str(v))
     left = re.findall(r'\{\{ *\w+ *\}\}', text)
@@ -67,9 +69,10 @@ def render_nginx_conf(settings:ServeSettings, # port, payload limit, timeout
 # %% ../nbs/10a_server.ipynb #c75d1bc2
 def reference_nginx_conf()->str:
     "The config rendered with SageMaker's defaults, as root: the copy in `docker/model/nginx.conf`."
-    head = '# Reference copy, not read by anything: bsm-serve renders the live config at every start into a fresh run directory (RUN below).\n'
-    return head + render_nginx_conf(ServeSettings(model_dir=Path(DEFAULT_BASE_DIR)/'model'), Path('/tmp/bsm-serve-RUN'), as_root=True,
-                                     user='www-data', group='bsm')
+    head = ('# Reference copy, not read by anything: bsm-serve renders the live config at every start '
+            'into a fresh run directory (RUN below).\n')
+    return head + render_nginx_conf(ServeSettings(model_dir=Path(DEFAULT_BASE_DIR)/'model'), Path('/tmp/bsm-serve-RUN'),
+                                    as_root=True, user='www-data', group='bsm')
 
 # %% ../nbs/10a_server.ipynb #2093e91d
 def _pre_fork(server, worker):
@@ -87,15 +90,16 @@ def _post_fork(server, worker):
         visible = os.environ.get('CUDA_VISIBLE_DEVICES', '')
         ids = [v for v in visible.split(',') if v.strip()] or [str(i) for i in range(gpu + 1)]
         os.environ['CUDA_VISIBLE_DEVICES'] = ids[gpu % len(ids)]
-    server.log.info('worker %s: gpu %s, %s torch threads', worker.pid, os.environ.get('CUDA_VISIBLE_DEVICES', 'none') if gpu is not None else 'none',
-                    server.app.settings.torch_threads)
+    shown = os.environ.get('CUDA_VISIBLE_DEVICES', 'none') if gpu is not None else 'none'
+    server.log.info('worker %s: gpu %s, %s torch threads', worker.pid, shown, server.app.settings.torch_threads)
 
 # %% ../nbs/10a_server.ipynb #0dbed064
 GRACEFUL_STOP_S = 20 # SageMaker sends SIGKILL 30 s after SIGTERM
 
 def _worker_exit(server, worker):
-    "In a worker stopped gracefully, its requests done: exit now, as Python's teardown of torch takes seconds of SageMaker's 30."
-    if os.getpid() != worker.pid or not worker.booted or worker.alive: return # the master, or a crash: let gunicorn report it
+    "In a worker stopped gracefully, its requests done: exit now, skipping Python's teardown."
+    # the master, or a crash: let gunicorn report it
+    if os.getpid() != worker.pid or not worker.booted or worker.alive: return
     logging.shutdown(); sys.stdout.flush(); sys.stderr.flush()
     os._exit(0)
 
@@ -104,13 +108,16 @@ def gunicorn_options(settings:ServeSettings, # workers, threads, timeout
                      socket:Path, # unix socket nginx proxies to
                     )->dict:
     "gunicorn settings for `settings`."
-    opts = {'bind': f'unix:{socket}', 'workers': settings.workers, 'worker_class': 'gthread', 'threads': settings.threads,
-            'timeout': settings.timeout, 'graceful_timeout': GRACEFUL_STOP_S, 'keepalive': 5, 'umask': 0o117, # the socket: 0660
+    opts = {'bind': f'unix:{socket}', 'workers': settings.workers, 'worker_class': 'gthread',
+            'threads': settings.threads, 'timeout': settings.timeout, 'graceful_timeout': GRACEFUL_STOP_S,
+            'keepalive': 5,
+            'umask': 0o117, # the socket: 0660
             'preload_app': False, 'accesslog': None, 'errorlog': '-', 'loglevel': 'info', 'proc_name': 'bsm-serve',
             'pre_fork': _pre_fork, 'post_fork': _post_fork, 'worker_exit': _worker_exit, 'control_socket_disable': True}
     if os.access('/dev/shm', os.W_OK): opts['worker_tmp_dir'] = '/dev/shm' # heartbeats off the container's disk
     if settings.worker_uid >= 0: opts['user'] = settings.worker_uid
-    if settings.socket_gid >= 0: opts['group'] = settings.worker_gid if settings.worker_uid >= 0 else settings.socket_gid
+    if settings.socket_gid >= 0:
+        opts['group'] = settings.worker_gid if settings.worker_uid >= 0 else settings.socket_gid
     return opts
 
 # %% ../nbs/10a_server.ipynb #d168a25a
@@ -197,13 +204,15 @@ def stop_processes(procs:dict, # name -> Popen
 def serve_identity(name:str, # BSM_SERVE_USER ('' = `bsm` where it exists)
                    as_root:bool|None=None, # whether serve runs as root (default: whether we are)
                   )->tuple:
-    "(user name, uid, gid) the workers run as; None for each when they stay as started. A named user that does not exist is a ValueError."
+    "(user name, uid, gid) the workers run as, None for each when they stay as started; ValueError for no such user."
     as_root = (os.geteuid() == 0) if as_root is None else as_root
     if not as_root: return None, None, None
     try: pw = pwd.getpwuid(int(name)) if name.isdigit() else pwd.getpwnam(name or 'bsm')
     except KeyError:
-        if name: raise ValueError(f'BSM_SERVE_USER={name!r}: no such user here; name an existing user (or uid), or leave it unset for bsm') from None
-        log.warning("no user 'bsm' here: gunicorn's workers run as root; create it (useradd --system bsm) or set BSM_SERVE_USER to an unprivileged user")
+        if name: raise ValueError(f'BSM_SERVE_USER={name!r}: no such user here; name an existing user (or uid), '
+                                  'or leave it unset for bsm') from None
+        log.warning("no user 'bsm' here: gunicorn's workers run as root; create it (useradd --system bsm) "
+                    "or set BSM_SERVE_USER to an unprivileged user")
         return None, None, None
     if pw.pw_uid == 0: log.warning('BSM_SERVE_USER=%s: gunicorn\'s workers run as root', name)
     return (None, None, None) if pw.pw_uid == 0 else (pw.pw_name, pw.pw_uid, pw.pw_gid)
@@ -224,7 +233,7 @@ def unreadable_by(model_dir:Path, # the model directory
                   uid:int, gid:int, # the user the workers run as, and its group
                   most:int=5, # paths to name
                  )->list:
-    "Paths in (or above) `model_dir` that its mode bits keep `uid` from reading (directories: from listing or entering)."
+    "Paths in (or above) `model_dir` that its mode bits keep `uid` from reading (directories: listing or entering)."
     gids, model_dir, bad = _groups(uid, gid), Path(model_dir).resolve(), []
     for parent in reversed(model_dir.parents):
         if not _can(parent.stat(), uid, gids, 1): return [str(parent)]
@@ -242,8 +251,10 @@ def _make_run_dir(settings:ServeSettings)->tuple:
     settings = replace(settings, run_dir=str(run_dir))
     pace = run_dir/'pace.json'
     pace.touch(mode=0o600)
-    if settings.socket_gid >= 0: # as root: root and the socket's group; nginx's workers, in that group, reach the socket through it
-        os.chown(run_dir, 0, settings.socket_gid); run_dir.chmod(0o750)
+    # as root: root and the socket's group; nginx's workers, in that group, reach the socket through it
+    if settings.socket_gid >= 0:
+        os.chown(run_dir, 0, settings.socket_gid)
+        run_dir.chmod(0o750)
         os.chown(pace, max(settings.worker_uid, 0), settings.socket_gid)
     else: run_dir.chmod(0o700)
     (run_dir/'nginx.conf').write_text(render_nginx_conf(settings, run_dir))
@@ -252,19 +263,23 @@ def _make_run_dir(settings:ServeSettings)->tuple:
 
 # %% ../nbs/10a_server.ipynb #6b8c2a09
 def _drop_privileges(settings:ServeSettings)->ServeSettings:
-    "`settings` with the workers' uid and gid and the socket's group resolved (`serve_identity`); root, with an error in the log, when they cannot read the model."
+    "`settings` with the workers' uid, gid and socket group (`serve_identity`); root when they cannot read the model."
     name, uid, gid = serve_identity(settings.user)
     if uid is not None:
         log.info("gunicorn's workers run as %s (uid %d, gid %d)", name, uid, gid)
         bad = unreadable_by(settings.model_dir, uid, gid) if settings.model_dir.exists() else []
-        if bad: # a model written before its weights were made readable (safetensors writes 0600): serve it rather than fail
-            log.error('the model dir %s is not readable by %s, the user the workers run as: %s; gunicorn\'s workers run as root '
-                      'this time. Make it readable (chmod -R a+rX) to serve it unprivileged', settings.model_dir, name, ', '.join(bad))
+        # a model written before its weights were made readable (safetensors writes 0600): serve it rather than fail
+        if bad:
+            log.error('the model dir %s is not readable by %s, the user the workers run as: %s; '
+                      'gunicorn\'s workers run as root this time. '
+                      'Make it readable (chmod -R a+rX) to serve it unprivileged',
+                      settings.model_dir, name, ', '.join(bad))
             return replace(settings, socket_gid=pwd.getpwnam(nginx_worker_user()).pw_gid)
-        py = Path(sys.base_prefix) # the interpreter's own modules, imported lazily by the workers (a Python under /root is not theirs to read)
+        # the interpreter's own modules, imported lazily by the workers (a Python under /root is not theirs to read)
+        py = Path(sys.base_prefix)
         if not all(_can(p.stat(), uid, _groups(uid, gid), 1) for p in [*py.parents, py]):
-            log.error('Python in %s is not readable by %s, the user the workers run as: install it where that user can read it, '
-                      'or set BSM_SERVE_USER', py, name)
+            log.error('Python in %s is not readable by %s, the user the workers run as: '
+                      'install it where that user can read it, or set BSM_SERVE_USER', py, name)
         return replace(settings, worker_uid=uid, worker_gid=gid, socket_gid=gid)
     if os.geteuid() == 0: # workers stay root: the socket's group is nginx's workers' own
         return replace(settings, socket_gid=pwd.getpwnam(nginx_worker_user()).pw_gid)
@@ -279,12 +294,15 @@ def _start_children(procs:dict, # filled as they start: name -> Popen
     "Start gunicorn, then nginx, its access log copied to our stdout."
     run_dir, n = Path(settings.run_dir), str(settings.torch_threads)
     env = {**os.environ, 'OMP_NUM_THREADS': n, 'MKL_NUM_THREADS': n, 'TOKENIZERS_PARALLELISM': 'false'}
-    procs['gunicorn'] = subprocess.Popen([sys.executable, '-c', 'import sys; from bsm_nb.server import run_app_server; run_app_server(*sys.argv[1:])',
-                                          settings.to_json(), str(run_dir/'gunicorn.sock')], env=env, preexec_fn=_die_with_parent)
+    code = 'import sys; from bsm_nb.server import run_app_server; run_app_server(*sys.argv[1:])'
+    procs['gunicorn'] = subprocess.Popen([sys.executable, '-c', code, settings.to_json(), str(run_dir/'gunicorn.sock')],
+                                         env=env, preexec_fn=_die_with_parent)
     version = nginx_version(nginx)
     log.info('nginx %s: %s', '.'.join(map(str, version)) or '(version unknown)', nginx)
-    procs['nginx'] = subprocess.Popen(nginx_command(nginx, run_dir/'nginx.conf', run_dir, version), stdout=subprocess.PIPE, preexec_fn=_die_with_parent)
-    threading.Thread(target=_copy_lines, args=(procs['nginx'].stdout, sys.stdout), name='nginx-access-log', daemon=True).start()
+    procs['nginx'] = subprocess.Popen(nginx_command(nginx, run_dir/'nginx.conf', run_dir, version),
+                                      stdout=subprocess.PIPE, preexec_fn=_die_with_parent)
+    threading.Thread(target=_copy_lines, args=(procs['nginx'].stdout, sys.stdout), name='nginx-access-log',
+                     daemon=True).start()
 
 # %% ../nbs/10a_server.ipynb #7e10ba5c
 def _wait_for(procs:dict, # name -> Popen
@@ -303,7 +321,7 @@ def serve(settings:ServeSettings, # from `ServeSettings.from_env`
           nginx:str='nginx', # the nginx executable
          )->int:
     "Run nginx and gunicorn until SIGTERM/SIGINT (exit 0) or until one of them dies (exit 1)."
-    if settings.worker_uid < 0 and settings.socket_gid < 0: settings = _drop_privileges(settings) # as `main` does
+    if settings.worker_uid < 0 and settings.socket_gid < 0: settings = _drop_privileges(settings) # as in `main`
     settings, run_dir = _make_run_dir(settings)
     stop = threading.Event()
     def on_signal(signum, frame):
@@ -312,7 +330,8 @@ def serve(settings:ServeSettings, # from `ServeSettings.from_env`
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     procs, code = {}, 0
     log.info('serving %s on port %d: %d workers x %d threads, %d torch threads each, %s MB max payload, %d s timeout',
-             settings.model_dir, settings.port, settings.workers, settings.threads, settings.torch_threads, settings.max_payload_mb or 'no', settings.timeout)
+             settings.model_dir, settings.port, settings.workers, settings.threads, settings.torch_threads,
+             settings.max_payload_mb or 'no', settings.timeout)
     try:
         _start_children(procs, settings, nginx)
         code = _wait_for(procs, stop)
@@ -326,7 +345,8 @@ def serve(settings:ServeSettings, # from `ServeSettings.from_env`
 # %% ../nbs/10a_server.ipynb #0bcc7fc8
 def _find_nginx()->str|None:
     "The nginx executable: on PATH, or in Debian's or a source build's sbin."
-    return shutil.which('nginx') or next((p for p in ('/usr/sbin/nginx', '/usr/local/sbin/nginx') if os.access(p, os.X_OK)), None)
+    sbins = ('/usr/sbin/nginx', '/usr/local/sbin/nginx')
+    return shutil.which('nginx') or next((p for p in sbins if os.access(p, os.X_OK)), None)
 
 # %% ../nbs/10a_server.ipynb #2e6df9fa
 def main(argv:list|None=None, # arguments after the program name
@@ -337,12 +357,14 @@ def main(argv:list|None=None, # arguments after the program name
     p.add_argument('--model-dir', type=Path, help='model directory (default $SAGEMAKER_BASE_DIR/model)')
     p.add_argument('--port', type=int, help='port (default $SAGEMAKER_BIND_TO_PORT or 8080)')
     p.add_argument('--host', help='address to listen on (default all interfaces)')
-    p.add_argument('--workers', type=int, help='worker processes (default $MODEL_SERVER_WORKERS or one per GPU / a few on CPU)')
+    p.add_argument('--workers', type=int,
+                   help='worker processes (default $MODEL_SERVER_WORKERS or one per GPU / a few on CPU)')
     p.add_argument('--print-nginx-conf', action='store_true', help='print the nginx config and exit')
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(name)s: %(message)s')
     # flags act as the variables they stand for, so defaults that depend on them (torch threads per worker) follow
-    flags = {'SM_MODEL_DIR': args.model_dir, 'SAGEMAKER_BIND_TO_PORT': args.port, 'BSM_SERVE_HOST': args.host, 'MODEL_SERVER_WORKERS': args.workers}
+    flags = {'SM_MODEL_DIR': args.model_dir, 'SAGEMAKER_BIND_TO_PORT': args.port, 'BSM_SERVE_HOST': args.host,
+             'MODEL_SERVER_WORKERS': args.workers}
     try: settings = ServeSettings.from_env({**os.environ, **{k: str(v) for k, v in flags.items() if v is not None}})
     except ValueError as e:
         print(f'bsm-serve: {e}', file=sys.stderr)

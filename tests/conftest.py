@@ -39,7 +39,8 @@ def train_tree(tmp_path_factory):
     """Factory: `train_tree(name, n_train=..., n_val=..., n_test=..., seed=..., hyperparameters=...)` writes a synthetic
     SageMaker tree (train/val/test CSV channels, hyperparameters.json, empty model/ and output/) in a new temp dir."""
     from bsm_nb.synthetic import write_sagemaker_tree
-    def make(name:str='sm', n_train:int=120, n_val:int=40, n_test:int=40, seed:int=0, hyperparameters:dict|None=None)->Path:
+    def make(name:str='sm', n_train:int=120, n_val:int=40, n_test:int=40, seed:int=0,
+             hyperparameters:dict|None=None)->Path:
         return write_sagemaker_tree(tmp_path_factory.mktemp(name)/'ml', n_train=n_train, n_val=n_val, n_test=n_test,
                                     seed=seed, hyperparameters=hyperparameters)
     return make
@@ -47,14 +48,16 @@ def train_tree(tmp_path_factory):
 
 @pytest.fixture(scope='session')
 def train_run():
-    "`train_run(base, *args, env=None)` runs bsm-train as a real process: `(returncode, stdout + stderr, base)`; thread-safe."
+    """`train_run(base, *args, env=None)` runs bsm-train as a real process:
+    `(returncode, stdout + stderr, base)`; thread-safe."""
     assert BSM_TRAIN.exists(), f'{BSM_TRAIN} is missing: pip install -e . in this venv'
     return run_bsm_train
 
 
 @pytest.fixture(scope='session')
 def train_env():
-    "`train_env(base, **extra)`: the environment `train_run` uses, for runs that need their own variables (script mode)."
+    """`train_env(base, **extra)`: the environment `train_run` uses,
+    for runs that need their own variables (script mode)."""
     return train_environment
 
 

@@ -13,7 +13,8 @@ RESULTS = ROOT/'bench'/'results'
 
 def test_the_suite_section_of_results_md_is_what_table_py_rebuilds():
     "Running table.py on the committed results.jsonl gives the section bench/RESULTS.md holds, character for character."
-    out = subprocess.run([sys.executable, str(SUITE/'table.py'), '--no-write'], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([sys.executable, str(SUITE/'table.py'), '--no-write'], capture_output=True, text=True,
+                         check=True).stdout
     md = (ROOT/'bench'/'RESULTS.md').read_text()
     begin, end = '<!-- suite:begin -->', '<!-- suite:end -->'
     assert md.index(begin) < md.index(end), 'RESULTS.md lacks the suite markers'
@@ -27,7 +28,8 @@ def test_every_suite_row_names_its_cpu_and_every_default_run_its_choice():
     assert rows and all(r.get('cpu') and r.get('date') for r in rows)
     for r in (r for r in rows if r.get('kind') == 'bsm'):
         ens = r['ensemble']
-        assert abs(sum(ens['ensemble_weights'].values()) - 1) < 1e-9 and ens['choice'] in ('best part', 'blend'), r['data']
+        assert (abs(sum(ens['ensemble_weights'].values()) - 1) < 1e-9
+                and ens['choice'] in ('best part', 'blend')), r['data']
         assert set(ens['candidates']) == set(ens['ensemble_weights']), r['data']
 
 

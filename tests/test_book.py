@@ -1,7 +1,9 @@
-"""The HTML book (`make docs`, tests/tools/build_book.py) read as a reader reads it: served on loopback and opened in
-headless Chromium (Debian's `chromium` and `chromium-driver`, driven by Selenium). Screenshots go to the test's temp dir.
+"""The HTML book (`make docs`, tests/tools/build_book.py) read as a reader reads it: served on loopback
+and opened in headless Chromium (Debian's `chromium` and `chromium-driver`, driven by Selenium).
+Screenshots go to the test's temp dir.
 
-The book is read from `_docs/` (or `BSM_BOOK_DIR`); `make test` builds it first. Run alone: `make docs && .venv/bin/pytest tests/test_book.py`."""
+The book is read from `_docs/` (or `BSM_BOOK_DIR`); `make test` builds it first. Run alone:
+`make docs && .venv/bin/pytest tests/test_book.py`."""
 import functools, json, os, shutil, threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -11,11 +13,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOK = Path(os.environ.get('BSM_BOOK_DIR', ROOT/'_docs'))
-CHROMIUM, CHROMEDRIVER = shutil.which('chromium') or '/usr/bin/chromium', shutil.which('chromedriver') or '/usr/bin/chromedriver'
+CHROMIUM, CHROMEDRIVER = (shutil.which('chromium') or '/usr/bin/chromium',
+                          shutil.which('chromedriver') or '/usr/bin/chromedriver')
 
 if not (BOOK/'index.html').exists(): pytest.skip(f'no book in {BOOK}: run `make docs` first', allow_module_level=True)
 if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
-    pytest.skip('headless Chromium is missing: `make chromium` (as root) installs Debian\'s chromium and chromium-driver', allow_module_level=True)
+    pytest.skip('headless Chromium is missing: `make chromium` (as root) installs Debian\'s chromium and '
+                'chromium-driver', allow_module_level=True)
 webdriver = pytest.importorskip('selenium.webdriver', reason='selenium is a dev requirement: make install')
 
 
@@ -58,11 +62,13 @@ def open_page(drv, url:str, shot:Path)->dict:
     drv.save_screenshot(str(shot))
     info = drv.execute_script("""
         const imgs = [...document.images].map(i => ({src: i.src.slice(0, 60), ok: i.complete && i.naturalWidth > 0}));
-        return {imgs, links: [...document.querySelectorAll('a[href]')].filter(a => !a.closest('nav.book, div.pager')).map(a => a.getAttribute('href')),
+        return {imgs, links: [...document.querySelectorAll('a[href]')].filter(a => !a.closest('nav.book, div.pager'))
+                                  .map(a => a.getAttribute('href')),
                 nav: [...document.querySelectorAll('nav.book a')].map(a => a.getAttribute('href')),
                 h1: [...document.querySelectorAll('h1')].map(h => h.textContent.replace('¶', '').trim()),
                 text: document.body.innerText.length,
-                shown: document.querySelectorAll('.jp-OutputArea-executeResult, .jp-OutputArea-displayData').length};""")
+                shown: document.querySelectorAll('.jp-OutputArea-executeResult, .jp-OutputArea-displayData')
+                    .length};""")
     info['errors'] = [e for e in drv.get_log('browser') if e['level'] in ('SEVERE', 'ERROR')]
     return info
 
@@ -86,17 +92,21 @@ def test_index_and_two_chapters_render_in_chromium(browser, book_url, tmp_path):
         info = seen[f] = open_page(browser, urljoin(book_url, f), tmp_path/f'{Path(f).stem}.png')
         assert not info['errors'], f'{f}: console errors {info["errors"]}'
         assert info['text'] > 500, f'{f}: the page is nearly empty ({info["text"]} characters)'
-        assert all(i['ok'] for i in info['imgs']), f'{f}: images that did not load: {[i for i in info["imgs"] if not i["ok"]]}'
-        assert sorted(set(info['nav']) - {'index.html'}) == sorted(chapter_files), f'{f}: the sidebar does not link every chapter'
+        assert all(i['ok'] for i in info['imgs']), \
+            f'{f}: images that did not load: {[i for i in info["imgs"] if not i["ok"]]}'
+        assert sorted(set(info['nav']) - {'index.html'}) == sorted(chapter_files), \
+            f'{f}: the sidebar does not link every chapter'
         assert (tmp_path/f'{Path(f).stem}.png').stat().st_size > 10_000, f'{f}: blank screenshot?'
     title = dict(book)
     for f in wanted[1:]: assert title[f] in seen[f]['h1'], (f, title[f], seen[f]['h1'])
     # the front page's own text (not the sidebar) links every chapter, and the evaluate chapter shows its plots
     body_links = {urlparse(h).path for h in seen['index.html']['links'] if not urlparse(h).scheme}
     assert set(chapter_files) <= body_links, f'front page links missing: {sorted(set(chapter_files) - body_links)}'
-    assert len(seen[wanted[1]]['imgs']) >= 2, f'{wanted[1]}: expected the ROC and PR plots, found {seen[wanted[1]]["imgs"]}'
+    assert len(seen[wanted[1]]['imgs']) >= 2, \
+        f'{wanted[1]}: expected the ROC and PR plots, found {seen[wanted[1]]["imgs"]}'
     for f in wanted[1:]: # the book shows values, not only assertions
-        assert seen[f]['shown'] >= 3, f'{f}: {seen[f]["shown"]} values shown (results, tables, plots); expected at least 3'
+        assert seen[f]['shown'] >= 3, \
+            f'{f}: {seen[f]["shown"]} values shown (results, tables, plots); expected at least 3'
 
 
 def test_no_link_in_the_book_leads_nowhere():
@@ -104,6 +114,7 @@ def test_no_link_in_the_book_leads_nowhere():
     broken = []
     for f, _ in pages():
         for href in re.findall(r'href="([^"#]+)(?:#[^"]*)?"', (BOOK/f).read_text(encoding='utf-8')):
-            if urlparse(href).scheme or href.startswith(('mailto:', '//')): continue # links out of the book are the reader's business
+            # links out of the book are the reader's business
+            if urlparse(href).scheme or href.startswith(('mailto:', '//')): continue
             if not (BOOK/href).exists(): broken.append((f, href))
     assert not broken, f'links to pages that do not exist: {broken[:10]}'

@@ -18,9 +18,11 @@ sys.path.insert(0, str(ROOT/'docker'))
 import lock as image_lock # docker/lock.py: the lock the image is built from
 IMAGE = os.environ.get('BSM_CONTAINER_IMAGE', '')
 ENGINE = shutil.which(os.environ.get('BSM_CONTAINER_ENGINE', 'podman'))
-ENV = {**os.environ, 'CONTAINERS_CONF': os.environ.get('CONTAINERS_CONF', str(ROOT/'tests'/'container'/'containers.conf'))}
-MODEL_FILES = {'bsm_model.json', 'model.safetensors', 'preprocessor.json', 'tokenizer', 'metrics.json', 'predictions.csv',
-               'predictions_val.csv', 'roc_curve.png', 'pr_curve.png', 'calibration_curve.png'} # + the trees the answers use
+ENV = {**os.environ,
+       'CONTAINERS_CONF': os.environ.get('CONTAINERS_CONF', str(ROOT/'tests'/'container'/'containers.conf'))}
+MODEL_FILES = {'bsm_model.json', 'model.safetensors', 'preprocessor.json', 'tokenizer', 'metrics.json',
+               'predictions.csv', 'predictions_val.csv', 'roc_curve.png', 'pr_curve.png',
+               'calibration_curve.png'} # + the trees the answers use
 # small and quick: the packaged MiniLM on a few hundred synthetic rows, short sequences
 HPS = {'max_epochs': '1', 'batch_size': '16', 'max_seq_length': '32'}
 CSV, JSON, JSONL = 'text/csv', 'application/json', 'application/jsonlines'
@@ -32,7 +34,8 @@ pytestmark = [pytest.mark.timeout(900),
 
 def engine(*args, timeout:float=600, check:bool=False)->subprocess.CompletedProcess:
     r = subprocess.run([ENGINE, *map(str, args)], capture_output=True, text=True, env=ENV, timeout=timeout)
-    if check: assert r.returncode == 0, f'{ENGINE} {" ".join(map(str, args))}: {r.returncode}\n{r.stdout[-3000:]}{r.stderr[-3000:]}'
+    if check: assert r.returncode == 0, (f'{ENGINE} {" ".join(map(str, args))}: '
+                                         f'{r.returncode}\n{r.stdout[-3000:]}{r.stderr[-3000:]}')
     return r
 
 
@@ -78,7 +81,8 @@ class Container:
         r = engine('logs', self.name)
         return r.stdout + r.stderr
 
-    def state(self)->dict: return json.loads(engine('inspect', '--format', '{{json .State}}', self.name, check=True).stdout)
+    def state(self)->dict:
+        return json.loads(engine('inspect', '--format', '{{json .State}}', self.name, check=True).stdout)
 
     def wait_for_log(self, text:str, timeout:float=300)->str:
         deadline = time.monotonic() + timeout
@@ -148,14 +152,15 @@ def test_sigterm_mid_training_exits_143_and_the_next_run_resumes(tmp_path_factor
     assert MODEL_FILES <= {p.name for p in (base/'model').iterdir()}
     assert any(l.startswith('final ') for l in out.splitlines())
     got, ref = (json.loads((b/'model'/'metrics.json').read_text()) for b in (base, trained[0]))
-    assert got['steps'] == ref['steps'] and got['test']['auroc'] == pytest.approx(ref['test']['auroc'], abs=1e-4), (got, ref)
+    assert (got['steps'] == ref['steps']
+            and got['test']['auroc'] == pytest.approx(ref['test']['auroc'], abs=1e-4)), (got, ref)
 
 
 def tail_tree(tmp_path_factory, name:str)->Path:
     "13 steps an epoch (periodic checkpoints at 5 and 10), 75 validation batches: validation fills most of 10 -> 13."
     return write_sagemaker_tree(tmp_path_factory.mktemp(name)/'ml', n_train=100, n_val=600, n_test=100, seed=1,
-                                hyperparameters={**HPS, 'batch_size': '8', 'max_epochs': '2', 'checkpoint_every_n_steps': '5',
-                                                 'num_threads': '1'})
+                                hyperparameters={**HPS, 'batch_size': '8', 'max_epochs': '2',
+                                                 'checkpoint_every_n_steps': '5', 'num_threads': '1'})
 
 
 def appeared(path:Path, timeout:float=300)->float:
@@ -181,9 +186,10 @@ def tail_trained(tmp_path_factory):
 
 @pytest.mark.parametrize('moment', ['validation', 'epoch end'])
 def test_sigterm_around_an_epochs_end_then_the_image_resumes(moment, tmp_path_factory, tail_trained):
-    """SIGTERM during the last batches' validation, or right after the epoch's checkpoint: exit 143, then `IMAGE` resumes
-    and ends with the uninterrupted run's steps, per-epoch validation and metrics. Before the second start a doctored
-    checkpoint, newer than the real ones, is put beside them: it is skipped, and the command it holds never runs."""
+    """SIGTERM during the last batches' validation, or right after the epoch's checkpoint: exit 143, then
+    `IMAGE` resumes and ends with the uninterrupted run's steps, per-epoch validation and metrics. Before the
+    second start a doctored checkpoint, newer than the real ones, is put beside them: it is skipped, and the
+    command it holds never runs."""
     import torch
     ref_base, ref_out = tail_trained
     ck = lambda b, s: b/'checkpoints'/f'bsm-e0000-s{s:08d}.ckpt'
@@ -210,7 +216,8 @@ def test_sigterm_around_an_epochs_end_then_the_image_resumes(moment, tmp_path_fa
     assert 'skipping checkpoint' in res and 'bsm-e0001-s00000099.ckpt' in res, res[-5000:]
     assert not (base/'output'/'ran').exists(), 'the doctored checkpoint ran its command'
     assert f'at epoch {stop.group(1)} step {stop.group(2)}' in re.search(r'resumed from .*', res).group(0), res[-5000:]
-    val = lambda o: [' '.join(w for w in l.split() if not w.startswith('train_loss')) for l in o.splitlines() if l.startswith('epoch=')]
+    val = lambda o: [' '.join(w for w in l.split() if not w.startswith('train_loss')) for l in o.splitlines()
+                     if l.startswith('epoch=')]
     assert val(out) + val(res) == val(ref_out) # every epoch validated once, alike
     got, ref = (json.loads((b/'model'/'metrics.json').read_text()) for b in (base, ref_base))
     assert got['steps'] == ref['steps']
@@ -278,13 +285,15 @@ def test_invocations_in_json_csv_and_jsonlines_match_training_predictions(server
     for content_type, body in bodies.items():
         r = server.post(body, content_type, accept=content_type)
         assert r.status_code == 200, (content_type, r.text)
-        if content_type == CSV: got = pd.read_csv(io.StringIO(r.text), header=None, names=['id', 'probability', 'label'], dtype={'id': str})
+        if content_type == CSV:
+            got = pd.read_csv(io.StringIO(r.text), header=None, names=['id', 'probability', 'label'], dtype={'id': str})
         elif content_type == JSON: got = pd.DataFrame(r.json()['predictions'])
         else: got = pd.DataFrame([json.loads(l) for l in r.text.splitlines()])
         answers[content_type] = got
         assert got['id'].astype(str).tolist() == rows['case_id'].tolist()
     for got in answers.values(): # one model, one answer, whatever the format
-        np.testing.assert_allclose(got['probability'].astype(float), answers[JSON]['probability'].astype(float), atol=1e-5)
+        np.testing.assert_allclose(got['probability'].astype(float), answers[JSON]['probability'].astype(float),
+                                   atol=1e-5)
     # and the answer training gave for the same rows in predictions.csv
     saved = pd.read_csv(base/'model'/'predictions.csv', dtype={'case_id': str, 'id': str})
     id_col = 'case_id' if 'case_id' in saved else 'id'
@@ -355,7 +364,8 @@ def test_serving_workers_run_unprivileged(server):
 
 def test_the_workers_socket_and_run_dir_are_theirs_alone(server):
     "The socket nginx reaches the workers by is 0660 bsm:bsm in a 0750 root:bsm dir; nothing there is open to others."
-    out = engine('exec', server.name, 'sh', '-c', "stat -c '%a %U %G %n' /tmp/bsm-serve-* /tmp/bsm-serve-*/*", check=True).stdout
+    out = engine('exec', server.name, 'sh', '-c', "stat -c '%a %U %G %n' /tmp/bsm-serve-* /tmp/bsm-serve-*/*",
+                 check=True).stdout
     modes = {ln.split()[3].rsplit('/', 1)[-1]: ln.split()[:3] for ln in out.splitlines()}
     assert modes['gunicorn.sock'] == ['660', 'bsm', 'bsm'], out
     assert next(v for k, v in modes.items() if k.startswith('bsm-serve-')) == ['750', 'root', 'bsm'], out
@@ -365,7 +375,8 @@ def test_the_workers_socket_and_run_dir_are_theirs_alone(server):
 
 
 def test_hostile_requests_get_a_4xx_json_reason_through_the_image(server):
-    "A charset that is no text encoding is a 415, a lone surrogate is answered, and a body of too many tiny rows is a 413."
+    """A charset that is no text encoding is a 415, a lone surrogate is answered,
+    and a body of too many tiny rows is a 413."""
     r = server.post(b'message\nwhere is it\n', 'text/csv; charset=rot13')
     assert r.status_code == 415 and 'rot13' in r.json()['error'], r.text
     r = server.post(b'[{"message": "where is \\ud800 my refund"}]', JSON)
@@ -452,8 +463,8 @@ def test_a_base_with_its_own_torch_keeps_it():
     image = 'localhost/bsm-nb:test-base-with-torch'
     r = build_image(image, BSM_TORCH_WHEEL=str(torch_wheels[-1]))
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
-    version, path = python_in_image('import importlib.metadata as m, torch, bsm_nb.entrypoint, bsm_nb.serve, bsm_nb.server; '
-                                    'print(m.version("torch"), torch.__file__)', image).split()
+    version, path = python_in_image('import importlib.metadata as m, torch, bsm_nb.entrypoint, bsm_nb.serve, '
+                                    'bsm_nb.server; print(m.version("torch"), torch.__file__)', image).split()
     assert path.startswith(('/usr/local/lib/python3', '/usr/lib/python3')), path # the base's, not the venv's
     assert version in torch_wheels[-1].name, (version, torch_wheels[-1])
     rest = image_lock.parse_lock(image_lock.for_base_torch(image_lock.LOCK.read_text()))

@@ -12,14 +12,16 @@ from bsm_nb.synthetic import write_sagemaker_tree
 BSM_TRAIN = Path(sys.executable).parent/'bsm-train'
 pytestmark = pytest.mark.timeout(600)
 HOSTS = ['127.0.0.1', '127.0.0.2']
-# the same global batch of 16 rows: 2 ranks x 8, or 1 process x 16; no dropout, so that the two runs take the same steps;
+# the same global batch of 16 rows: 2 ranks x 8, or 1 process x 16;
+# no dropout, so that the two runs take the same steps;
 # fp32, since bf16 autocast (precision auto on a CPU with bf16 in hardware) rounds 2 ranks and 1 process apart by ~1e-4
 HPS = {'max_epochs': 2, 'max_seq_length': 32, 'lr': 1e-3, 'head_lr': 1e-3, 'dropout': 0.0, 'num_threads': 1,
        'early_stop_metric': 'val_loss', 'seed': 7, 'precision': '32-true'}
 ROWS = dict(n_train=192, n_val=45, n_test=48) # 45 val rows: the ranks validate 23 and 22
 METRIC_TOL = 1e-4 # test metrics of 2 ranks vs 1 process: only the order of float sums differs (measured: ~2e-8)
 integrated = pytest.mark.skipif('setup_distributed' not in inspect.getsource(bsm_nb.job),
-                                reason='bsm-train does not call bsm_nb.distributed yet: apply the 13a_job patch of the distributed chapter')
+                                reason='bsm-train does not call bsm_nb.distributed yet: apply the 13a_job patch of the '
+                                       'distributed chapter')
 
 
 @pytest.fixture(scope='module')
@@ -33,31 +35,38 @@ def tiny(tiny_bert_dir, tmp_path_factory)->Path:
 
 
 def sm_host(root:Path, name:str, hosts:list|None, current:str|None, **hps)->Path:
-    "A SageMaker tree with the synthetic channels; with `hosts`, the cluster description of `current` (in the original training script's file name)."
+    """A SageMaker tree with the synthetic channels;
+    with `hosts`, the cluster description of `current` (in the original training script's file name)."""
     base = write_sagemaker_tree(root/name, seed=0, hyperparameters={**HPS, **hps}, **ROWS)
     if hosts:
         conf = base/'input'/'config'
-        (conf/'resourceConfig.json').write_text(json.dumps({'current_host': current, 'hosts': hosts, 'network_interface_name': 'lo'}))
-        (conf/'inputdataconfig.json').write_text(json.dumps({c: {'TrainingInputMode': 'File', 'S3DistributionType': 'FullyReplicated'}
+        (conf/'resourceConfig.json').write_text(json.dumps({'current_host': current, 'hosts': hosts,
+                                                            'network_interface_name': 'lo'}))
+        (conf/'inputdataconfig.json').write_text(json.dumps({c: {'TrainingInputMode': 'File',
+                                                                 'S3DistributionType': 'FullyReplicated'}
                                                              for c in ('train', 'val', 'test')}))
     return base
 
 
 def start(base:Path, tiny:Path, **env)->subprocess.Popen:
-    "`bsm-train` on `base` in a fresh process (conftest's environment, no torch.distributed variables), its output in base/train.log."
+    """`bsm-train` on `base` in a fresh process (conftest's environment, no torch.distributed variables),
+    its output in base/train.log."""
     from conftest import train_environment
     e = train_environment(base, OMP_NUM_THREADS=1, **env)
-    for k in ('MASTER_ADDR', 'MASTER_PORT', 'NODE_RANK', 'LOCAL_RANK', 'WORLD_SIZE', 'RANK', 'BSM_DIST_TIMEOUT', 'BSM_RESOLVE_TIMEOUT'):
+    for k in ('MASTER_ADDR', 'MASTER_PORT', 'NODE_RANK', 'LOCAL_RANK', 'WORLD_SIZE', 'RANK', 'BSM_DIST_TIMEOUT',
+              'BSM_RESOLVE_TIMEOUT'):
         if k not in env: e.pop(k, None)
     out = open(base/'train.log', 'w')
-    return subprocess.Popen([str(BSM_TRAIN), '--pretrained_model', str(tiny)], env=e, stdout=out, stderr=subprocess.STDOUT)
+    return subprocess.Popen([str(BSM_TRAIN), '--pretrained_model', str(tiny)], env=e, stdout=out,
+                            stderr=subprocess.STDOUT)
 
 
 def finish(p:subprocess.Popen, base:Path, timeout:float)->tuple:
     try: rc = p.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         p.kill(); p.wait()
-        pytest.fail(f'{base.name}: bsm-train did not finish within {timeout} s\n' + (base/'train.log').read_text()[-3000:])
+        pytest.fail(f'{base.name}: bsm-train did not finish within {timeout} s\n'
+                    + (base/'train.log').read_text()[-3000:])
     return rc, (base/'train.log').read_text()
 
 
@@ -80,12 +89,14 @@ def test_two_hosts_train_like_one_process(tmp_path, tiny):
     sums = [re.findall(r'distributed: rank=(\d) weights_sha256=([0-9a-f]{64})', log) for log in (log0, log1)]
     assert [s[0][0] for s in sums] == ['0', '1'] and sums[0][0][1] == sums[1][0][1], sums
     # only global rank 0 writes the model dir; the other host's stays empty, with no failure
-    assert {'model.safetensors', 'metrics.json', 'predictions.csv', 'predictions_val.csv'} <= {p.name for p in (bases[0]/'model').iterdir()}
+    assert ({'model.safetensors', 'metrics.json', 'predictions.csv', 'predictions_val.csv'}
+            <= {p.name for p in (bases[0]/'model').iterdir()})
     assert list((bases[1]/'model').iterdir()) == []
     assert not (bases[0]/'output'/'failure').exists() and not (bases[1]/'output'/'failure').exists()
     assert 'final ' not in log1 and 'final ' in log0
     m = json.loads((bases[0]/'model'/'metrics.json').read_text())
-    assert m['train_rows'] == ROWS['n_train'] and m['test']['rows'] == ROWS['n_test'] and m['val']['rows'] == ROWS['n_val']
+    assert (m['train_rows'] == ROWS['n_train'] and m['test']['rows'] == ROWS['n_test']
+            and m['val']['rows'] == ROWS['n_val'])
     assert m['steps'] == 2 * ROWS['n_train'] // 16 # 12 steps of 16 rows per epoch: 2 ranks x 8
     # one process with the same global batch gets the same test metrics
     t1 = time.time()
@@ -103,7 +114,8 @@ def test_two_hosts_train_like_one_process(tmp_path, tiny):
 
 @integrated
 def test_sharded_train_channel(tmp_path, tiny):
-    "ShardedByS3Key train: each host trains on its own shard, with preprocessing fitted on both, and as many steps as the smaller shard allows."
+    """ShardedByS3Key train: each host trains on its own shard, with preprocessing fitted on both,
+    and as many steps as the smaller shard allows."""
     import pandas as pd
     port, sizes = free_port(), (104, 88)
     bases = [sm_host(tmp_path, f'shard{i}', HOSTS, h, batch_size=8) for i, h in enumerate(HOSTS)]
@@ -111,11 +123,13 @@ def test_sharded_train_channel(tmp_path, tiny):
     for base, rows in zip(bases, (train[:sizes[0]], train[sizes[0]:])):
         rows.to_csv(base/'input/data/train/train.csv', index=False)
         conf = base/'input/config/inputdataconfig.json'
-        conf.write_text(json.dumps({**json.loads(conf.read_text()), 'train': {'TrainingInputMode': 'File', 'S3DistributionType': 'ShardedByS3Key'}}))
+        conf.write_text(json.dumps({**json.loads(conf.read_text()),
+                                    'train': {'TrainingInputMode': 'File', 'S3DistributionType': 'ShardedByS3Key'}}))
     procs = [start(b, tiny, MASTER_PORT=str(port), BSM_DIST_TIMEOUT='120') for b in bases]
     (rc0, log0), (rc1, log1) = [finish(p, b, 400) for p, b in zip(procs, bases)]
     assert (rc0, rc1) == (0, 0), log0[-3000:] + '\n----\n' + log1[-3000:]
-    for log in (log0, log1): assert 'distributed: preprocessing fitted on 2 train shards (104, 88 rows)' in log, log[-2000:]
+    for log in (log0, log1):
+        assert 'distributed: preprocessing fitted on 2 train shards (104, 88 rows)' in log, log[-2000:]
     sums = [re.findall(r'weights_sha256=([0-9a-f]{64})', log) for log in (log0, log1)]
     assert sums[0] == sums[1] and len(sums[0]) == 1
     m = json.loads((bases[0]/'model'/'metrics.json').read_text())
@@ -128,15 +142,18 @@ def test_sharded_train_channel(tmp_path, tiny):
 
 @integrated
 def test_a_host_that_never_comes_up_fails_clearly(tmp_path, tiny):
-    "A worker whose master never starts, and a master whose worker never starts: exit 255 and a failure file, not a hang."
+    """A worker whose master never starts, and a master whose worker never starts:
+    exit 255 and a failure file, not a hang."""
     ports = [free_port(), free_port()] # a run each: nobody else ever listens or connects there
     bases = [sm_host(tmp_path, f'alone{i}', HOSTS, HOSTS[i], batch_size=8, max_epochs=1) for i in (0, 1)]
     t0 = time.time()
     procs = [start(b, tiny, MASTER_PORT=str(p), BSM_DIST_TIMEOUT='10') for b, p in zip(bases, ports)]
     results = [finish(p, b, 180) for p, b in zip(procs, bases)]
     took = time.time() - t0
-    expected = [f'DistributedError: distributed: the master 127.0.0.1:{ports[0]} (rank 0 of 2) did not see every rank join within 10 s',
-                f'DistributedError: distributed: rank 1 of 2 could not join the master 127.0.0.1:{ports[1]} within 10 s']
+    expected = [f'DistributedError: distributed: the master 127.0.0.1:{ports[0]} (rank 0 of 2) '
+                'did not see every rank join within 10 s',
+                f'DistributedError: distributed: rank 1 of 2 could not join the master 127.0.0.1:{ports[1]} '
+                'within 10 s']
     for (rc, log), base, want in zip(results, bases, expected):
         assert rc == 255, log[-3000:]
         reason = (base/'output'/'failure').read_text().splitlines()[0]
@@ -152,7 +169,8 @@ def test_unresolvable_master_fails_before_loading_data(tmp_path, tiny):
     rc, log = finish(start(base, tiny, BSM_RESOLVE_TIMEOUT='2'), base, 120)
     assert rc == 255, log[-3000:]
     reason = (base/'output'/'failure').read_text().splitlines()[0]
-    assert reason.startswith("DistributedError: distributed: master host 'algo-1.invalid' did not resolve within 2 s"), reason
+    assert reason.startswith("DistributedError: distributed: master host 'algo-1.invalid' "
+                             "did not resolve within 2 s"), reason
     assert 'rows: ' not in log # it stopped before reading the channels
 
 
@@ -165,7 +183,8 @@ SHARDED_RANK = textwrap.dedent('''
     s = LengthBucketSampler(lengths, 8, seed=3, data_shards=2)
     batches = list(s)
     print(json.dumps({'len': len(s), 'n': len(batches), 'rows': sorted(sum(batches, []))}), flush=True)
-    dist.barrier(); dist.destroy_process_group() # shut gloo down together: rank 0 hosts the store, and leaving first aborts the other
+    # shut gloo down together: rank 0 hosts the store, and leaving first aborts the other
+    dist.barrier(); dist.destroy_process_group()
 ''')
 
 
@@ -173,12 +192,14 @@ def test_sharded_train_ranks_agree_on_the_number_of_batches(tmp_path):
     "ShardedByS3Key: each host's rank reads only its own shard, and both stop after the smaller shard's batch count."
     script, port = tmp_path/'rank.py', free_port()
     script.write_text(SHARDED_RANK)
-    procs = [subprocess.Popen([sys.executable, str(script), str(r), str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in (0, 1)]
+    procs = [subprocess.Popen([sys.executable, str(script), str(r), str(port)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for r in (0, 1)]
     outs = [p.communicate(timeout=120) for p in procs]
     assert all(p.returncode == 0 for p in procs), outs
     got = [json.loads(o.strip().splitlines()[-1]) for o, _ in outs]
     assert got[0]['len'] == got[1]['len'] == got[0]['n'] == got[1]['n'] == 8 # ceil(61 / 8): the smaller shard
-    assert len(got[1]['rows']) == 61 and set(got[1]['rows']) == set(range(61)) # the smaller shard is read whole, not split again
+    # the smaller shard is read whole, not split again
+    assert len(got[1]['rows']) == 61 and set(got[1]['rows']) == set(range(61))
     assert len(got[0]['rows']) == 64 # the larger one is cut at 8 batches this epoch
 
 
@@ -207,7 +228,8 @@ def dist_env(monkeypatch):
 def cluster_tree(root:Path, hosts:list, current:str, ifname:str)->dict:
     conf = root/'input'/'config'
     conf.mkdir(parents=True)
-    (conf/'resourceconfig.json').write_text(json.dumps({'current_host': current, 'hosts': hosts, 'network_interface_name': ifname}))
+    (conf/'resourceconfig.json').write_text(json.dumps({'current_host': current, 'hosts': hosts,
+                                                        'network_interface_name': ifname}))
     return {'SAGEMAKER_BASE_DIR': str(root)}
 
 
@@ -241,7 +263,8 @@ def test_a_value_in_the_environment_wins(tmp_path, dist_env, monkeypatch):
 
 @pytest.mark.parametrize('ifname', ['ethwe', 'lo'])
 def test_single_host_multi_gpu_run_never_sets_the_interface(tmp_path, dist_env, monkeypatch, ifname):
-    "One host with 4 GPUs (faked): DDP over 127.0.0.1, so neither variable is exported, whether the interface exists or not."
+    """One host with 4 GPUs (faked): DDP over 127.0.0.1, so neither variable is exported,
+    whether the interface exists or not."""
     import os, torch
     from bsm_nb.distributed import setup_distributed
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)

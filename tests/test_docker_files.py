@@ -23,7 +23,8 @@ def tool(name:str)->str:
 
 def shell_scripts()->list:
     scripts = sorted(DOCKER.rglob('*.sh')) + sorted((ROOT/'tests').rglob('*.sh')) # the container rehearsal's too
-    scripts += [p for p in sorted((DOCKER/'model').glob('*')) if p.is_file() and p.read_text().startswith(('#!/bin/bash', '#!/usr/bin/env bash', '#!/bin/sh'))]
+    scripts += [p for p in sorted((DOCKER/'model').glob('*')) if p.is_file()
+                and p.read_text().startswith(('#!/bin/bash', '#!/usr/bin/env bash', '#!/bin/sh'))]
     return scripts
 
 
@@ -50,7 +51,8 @@ def test_dockerfile_passes_hadolint():
 
 def test_shell_scripts_pass_shellcheck():
     scripts = shell_scripts()
-    assert {'entrypoint.sh', 'build_and_push.sh', 'train_local.sh', 'serve_local.sh', 'predict.sh'} <= {p.name for p in scripts}
+    assert ({'entrypoint.sh', 'build_and_push.sh', 'train_local.sh', 'serve_local.sh', 'predict.sh'}
+            <= {p.name for p in scripts})
     r = run([tool('shellcheck'), '-x', *[p.relative_to(ROOT) for p in scripts]], cwd=ROOT)
     assert r.returncode == 0, r.stdout + r.stderr
     for p in scripts:
@@ -63,7 +65,8 @@ def test_shell_scripts_pass_shellcheck():
 
 def instructions()->list:
     "(INSTRUCTION, arguments) of the Dockerfile, continuation lines joined, comments dropped."
-    text = re.sub(r'\\\n', ' ', '\n'.join(l for l in (DOCKER/'Dockerfile').read_text().splitlines() if not l.lstrip().startswith('#')))
+    text = re.sub(r'\\\n', ' ', '\n'.join(l for l in (DOCKER/'Dockerfile').read_text().splitlines()
+                                          if not l.lstrip().startswith('#')))
     return [tuple(l.strip().split(None, 1)) for l in text.splitlines() if l.strip()]
 
 
@@ -86,12 +89,14 @@ def test_dockerfile_contract():
     for pip in pips: assert '--no-cache-dir' in pip and '--no-deps' in pip, pip # nothing resolved at build time
     # the packages: the lock alone, every file hashed, no source built
     lock_pip, package_pip = pips
-    for flag in ('--require-hashes', '--only-binary :all:', '-r /tmp/bsm_nb/image.lock'): assert flag in lock_pip, lock_pip
+    for flag in ('--require-hashes', '--only-binary :all:', '-r /tmp/bsm_nb/image.lock'):
+        assert flag in lock_pip, lock_pip
     # bsm_nb itself: from the context, built by the locked setuptools, nothing fetched
     assert '--no-index' in package_pip and '--no-build-isolation' in package_pip, package_pip
     assert package_pip.rstrip().endswith('/tmp/bsm_nb'), package_pip
     venv = next(r for r in runs if 'image.lock' in r)
-    # a base torch is checked against settings.ini's range before anything is installed; the lock then goes in without it
+    # a base torch is checked against settings.ini's range before anything is installed;
+    # the lock then goes in without it
     steps = ("python3 -c 'import torch'", '--system-site-packages', 'lock.py check-torch', 'lock.py for-base-torch',
              'pip install')
     assert [venv.index(step) for step in steps] == sorted(venv.index(step) for step in steps), venv
@@ -123,7 +128,8 @@ def test_dockerfile_makes_the_unprivileged_serving_user():
         for src in a.split()[:-1]:
             assert (ROOT/src).exists(), f'COPY {src}: missing from the repository'
             allowed = [e[1:].rstrip('/') for e in ignore if e.startswith('!')]
-            assert any(src.rstrip('/') == a or src.startswith(a + '/') for a in allowed), f'COPY {src}: not in .dockerignore'
+            assert any(src.rstrip('/') == a or src.startswith(a + '/') for a in allowed), \
+                f'COPY {src}: not in .dockerignore'
             excluded = [e.rstrip('/') for e in ignore if not e.startswith(('!', '*', '#'))]
             assert not any(src.startswith(e + '/') for e in excluded), f'COPY {src}: excluded by .dockerignore'
 
@@ -171,7 +177,8 @@ def test_the_lock_agrees_with_settings_ini_and_requirements_in():
         req = Requirement(r)
         name = image_lock.canonical(req.name)
         assert name in pins, f'{r}: not in docker/requirements.lock; run `make lock`'
-        assert req.specifier.contains(pins[name][0], prereleases=True), f'{r}: locked at {pins[name][0]}: run `make lock`'
+        assert req.specifier.contains(pins[name][0], prereleases=True), \
+            f'{r}: locked at {pins[name][0]}: run `make lock`'
     assert pins['torch'][0] == '2.10.0' # PyPI's last CUDA 12 build: the driver SageMaker's hosts have
     # made from exactly these inputs: any edit of the requirements needs `make lock`
     assert image_lock.recorded_digest(LOCK_TEXT) == image_lock.inputs_digest(), \
@@ -265,7 +272,8 @@ if [ "$1" = login ]; then echo "login stdin: $(cat)" >> "$CALLS"; fi'''
 
 @pytest.fixture
 def build_and_push(tmp_path):
-    "Run docker/build_and_push.sh with only `stubs` (of docker, aws) and basic tools on PATH; returns its result and the stubs' calls."
+    """Run docker/build_and_push.sh with only `stubs` (of docker, aws) and basic tools on PATH;
+    returns its result and the stubs' calls."""
     calls = tmp_path/'calls.log'
     def call(*args, stubs=('docker', 'aws'), **env):
         bin_dir = stub_bin(tmp_path, {n: {'docker': DOCKER_STUB, 'aws': AWS_STUB}[n] for n in stubs})
@@ -282,9 +290,11 @@ def test_build_and_push_builds_creates_the_repository_logs_in_and_pushes(build_a
     assert r.stdout.splitlines()[-1] == f'{registry}/bsm-nb:v1'
     assert calls[:4] == [
         'aws sts get-caller-identity --query Account --output text',
-        f'docker build --platform linux/amd64 --build-arg BSM_IMAGE={registry}/bsm-nb:v1 -f {ROOT}/docker/Dockerfile -t bsm-nb:v1 {ROOT}',
+        f'docker build --platform linux/amd64 --build-arg BSM_IMAGE={registry}/bsm-nb:v1 -f {ROOT}/docker/Dockerfile '
+        f'-t bsm-nb:v1 {ROOT}',
         'aws ecr describe-repositories --region eu-west-1 --repository-names bsm-nb',
-        'aws ecr create-repository --region eu-west-1 --repository-name bsm-nb --image-scanning-configuration scanOnPush=true']
+        'aws ecr create-repository --region eu-west-1 --repository-name bsm-nb --image-scanning-configuration '
+        'scanOnPush=true']
     # `aws ecr get-login-password | docker login`: the two ends of the pipe start together, in either order
     login = [f'docker login --username AWS --password-stdin {registry}', 'login stdin: secret-token']
     assert sorted(calls[4:7]) == sorted(['aws ecr get-login-password --region eu-west-1', *login])
@@ -297,7 +307,8 @@ def test_build_and_push_reuses_a_repository_and_reads_the_configured_region(buil
     assert r.returncode == 0, r.stderr
     assert not any('create-repository' in c for c in calls)
     uri = '123456789012.dkr.ecr.us-west-2.amazonaws.com/team/bsm-nb:latest'
-    assert f'docker build --platform linux/amd64 --build-arg BSM_IMAGE={uri} --build-arg X=1 --pull -f {ROOT}/docker/Dockerfile -t team/bsm-nb:latest {ROOT}' in calls
+    assert (f'docker build --platform linux/amd64 --build-arg BSM_IMAGE={uri} --build-arg X=1 --pull -f '
+            f'{ROOT}/docker/Dockerfile -t team/bsm-nb:latest {ROOT}') in calls
     assert r.stdout.splitlines()[-1] == '123456789012.dkr.ecr.us-west-2.amazonaws.com/team/bsm-nb:latest'
 
 
@@ -316,7 +327,8 @@ def test_build_and_push_passes_a_base_image_by_digest(build_and_push):
     (('bsm-nb',), ('aws',), {'AWS_REGION': 'us-east-1'}, 1, 'docker is not installed'),
     (('bsm-nb',), ('docker',), {'AWS_REGION': 'us-east-1'}, 1, "the AWS CLI ('aws') is not installed"),
     (('bsm-nb',), ('docker', 'aws'), {}, 1, 'no AWS region: set AWS_REGION'),
-    (('bsm-nb',), ('docker', 'aws'), {'AWS_DEFAULT_REGION': 'us-east-1', 'STUB_ACCOUNT': ''}, 1, 'not a 12-digit AWS account id'),
+    (('bsm-nb',), ('docker', 'aws'), {'AWS_DEFAULT_REGION': 'us-east-1', 'STUB_ACCOUNT': ''}, 1,
+     'not a 12-digit AWS account id'),
     (('bsm-nb',), ('docker', 'aws'), {'AWS_REGION': 'us-east-1', 'BSM_BASE_IMAGE': 'debian@sha256:abc'}, 1,
      "BSM_BASE_IMAGE 'debian@sha256:abc' is not a valid digest reference"),
 ])
@@ -333,8 +345,10 @@ BUILD = ROOT/'tests'/'container'/'build.sh'
 @pytest.mark.parametrize('uid, tools, env, message', [
     ('1000', (), {}, 'missing podman'), # a laptop without podman: what to install, and that it runs as root
     ('1000', ('podman', 'runc', 'debootstrap'), {}, 'the rehearsal runs as root'),
-    ('0', ('podman', 'runc', 'debootstrap'), {'BSM_WHEELS_DIR': '/nonexistent/wheels'}, 'BSM_WHEELS_DIR=/nonexistent/wheels is not a folder of wheels'),
-    ('0', ('podman', 'runc', 'debootstrap'), {'BSM_TORCH_WHEEL': '/nonexistent/torch.whl'}, 'BSM_TORCH_WHEEL=/nonexistent/torch.whl is not a wheel file'),
+    ('0', ('podman', 'runc', 'debootstrap'), {'BSM_WHEELS_DIR': '/nonexistent/wheels'},
+     'BSM_WHEELS_DIR=/nonexistent/wheels is not a folder of wheels'),
+    ('0', ('podman', 'runc', 'debootstrap'), {'BSM_TORCH_WHEEL': '/nonexistent/torch.whl'},
+     'BSM_TORCH_WHEEL=/nonexistent/torch.whl is not a wheel file'),
 ])
 def test_container_build_says_what_is_missing_and_builds_nothing(tmp_path, uid, tools, env, message):
     log = tmp_path/'calls'
@@ -381,7 +395,8 @@ def test_local_scripts_run_the_image_when_docker_works(tmp_path):
     "With a Docker that answers `docker info`, the scripts run the image with the copy mounted as /opt/ml."
     calls = tmp_path/'calls.log'
     bin_dir = stub_bin(tmp_path, {'docker': f'echo "docker $*" >> {calls}'}, tools=())
-    env = local_env(tmp_path, PATH=f'{bin_dir}{os.pathsep}{os.environ["PATH"]}', BSM_PORT='18123', BSM_IMAGE='bsm-nb:dev')
+    env = local_env(tmp_path, PATH=f'{bin_dir}{os.pathsep}{os.environ["PATH"]}', BSM_PORT='18123',
+                    BSM_IMAGE='bsm-nb:dev')
     before = tree_digest(LOCAL/'test_dir')
     r = run([LOCAL/'train_local.sh', '--max_epochs', '1'], env=env)
     assert r.returncode == 0, r.stderr
@@ -415,14 +430,16 @@ def test_local_train_serve_predict_without_docker(tmp_path):
     "The no-Docker path end to end, as CI runs it: train on a copy of test_dir, serve it, post payload.json."
     pytest.importorskip('bsm_nb.entrypoint', reason='bsm-train (bsm_nb.entrypoint) is not written yet')
     pytest.importorskip('bsm_nb.server', reason='bsm-serve (bsm_nb.server) is not written yet')
-    if not (shutil.which('nginx') or Path('/usr/sbin/nginx').exists()): pytest.skip('nginx is not installed (apt-get install nginx)')
+    if not (shutil.which('nginx') or Path('/usr/sbin/nginx').exists()):
+        pytest.skip('nginx is not installed (apt-get install nginx)')
     from bsm_nb.model import save_tiny_bert
     from bsm_nb.launch import metrics_from_log
     tiny = save_tiny_bert(tmp_path/'tiny_bert')
     # a docker whose daemon is down: `auto` must fall back to this host
     bin_dir = stub_bin(tmp_path, {'docker': 'exit 1'}, tools=())
     port = free_port()
-    env = local_env(tmp_path, PATH=f'{bin_dir}{os.pathsep}{VENV_BIN}{os.pathsep}{os.environ["PATH"]}', BSM_PORT=str(port))
+    env = local_env(tmp_path, PATH=f'{bin_dir}{os.pathsep}{VENV_BIN}{os.pathsep}{os.environ["PATH"]}',
+                    BSM_PORT=str(port))
     before = tree_digest(LOCAL/'test_dir')
 
     r = run([LOCAL/'train_local.sh', '--pretrained_model', tiny, '--max_epochs', '1'], env=env, timeout=600)

@@ -23,11 +23,13 @@ CFG = BSMConfig(id_name='case_id', text_name=['message'], cat_field_list=['marke
 
 @pytest.fixture
 def aws(monkeypatch, tmp_path):
-    "moto with an execution role and a bucket; `calls(op)` lists the parameters of each `op` request, `ops()` every operation in order."
+    """moto with an execution role and a bucket; `calls(op)` lists the parameters of each `op` request,
+    `ops()` every operation in order."""
     env = {'AWS_ACCESS_KEY_ID': 'testing', 'AWS_SECRET_ACCESS_KEY': 'testing', 'AWS_SESSION_TOKEN': 'testing',
            'AWS_DEFAULT_REGION': REGION, 'AWS_REGION': REGION, 'SAGEMAKER_VALIDATE_ROLE': 'false',
            # keep the developer's own AWS files out
-           'AWS_CONFIG_FILE': str(tmp_path/'aws_config'), 'AWS_SHARED_CREDENTIALS_FILE': str(tmp_path/'aws_credentials')}
+           'AWS_CONFIG_FILE': str(tmp_path/'aws_config'),
+           'AWS_SHARED_CREDENTIALS_FILE': str(tmp_path/'aws_credentials')}
     for k, v in env.items(): monkeypatch.setenv(k, v)
     monkeypatch.delenv('AWS_PROFILE', raising=False)
     import boto3
@@ -36,8 +38,10 @@ def aws(monkeypatch, tmp_path):
         boto = boto3.Session(region_name=REGION)
         requests = []
         # every client made from `boto` afterwards reports the parameters of each call before sending it
-        boto.events.register('before-parameter-build.*.*', lambda params, model, **kw: requests.append((model.name, params)))
-        role = boto.client('iam').create_role(RoleName='bsm-sagemaker', AssumeRolePolicyDocument=json.dumps(TRUST))['Role']['Arn']
+        boto.events.register('before-parameter-build.*.*',
+                             lambda params, model, **kw: requests.append((model.name, params)))
+        role = boto.client('iam').create_role(RoleName='bsm-sagemaker',
+                                              AssumeRolePolicyDocument=json.dumps(TRUST))['Role']['Arn']
         boto.client('s3').create_bucket(Bucket=BUCKET)
         yield SimpleNamespace(boto=boto, role=role, sm=boto.client('sagemaker'), s3=boto.client('s3'),
                               calls=lambda op: [p for name, p in requests if name == op],
@@ -62,7 +66,8 @@ def test_upload_channels_writes_each_channel_under_its_prefix(aws, tmp_path):
     keys = [o['Key'] for o in aws.s3.list_objects_v2(Bucket=BUCKET)['Contents']]
     assert sorted(keys) == ['bsm/data/run1/train/train.csv', 'bsm/data/run1/val/val.csv']
     # a sagemaker Session works as well as a client
-    assert launch.upload_channels(sdk_session(aws), {'test': tmp_path/'val'}, BUCKET, 'p') == {'test': f's3://{BUCKET}/p/test/'}
+    assert (launch.upload_channels(sdk_session(aws), {'test': tmp_path/'val'}, BUCKET, 'p')
+            == {'test': f's3://{BUCKET}/p/test/'})
 
 
 def test_spot_training_job_request(aws, tmp_path):
@@ -97,7 +102,8 @@ def test_spot_training_job_request(aws, tmp_path):
     assert d['StoppingCondition']['MaxWaitTimeInSeconds'] == 5400
     assert d['CheckpointConfig']['LocalPath'] == '/opt/ml/checkpoints'
     assert config_from_dict(d['HyperParameters']) == CFG
-    assert launch.model_data_uri(job.training_job_name, aws.sm) == f's3://{BUCKET}/bsm/models/{job.training_job_name}/output/model.tar.gz'
+    assert (launch.model_data_uri(job.training_job_name, aws.sm)
+            == f's3://{BUCKET}/bsm/models/{job.training_job_name}/output/model.tar.gz')
 
 
 def test_on_demand_training_job_has_no_spot_settings(aws, tmp_path):
@@ -143,8 +149,10 @@ def test_deploy_then_delete_endpoint(aws):
     [config] = aws.calls('CreateEndpointConfig')
     assert config['EndpointConfigName'] == names['endpoint_config_name']
     assert config['ProductionVariants'] == [{'VariantName': 'AllTraffic', 'ModelName': names['model_name'],
-                                             'InstanceType': 'ml.m5.xlarge', 'InitialInstanceCount': 1, 'InitialVariantWeight': 1.0}]
-    assert aws.calls('CreateEndpoint') == [{'EndpointName': 'bsm-test', 'EndpointConfigName': names['endpoint_config_name']}]
+                                             'InstanceType': 'ml.m5.xlarge', 'InitialInstanceCount': 1,
+                                             'InitialVariantWeight': 1.0}]
+    assert aws.calls('CreateEndpoint') == [{'EndpointName': 'bsm-test',
+                                            'EndpointConfigName': names['endpoint_config_name']}]
     assert aws.sm.describe_model(ModelName=names['model_name'])['PrimaryContainer']['ModelDataUrl'] == model_data
     assert aws.sm.describe_endpoint(EndpointName='bsm-test')['EndpointConfigName'] == names['endpoint_config_name']
 
@@ -161,13 +169,15 @@ def test_invoke_endpoint_sends_json_records_and_parses_the_answer(aws):
     import requests
     answer = {'predictions': [{'id': 'c1', 'probability': 0.91, 'label': 1}]} # bsm-serve's JSON answer
     # moto's runtime answers from a queue filled through its own API (intercepted, nothing leaves the machine)
-    requests.post('http://motoapi.amazonaws.com/moto-api/static/sagemaker/endpoint-results', json={'region': REGION, 'results': [
+    requests.post('http://motoapi.amazonaws.com/moto-api/static/sagemaker/endpoint-results',
+                  json={'region': REGION, 'results': [
         {'Body': json.dumps(answer), 'ContentType': 'application/json', 'InvokedProductionVariant': 'AllTraffic'}]})
     records = [{'case_id': 'c1', 'message': 'Where is my parcel?', 'order_amount': 12.5}]
     runtime = aws.boto.client('sagemaker-runtime')
     assert hosting.invoke_endpoint('bsm-test', records, runtime_client=runtime) == answer
     [req] = aws.calls('InvokeEndpoint')
-    assert (req['EndpointName'], req['ContentType'], req['Accept']) == ('bsm-test', 'application/json', 'application/json')
+    assert ((req['EndpointName'], req['ContentType'], req['Accept'])
+            == ('bsm-test', 'application/json', 'application/json'))
     assert json.loads(req['Body']) == records
 
 
@@ -183,7 +193,8 @@ def test_tuning_job_request(aws):
     conf, job = d['HyperParameterTuningJobConfig'], d['TrainingJobDefinition']
     assert conf['HyperParameterTuningJobObjective'] == {'Type': 'Maximize', 'MetricName': 'val_auroc'}
     assert conf['ResourceLimits'] == {'MaxNumberOfTrainingJobs': 6, 'MaxParallelTrainingJobs': 3}
-    assert conf['ParameterRanges']['ContinuousParameterRanges'] == [{'Name': 'lr', 'MinValue': '1e-05', 'MaxValue': '0.0001', 'ScalingType': 'Logarithmic'}]
+    assert (conf['ParameterRanges']['ContinuousParameterRanges']
+            == [{'Name': 'lr', 'MinValue': '1e-05', 'MaxValue': '0.0001', 'ScalingType': 'Logarithmic'}])
     assert conf['ParameterRanges']['IntegerParameterRanges'][0]['Name'] == 'reinit_layers'
     assert conf['ParameterRanges']['CategoricalParameterRanges'] == [{'Name': 'fusion', 'Values': ['concat', 'gated']}]
     assert job['AlgorithmSpecification']['TrainingImage'] == IMAGE
@@ -192,7 +203,8 @@ def test_tuning_job_request(aws):
     assert job['StoppingCondition'] == {'MaxRuntimeInSeconds': 3600, 'MaxWaitTimeInSeconds': 7200}
     assert [c['DataSource']['S3DataSource']['S3Uri'] for c in job['InputDataConfig']] == list(channels.values())
     # a trial's hyperparameters, static plus tuned (and SageMaker's objective key), give back a valid config
-    trial = {**job['StaticHyperParameters'], 'lr': '4.2e-05', 'reinit_layers': '1', 'fusion': 'concat', '_tuning_objective_metric': 'val_auroc'}
+    trial = {**job['StaticHyperParameters'], 'lr': '4.2e-05', 'reinit_layers': '1', 'fusion': 'concat',
+             '_tuning_objective_metric': 'val_auroc'}
     got = config_from_dict(trial)
     assert (got.lr, got.reinit_layers, got.fusion) == (4.2e-05, 1, 'concat')
     assert config_from_dict({**trial, 'lr': str(CFG.lr), 'reinit_layers': '0', 'fusion': 'gated'}) == CFG
@@ -201,7 +213,8 @@ def test_tuning_job_request(aws):
 
 def test_batch_transform_request(aws):
     hosting.create_model('bsm-model-1', f's3://{BUCKET}/m/model.tar.gz', IMAGE, aws.role, sagemaker_client=aws.sm)
-    req = hosting.batch_transform_request('bsm-transform-1', 'bsm-model-1', f's3://{BUCKET}/score/in/', f's3://{BUCKET}/score/out/',
+    req = hosting.batch_transform_request('bsm-transform-1', 'bsm-model-1', f's3://{BUCKET}/score/in/',
+                                          f's3://{BUCKET}/score/out/',
                                          instance_type='ml.m5.xlarge', environment={'MODEL_SERVER_WORKERS': 1})
     arn = hosting.submit_transform_job(req, aws.sm)
     assert arn.endswith('transform-job/bsm-transform-1')
@@ -220,44 +233,55 @@ MODEL_DATA = f's3://{BUCKET}/bsm/models/job-1/output/model.tar.gz'
 SCORE_IN, SCORE_OUT = f's3://{BUCKET}/score/in/', f's3://{BUCKET}/score/out/'
 
 
-# moto knows the instance types of its own release (g4dn, p3, inf1, not g5): the notebook checks ml.g5, g6e and p4d offline
+# moto knows the instance types of its own release (g4dn, p3, inf1, not g5):
+# the notebook checks ml.g5, g6e and p4d offline
 @pytest.mark.parametrize('instance_type, ami', [
-    ('ml.g4dn.xlarge', 'al2-ami-sagemaker-inference-gpu-3-1'), ('ml.g4dn.12xlarge', 'al2-ami-sagemaker-inference-gpu-3-1'),
-    ('ml.p3.2xlarge', 'al2-ami-sagemaker-inference-gpu-3-1'), ('ml.m5.xlarge', None), ('ml.c5.2xlarge', None), ('ml.inf1.xlarge', None)])
+    ('ml.g4dn.xlarge', 'al2-ami-sagemaker-inference-gpu-3-1'),
+    ('ml.g4dn.12xlarge', 'al2-ami-sagemaker-inference-gpu-3-1'),
+    ('ml.p3.2xlarge', 'al2-ami-sagemaker-inference-gpu-3-1'), ('ml.m5.xlarge', None), ('ml.c5.2xlarge', None),
+    ('ml.inf1.xlarge', None)])
 def test_gpu_endpoints_ask_for_a_cuda_12_driver(aws, instance_type, ami):
     "The default AMI of g4dn/g5/p4d endpoints has driver 470 (CUDA 11.4); the image's CUDA 12 needs >= 525."
-    names = hosting.deploy_endpoint(MODEL_DATA, IMAGE, aws.role, 'bsm-test', instance_type=instance_type, sagemaker_client=aws.sm)
+    names = hosting.deploy_endpoint(MODEL_DATA, IMAGE, aws.role, 'bsm-test', instance_type=instance_type,
+                                    sagemaker_client=aws.sm)
     [config] = aws.calls('CreateEndpointConfig')
     [variant] = config['ProductionVariants']
     assert (variant['InstanceType'], variant.get('InferenceAmiVersion')) == (instance_type, ami)
-    assert aws.sm.describe_endpoint_config(EndpointConfigName=names['endpoint_config_name'])['ProductionVariants'][0]['InstanceType'] == instance_type
+    assert aws.sm.describe_endpoint_config(
+        EndpointConfigName=names['endpoint_config_name'])['ProductionVariants'][0]['InstanceType'] == instance_type
 
 
 def test_endpoint_ami_version_can_be_chosen_or_left_out(aws):
     hosting.deploy_endpoint(MODEL_DATA, IMAGE, aws.role, 'bsm-a', instance_type='ml.g4dn.xlarge',
                            inference_ami_version='al2023-ami-sagemaker-inference-gpu-4-1', sagemaker_client=aws.sm)
-    hosting.deploy_endpoint(MODEL_DATA, IMAGE, aws.role, 'bsm-b', instance_type='ml.g4dn.xlarge', inference_ami_version='', sagemaker_client=aws.sm)
+    hosting.deploy_endpoint(MODEL_DATA, IMAGE, aws.role, 'bsm-b', instance_type='ml.g4dn.xlarge',
+                            inference_ami_version='', sagemaker_client=aws.sm)
     chosen, left_out = [c['ProductionVariants'][0] for c in aws.calls('CreateEndpointConfig')]
     assert chosen['InferenceAmiVersion'] == 'al2023-ami-sagemaker-inference-gpu-4-1'
     assert left_out['InstanceType'] == 'ml.g4dn.xlarge' and 'InferenceAmiVersion' not in left_out
 
 
-@pytest.mark.parametrize('instance_type, ami', [('ml.g5.xlarge', 'al2-ami-sagemaker-batch-gpu-535'), ('ml.p3.2xlarge', 'al2-ami-sagemaker-batch-gpu-535'),
+@pytest.mark.parametrize('instance_type, ami', [('ml.g5.xlarge', 'al2-ami-sagemaker-batch-gpu-535'),
+                                                ('ml.p3.2xlarge', 'al2-ami-sagemaker-batch-gpu-535'),
                                                 ('ml.m5.xlarge', None), ('ml.c5.xlarge', None)])
 def test_gpu_transform_jobs_ask_for_a_cuda_12_driver(aws, instance_type, ami):
     hosting.create_model('bsm-model-1', MODEL_DATA, IMAGE, aws.role, sagemaker_client=aws.sm)
-    hosting.submit_transform_job(hosting.batch_transform_request('bsm-transform-1', 'bsm-model-1', SCORE_IN, SCORE_OUT, instance_type=instance_type), aws.sm)
+    hosting.submit_transform_job(hosting.batch_transform_request('bsm-transform-1', 'bsm-model-1', SCORE_IN, SCORE_OUT,
+                                                                 instance_type=instance_type), aws.sm)
     [sent] = aws.calls('CreateTransformJob')
-    assert (sent['TransformResources']['InstanceType'], sent['TransformResources'].get('TransformAmiVersion')) == (instance_type, ami)
+    assert ((sent['TransformResources']['InstanceType'], sent['TransformResources'].get('TransformAmiVersion'))
+            == (instance_type, ami))
 
 
 def test_transform_ami_version_can_be_chosen_or_left_out(aws):
-    chosen = hosting.batch_transform_request('t-1', 'm', SCORE_IN, SCORE_OUT, transform_ami_version='al2-ami-sagemaker-batch-gpu-470')
+    chosen = hosting.batch_transform_request('t-1', 'm', SCORE_IN, SCORE_OUT,
+                                             transform_ami_version='al2-ami-sagemaker-batch-gpu-470')
     left_out = hosting.batch_transform_request('t-2', 'm', SCORE_IN, SCORE_OUT, transform_ami_version='')
     hosting.create_model('m', MODEL_DATA, IMAGE, aws.role, sagemaker_client=aws.sm)
     for req in (chosen, left_out): hosting.submit_transform_job(req, aws.sm)
     sent = [r['TransformResources'] for r in aws.calls('CreateTransformJob')]
-    assert sent == [{'InstanceType': 'ml.g5.xlarge', 'InstanceCount': 1, 'TransformAmiVersion': 'al2-ami-sagemaker-batch-gpu-470'},
+    assert sent == [{'InstanceType': 'ml.g5.xlarge', 'InstanceCount': 1,
+                     'TransformAmiVersion': 'al2-ami-sagemaker-batch-gpu-470'},
                     {'InstanceType': 'ml.g5.xlarge', 'InstanceCount': 1}]
 
 
@@ -267,9 +291,11 @@ TB_FOLDER = r'bsm-[0-9]{8}-[0-9]{6}/' # one folder per trainer: <base_job_name>-
 
 
 def test_training_job_uploads_its_tensorboard_logs(aws, tmp_path):
-    "`train` logs to /opt/ml/output/tensorboard (tests/test_train.py finds the events there); the job must upload that folder."
+    """`train` logs to /opt/ml/output/tensorboard (tests/test_train.py finds the events there);
+    the job must upload that folder."""
     uris = upload_tree(aws, tmp_path)
-    trainer = launch.make_trainer(IMAGE, aws.role, CFG, output_s3_uri=f's3://{BUCKET}/bsm/models/', sagemaker_session=sdk_session(aws))
+    trainer = launch.make_trainer(IMAGE, aws.role, CFG, output_s3_uri=f's3://{BUCKET}/bsm/models/',
+                                  sagemaker_session=sdk_session(aws))
     job = launch.launch_training(trainer, uris)
     [req] = aws.calls('CreateTrainingJob')
     tb = req['TensorBoardOutputConfig']
@@ -281,7 +307,8 @@ def test_training_job_uploads_its_tensorboard_logs(aws, tmp_path):
 def test_tensorboard_root_can_be_chosen_or_the_upload_turned_off(aws, tmp_path):
     uris = upload_tree(aws, tmp_path)
     for root in (f's3://{BUCKET}/tb/', ''):
-        launch.launch_training(launch.make_trainer(IMAGE, aws.role, CFG, tensorboard_s3_uri=root, sagemaker_session=sdk_session(aws)), uris)
+        launch.launch_training(launch.make_trainer(IMAGE, aws.role, CFG, tensorboard_s3_uri=root,
+                                                   sagemaker_session=sdk_session(aws)), uris)
     chosen, off = aws.calls('CreateTrainingJob')
     assert re.fullmatch(rf's3://{BUCKET}/tb/{TB_FOLDER}', chosen['TensorBoardOutputConfig']['S3OutputPath'])
     assert 'TensorBoardOutputConfig' not in off
@@ -308,20 +335,23 @@ OUTPUT_KEY = 'alias/bsm-output'
 
 def locked_down()->launch.Security:
     "What a VPC-only Studio domain with KMS policies sets."
-    return launch.Security(subnets=SUBNETS, security_group_ids=GROUPS, network_isolation=True, encrypt_inter_container_traffic=True,
-                           volume_kms_key=VOLUME_KEY, output_kms_key=OUTPUT_KEY)
+    return launch.Security(subnets=SUBNETS, security_group_ids=GROUPS, network_isolation=True,
+                           encrypt_inter_container_traffic=True, volume_kms_key=VOLUME_KEY, output_kms_key=OUTPUT_KEY)
 
 
 def test_training_job_in_a_vpc_with_kms_keys(aws, tmp_path):
     uris = upload_tree(aws, tmp_path)
-    trainer = launch.make_trainer(IMAGE, aws.role, CFG, instance_type='ml.m5.xlarge', instance_count=2, output_s3_uri=f's3://{BUCKET}/bsm/models/',
-                                  security=locked_down(), sagemaker_session=sdk_session(aws))
+    trainer = launch.make_trainer(IMAGE, aws.role, CFG, instance_type='ml.m5.xlarge', instance_count=2,
+                                  output_s3_uri=f's3://{BUCKET}/bsm/models/', security=locked_down(),
+                                  sagemaker_session=sdk_session(aws))
     job = launch.launch_training(trainer, uris)
     [req] = aws.calls('CreateTrainingJob')
     assert req['VpcConfig'] == VPC
     assert (req['EnableNetworkIsolation'], req['EnableInterContainerTrafficEncryption']) == (True, True)
-    assert req['ResourceConfig'] == {'InstanceType': 'ml.m5.xlarge', 'InstanceCount': 2, 'VolumeSizeInGB': 30, 'VolumeKmsKeyId': VOLUME_KEY}
-    assert (req['OutputDataConfig']['S3OutputPath'], req['OutputDataConfig']['KmsKeyId']) == (f's3://{BUCKET}/bsm/models/', OUTPUT_KEY)
+    assert req['ResourceConfig'] == {'InstanceType': 'ml.m5.xlarge', 'InstanceCount': 2,
+                                     'VolumeSizeInGB': 30, 'VolumeKmsKeyId': VOLUME_KEY}
+    assert ((req['OutputDataConfig']['S3OutputPath'], req['OutputDataConfig']['KmsKeyId'])
+            == (f's3://{BUCKET}/bsm/models/', OUTPUT_KEY))
     d = aws.sm.describe_training_job(TrainingJobName=job.training_job_name)
     assert d['VpcConfig'] == VPC and d['EnableNetworkIsolation'] is True
 
@@ -336,10 +366,12 @@ def test_training_job_outside_a_vpc_sends_no_network_or_key_settings(aws, tmp_pa
 
 def test_output_key_alone_keeps_the_default_output_path(aws, tmp_path):
     uris = upload_tree(aws, tmp_path)
-    trainer = launch.make_trainer(IMAGE, aws.role, CFG, security=launch.Security(output_kms_key=OUTPUT_KEY), sagemaker_session=sdk_session(aws))
+    trainer = launch.make_trainer(IMAGE, aws.role, CFG, security=launch.Security(output_kms_key=OUTPUT_KEY),
+                                  sagemaker_session=sdk_session(aws))
     launch.launch_training(trainer, uris)
     [req] = aws.calls('CreateTrainingJob')
-    assert req['OutputDataConfig']['KmsKeyId'] == OUTPUT_KEY and req['OutputDataConfig']['S3OutputPath'].startswith(f's3://{BUCKET}/')
+    assert (req['OutputDataConfig']['KmsKeyId'] == OUTPUT_KEY
+            and req['OutputDataConfig']['S3OutputPath'].startswith(f's3://{BUCKET}/'))
     assert 'VpcConfig' not in req
 
 
@@ -349,12 +381,14 @@ def test_network_isolation_refuses_a_hub_encoder_before_any_request(aws):
     with pytest.raises(ValueError, match="'bert-base-uncased' is a hub name"):
         launch.make_trainer(IMAGE, aws.role, hub, security=isolated, sagemaker_session=sdk_session(aws))
     with pytest.raises(ValueError, match="'bert-base-uncased' is a hub name"):
-        launch.tuning_job_request('bsm-hpo-test', IMAGE, aws.role, hub, {'train': f's3://{BUCKET}/d/train/'}, f's3://{BUCKET}/hpo/', security=isolated)
+        launch.tuning_job_request('bsm-hpo-test', IMAGE, aws.role, hub, {'train': f's3://{BUCKET}/d/train/'},
+                                  f's3://{BUCKET}/hpo/', security=isolated)
     assert not {'CreateTrainingJob', 'CreateHyperParameterTuningJob'} & set(aws.ops())
 
 
 def test_endpoint_in_a_vpc_with_a_volume_key(aws):
-    names = hosting.deploy_endpoint(MODEL_DATA, IMAGE, aws.role, 'bsm-test', instance_type='ml.m5.xlarge', security=locked_down(), sagemaker_client=aws.sm)
+    names = hosting.deploy_endpoint(MODEL_DATA, IMAGE, aws.role, 'bsm-test', instance_type='ml.m5.xlarge',
+                                    security=locked_down(), sagemaker_client=aws.sm)
     [model], [config] = aws.calls('CreateModel'), aws.calls('CreateEndpointConfig')
     assert (model['VpcConfig'], model['EnableNetworkIsolation']) == (VPC, True)
     assert config['KmsKeyId'] == VOLUME_KEY
@@ -364,18 +398,22 @@ def test_endpoint_in_a_vpc_with_a_volume_key(aws):
 def test_transform_job_with_kms_keys_on_a_model_in_the_vpc(aws):
     sec = locked_down()
     hosting.create_model('bsm-model-1', MODEL_DATA, IMAGE, aws.role, sagemaker_client=aws.sm, security=sec)
-    hosting.submit_transform_job(hosting.batch_transform_request('bsm-transform-1', 'bsm-model-1', SCORE_IN, SCORE_OUT, instance_type='ml.m5.xlarge',
+    hosting.submit_transform_job(hosting.batch_transform_request('bsm-transform-1', 'bsm-model-1', SCORE_IN, SCORE_OUT,
+                                                                 instance_type='ml.m5.xlarge',
                                                                security=sec), aws.sm)
     [model], [sent] = aws.calls('CreateModel'), aws.calls('CreateTransformJob')
-    assert (model['VpcConfig'], model['EnableNetworkIsolation']) == (VPC, True) # the transform runs the model's container
+    # the transform runs the model's container
+    assert (model['VpcConfig'], model['EnableNetworkIsolation']) == (VPC, True)
     assert sent['TransformOutput']['KmsKeyId'] == OUTPUT_KEY
-    assert sent['TransformResources'] == {'InstanceType': 'ml.m5.xlarge', 'InstanceCount': 1, 'VolumeKmsKeyId': VOLUME_KEY}
+    assert sent['TransformResources'] == {'InstanceType': 'ml.m5.xlarge',
+                                          'InstanceCount': 1, 'VolumeKmsKeyId': VOLUME_KEY}
 
 
 def test_tuning_job_in_a_vpc_with_kms_keys(aws):
     channels = {'train': f's3://{BUCKET}/d/train/', 'val': f's3://{BUCKET}/d/val/'}
-    launch.submit_tuning_job(launch.tuning_job_request('bsm-hpo-vpc', IMAGE, aws.role, CFG, channels, f's3://{BUCKET}/bsm/hpo/',
-                                                       instance_type='ml.m5.xlarge', security=locked_down()), aws.sm)
+    launch.submit_tuning_job(launch.tuning_job_request('bsm-hpo-vpc', IMAGE, aws.role, CFG, channels,
+                                                       f's3://{BUCKET}/bsm/hpo/', instance_type='ml.m5.xlarge',
+                                                       security=locked_down()), aws.sm)
     [sent] = aws.calls('CreateHyperParameterTuningJob')
     job = sent['TrainingJobDefinition']
     assert job['VpcConfig'] == VPC
@@ -387,8 +425,10 @@ def test_tuning_job_in_a_vpc_with_kms_keys(aws):
 @pytest.mark.parametrize('kw, message', [
     ({'subnets': SUBNETS}, r'expected both \(a VPC needs subnets and security groups\) or neither'),
     ({'security_group_ids': GROUPS}, 'expected both'),
-    ({'subnets': ['vpc-0a1b2c3d'], 'security_group_ids': GROUPS}, r"subnets \['vpc-0a1b2c3d'\]: expected subnet ids such as subnet-"),
-    ({'subnets': SUBNETS, 'security_group_ids': ['default']}, r"security_group_ids \['default'\]: expected security group ids such as sg-"),
+    ({'subnets': ['vpc-0a1b2c3d'], 'security_group_ids': GROUPS},
+     r"subnets \['vpc-0a1b2c3d'\]: expected subnet ids such as subnet-"),
+    ({'subnets': SUBNETS, 'security_group_ids': ['default']},
+     r"security_group_ids \['default'\]: expected security group ids such as sg-"),
     ({'volume_kms_key': 'my key'}, "volume_kms_key 'my key': expected a KMS key id, key ARN, alias/NAME or alias ARN"),
     ({'output_kms_key': ''}, "output_kms_key '': expected a KMS key id")])
 def test_security_settings_are_checked_before_any_request(kw, message):
@@ -399,7 +439,8 @@ def test_security_settings_are_checked_before_any_request(kw, message):
 
 def transform_description(status:str, reason:str|None=None)->dict:
     "A DescribeTransformJob answer (the fields the API requires) for botocore's Stubber."
-    d = {'TransformJobName': 'bsm-transform-1', 'TransformJobArn': f'arn:aws:sagemaker:{REGION}:123456789012:transform-job/bsm-transform-1',
+    d = {'TransformJobName': 'bsm-transform-1',
+         'TransformJobArn': f'arn:aws:sagemaker:{REGION}:123456789012:transform-job/bsm-transform-1',
          'TransformJobStatus': status, 'ModelName': 'bsm-model-1', 'CreationTime': datetime.datetime(2024, 6, 1),
          'TransformInput': {'DataSource': {'S3DataSource': {'S3DataType': 'S3Prefix', 'S3Uri': SCORE_IN}}},
          'TransformResources': {'InstanceType': 'ml.g5.xlarge', 'InstanceCount': 1}}
@@ -408,9 +449,12 @@ def transform_description(status:str, reason:str|None=None)->dict:
 
 def tuning_description(status:str, reason:str|None=None)->dict:
     "A DescribeHyperParameterTuningJob answer (the fields the API requires) for botocore's Stubber."
-    d = {'HyperParameterTuningJobName': 'bsm-hpo-test', 'HyperParameterTuningJobArn': f'arn:aws:sagemaker:{REGION}:123456789012:hyper-parameter-tuning-job/bsm-hpo-test',
+    d = {'HyperParameterTuningJobName': 'bsm-hpo-test',
+         'HyperParameterTuningJobArn': f'arn:aws:sagemaker:{REGION}:123456789012:'
+                                       'hyper-parameter-tuning-job/bsm-hpo-test',
          'HyperParameterTuningJobConfig': {'Strategy': 'Bayesian', 'ResourceLimits': {'MaxParallelTrainingJobs': 2}},
-         'HyperParameterTuningJobStatus': status, 'CreationTime': datetime.datetime(2024, 6, 1), 'TrainingJobStatusCounters': {}, 'ObjectiveStatusCounters': {}}
+         'HyperParameterTuningJobStatus': status, 'CreationTime': datetime.datetime(2024, 6, 1),
+         'TrainingJobStatusCounters': {}, 'ObjectiveStatusCounters': {}}
     return {**d, 'FailureReason': reason} if reason else d
 
 
@@ -427,7 +471,8 @@ def test_batch_transform_walk_through_deletes_the_model_after_the_transform(aws,
     (tmp_path/'score'/'cases.jsonl').write_text('{"case_id": "c1", "message": "Where is my parcel?"}\n')
     score_in = launch.upload_channels(aws.s3, {'in': tmp_path/'score'}, BUCKET, 'bsm/score/demo')['in']
     model = hosting.create_model('bsm-demo-model-1', MODEL_DATA, IMAGE, aws.role, sagemaker_client=aws.sm)
-    transform = hosting.batch_transform_request('bsm-demo-transform-1', model, score_in, f's3://{BUCKET}/bsm/score/demo/out/')
+    transform = hosting.batch_transform_request('bsm-demo-transform-1', model, score_in,
+                                                f's3://{BUCKET}/bsm/score/demo/out/')
     hosting.submit_transform_job(transform, aws.sm)
     done = hosting.wait_for_transform_job('bsm-demo-transform-1', aws.sm, poll_s=0) # moto's jobs complete at once
     assert (done['TransformJobStatus'], done['ModelName']) == ('Completed', model)
@@ -439,7 +484,8 @@ def test_batch_transform_walk_through_deletes_the_model_after_the_transform(aws,
 
 
 def test_wait_for_transform_job_names_the_failure(aws):
-    answers = [transform_description('InProgress')] + [transform_description('Failed', 'ClientError: See job logs for more information')] * 2
+    answers = ([transform_description('InProgress')]
+               + [transform_description('Failed', 'ClientError: See job logs for more information')] * 2)
     with stubbed(aws.sm, 'describe_transform_job', answers, TransformJobName='bsm-transform-1') as stub:
         with pytest.raises(RuntimeError, match='transform job bsm-transform-1 ended Failed: ClientError: See job logs'):
             hosting.wait_for_transform_job('bsm-transform-1', aws.sm, poll_s=0)
@@ -447,22 +493,27 @@ def test_wait_for_transform_job_names_the_failure(aws):
 
 
 def test_wait_for_transform_job_gives_up_at_the_deadline(aws):
-    with stubbed(aws.sm, 'describe_transform_job', [transform_description('InProgress')] * 3, TransformJobName='bsm-transform-1') as stub:
+    with stubbed(aws.sm, 'describe_transform_job', [transform_description('InProgress')] * 3,
+                 TransformJobName='bsm-transform-1') as stub:
         with pytest.raises(TimeoutError, match='transform job bsm-transform-1 is still InProgress after 2 s'):
-            hosting.wait_for_transform_job('bsm-transform-1', aws.sm, timeout_s=2, poll_s=0) # two polls, then the verdict
+            # two polls, then the verdict
+            hosting.wait_for_transform_job('bsm-transform-1', aws.sm, timeout_s=2, poll_s=0)
         stub.assert_no_pending_responses()
 
 
 def test_wait_for_tuning_job(aws):
     channels = {'train': f's3://{BUCKET}/d/train/', 'val': f's3://{BUCKET}/d/val/'}
-    launch.submit_tuning_job(launch.tuning_job_request('bsm-hpo-test', IMAGE, aws.role, CFG, channels, f's3://{BUCKET}/bsm/hpo/'), aws.sm)
+    launch.submit_tuning_job(launch.tuning_job_request('bsm-hpo-test', IMAGE, aws.role, CFG, channels,
+                                                       f's3://{BUCKET}/bsm/hpo/'), aws.sm)
     assert launch.wait_for_tuning_job('bsm-hpo-test', aws.sm, poll_s=0)['HyperParameterTuningJobStatus'] == 'Completed'
     answers = [tuning_description('InProgress'), tuning_description('Failed', 'All training jobs failed')]
-    with stubbed(aws.sm, 'describe_hyper_parameter_tuning_job', answers, HyperParameterTuningJobName='bsm-hpo-test') as stub:
+    with stubbed(aws.sm, 'describe_hyper_parameter_tuning_job', answers,
+                 HyperParameterTuningJobName='bsm-hpo-test') as stub:
         with pytest.raises(RuntimeError, match='tuning job bsm-hpo-test ended Failed: All training jobs failed'):
             launch.wait_for_tuning_job('bsm-hpo-test', aws.sm, poll_s=0)
         stub.assert_no_pending_responses()
-    with stubbed(aws.sm, 'describe_hyper_parameter_tuning_job', [tuning_description('Stopped')], HyperParameterTuningJobName='bsm-hpo-test'):
+    with stubbed(aws.sm, 'describe_hyper_parameter_tuning_job', [tuning_description('Stopped')],
+                 HyperParameterTuningJobName='bsm-hpo-test'):
         with pytest.raises(RuntimeError, match='ended Stopped: SageMaker gave no FailureReason'):
             launch.wait_for_tuning_job('bsm-hpo-test', aws.sm, poll_s=0)
 
@@ -494,9 +545,12 @@ def test_metric_definitions_read_exactly_the_metric_lines(log_file):
 
 def test_metric_definitions_read_the_lines_train_prints():
     from bsm_nb.train import metric_line # the function `train` prints with
-    log = '\n'.join([metric_line('epoch=1 step=8', {'train_loss': 0.69, 'val_loss': 0.7, 'val_auroc': float('nan'), 'val_f1_score': 0.0}),
-                     metric_line('epoch=2 step=16', {'train_loss': 0.5, 'val_loss': 0.4, 'val_auroc': 0.81234, 'val_f1_score': 0.7}),
-                     metric_line('final', {'val_loss': 0.4, 'val_auroc': 0.81234, 'test_auroc': 0.9, 'test_f1_score': 0.86, 'threshold': 0.41})])
+    log = '\n'.join([metric_line('epoch=1 step=8',
+                                 {'train_loss': 0.69, 'val_loss': 0.7, 'val_auroc': float('nan'), 'val_f1_score': 0.0}),
+                     metric_line('epoch=2 step=16',
+                                 {'train_loss': 0.5, 'val_loss': 0.4, 'val_auroc': 0.81234, 'val_f1_score': 0.7}),
+                     metric_line('final', {'val_loss': 0.4, 'val_auroc': 0.81234, 'test_auroc': 0.9,
+                                           'test_f1_score': 0.86, 'threshold': 0.41})])
     got = metrics_from_log(log, metric_definitions(['auroc', 'f1_score']))
     assert got['val_auroc'] == [0.8123, 0.8123] and got['val_loss'] == [0.7, 0.4, 0.4]
     assert got['test_auroc'] == [0.9] and got['threshold'] == [0.41] and got['epoch'] == [1, 2]
@@ -505,11 +559,14 @@ def test_metric_definitions_read_the_lines_train_prints():
 
 # --- the model registry ------------------------------------------------------------------------------------------
 
-METRICS = {'val': {'auroc': 0.9123, 'average_precision': 0.95, 'f1_score': 0.88, 'accuracy': 0.9, 'loss': 0.2211, 'rows': 400},
-           'test': {'auroc': 0.9001, 'average_precision': 0.94, 'f1_score': 0.87, 'accuracy': 0.89, 'loss': 0.25, 'rows': 400},
+METRICS = {'val': {'auroc': 0.9123, 'average_precision': 0.95, 'f1_score': 0.88, 'accuracy': 0.9, 'loss': 0.2211,
+                   'rows': 400},
+           'test': {'auroc': 0.9001, 'average_precision': 0.94, 'f1_score': 0.87, 'accuracy': 0.89, 'loss': 0.25,
+                    'rows': 400},
            'threshold': 0.41, 'epochs': 4, 'wall_s': 812.5}
-HEADLINE = {'test_auroc': '0.9001', 'test_average_precision': '0.9400', 'test_f1_score': '0.8700', 'test_accuracy': '0.8900',
-            'val_auroc': '0.9123', 'val_average_precision': '0.9500', 'val_f1_score': '0.8800', 'val_accuracy': '0.9000', 'threshold': '0.4100'}
+HEADLINE = {'test_auroc': '0.9001', 'test_average_precision': '0.9400', 'test_f1_score': '0.8700',
+            'test_accuracy': '0.8900', 'val_auroc': '0.9123', 'val_average_precision': '0.9500',
+            'val_f1_score': '0.8800', 'val_accuracy': '0.9000', 'threshold': '0.4100'}
 SERVED = ['application/json', 'text/csv', 'application/jsonlines']
 
 
@@ -523,7 +580,8 @@ def model_dir(tmp_path)->Path:
 
 
 def register(aws, tmp_path, model_data=MODEL_DATA, **kw)->str:
-    return registry.register_model(model_data, IMAGE, 'bsm-nb', model_dir(tmp_path) if 'metrics' not in kw else kw.pop('metrics'),
+    return registry.register_model(model_data, IMAGE, 'bsm-nb',
+                                   model_dir(tmp_path) if 'metrics' not in kw else kw.pop('metrics'),
                                  s3=aws.s3, sagemaker_client=aws.sm, **kw)
 
 
@@ -534,16 +592,19 @@ def test_served_types_are_what_the_server_reads_and_answers():
 
 def test_register_model_uploads_its_metrics_and_creates_the_group_then_a_version(aws, tmp_path):
     arn = register(aws, tmp_path, properties={'training_job': 'job-1'}, environment={'MODEL_SERVER_WORKERS': 2},
-                   realtime_instance_types=['ml.g5.xlarge', 'ml.g5.2xlarge', 'ml.m5.xlarge'], transform_instance_types=['ml.g5.xlarge'])
+                   realtime_instance_types=['ml.g5.xlarge', 'ml.g5.2xlarge', 'ml.m5.xlarge'],
+                   transform_instance_types=['ml.g5.xlarge'])
     registry_ops = [op for op in aws.ops() if 'ModelPackage' in op]
     assert registry_ops == ['DescribeModelPackageGroup', 'CreateModelPackageGroup', 'CreateModelPackage']
-    assert aws.calls('CreateModelPackageGroup') == [{'ModelPackageGroupName': 'bsm-nb', 'ModelPackageGroupDescription': 'bsm_nb models'}]
+    assert aws.calls('CreateModelPackageGroup') == [{'ModelPackageGroupName': 'bsm-nb',
+                                                     'ModelPackageGroupDescription': 'bsm_nb models'}]
 
     [req] = aws.calls('CreateModelPackage')
     assert req.pop('ClientToken') # botocore's idempotency token: a retried request makes no second version
     metrics_s3 = f's3://{BUCKET}/bsm/models/job-1/output/metrics.json' # next to model.tar.gz
     assert req == {
-        'ModelPackageGroupName': 'bsm-nb', 'ModelPackageDescription': f'bsm_nb model {MODEL_DATA}', 'ModelApprovalStatus': 'PendingManualApproval',
+        'ModelPackageGroupName': 'bsm-nb', 'ModelPackageDescription': f'bsm_nb model {MODEL_DATA}',
+        'ModelApprovalStatus': 'PendingManualApproval',
         'InferenceSpecification': {
             'Containers': [{'Image': IMAGE, 'ModelDataUrl': MODEL_DATA, 'Environment': {'MODEL_SERVER_WORKERS': '2'}}],
             'SupportedContentTypes': SERVED, 'SupportedResponseMIMETypes': SERVED,
@@ -556,13 +617,15 @@ def test_register_model_uploads_its_metrics_and_creates_the_group_then_a_version
     assert (json.loads(obj['Body'].read()), obj['ContentType']) == (METRICS, 'application/json')
 
     d = aws.sm.describe_model_package(ModelPackageName=arn)
-    assert (d['ModelPackageGroupName'], d['ModelPackageVersion'], d['ModelApprovalStatus']) == ('bsm-nb', 1, 'PendingManualApproval')
+    assert ((d['ModelPackageGroupName'], d['ModelPackageVersion'], d['ModelApprovalStatus'])
+            == ('bsm-nb', 1, 'PendingManualApproval'))
     assert d['InferenceSpecification'] == req['InferenceSpecification']
     assert d['ModelMetrics']['ModelQuality']['Statistics']['S3Uri'] == metrics_s3
     assert d['CustomerMetadataProperties']['test_auroc'] == '0.9001'
 
     # the next registration is version 2 of the same group
-    second = register(aws, tmp_path/'second', model_data=f's3://{BUCKET}/bsm/models/job-2/output/model.tar.gz', metrics=METRICS)
+    second = register(aws, tmp_path/'second', model_data=f's3://{BUCKET}/bsm/models/job-2/output/model.tar.gz',
+                      metrics=METRICS)
     assert aws.sm.describe_model_package(ModelPackageName=second)['ModelPackageVersion'] == 2
     assert len(aws.calls('CreateModelPackageGroup')) == 1
 
@@ -582,7 +645,8 @@ def test_register_model_reads_the_metrics_out_of_model_tar_gz(aws, tmp_path):
 
 
 def test_register_model_checks_the_request_before_uploading(aws, tmp_path):
-    with pytest.raises(ValueError, match="approval status 'approved': expected one of Approved, Rejected, PendingManualApproval"):
+    with pytest.raises(ValueError,
+                       match="approval status 'approved': expected one of Approved, Rejected, PendingManualApproval"):
         register(aws, tmp_path, approval_status='approved')
     assert 'Contents' not in aws.s3.list_objects_v2(Bucket=BUCKET)
     assert not [op for op in aws.ops() if 'ModelPackage' in op]
@@ -590,12 +654,14 @@ def test_register_model_checks_the_request_before_uploading(aws, tmp_path):
 
 def test_approve_then_deploy_the_latest_approved_version(aws, tmp_path):
     first = register(aws, tmp_path)
-    second = register(aws, tmp_path/'second', model_data=f's3://{BUCKET}/bsm/models/job-2/output/model.tar.gz', metrics=METRICS)
+    second = register(aws, tmp_path/'second', model_data=f's3://{BUCKET}/bsm/models/job-2/output/model.tar.gz',
+                      metrics=METRICS)
     with pytest.raises(LookupError, match='model package group bsm-nb has no Approved version'):
         registry.latest_approved_package('bsm-nb', aws.sm)
 
     assert registry.approve_model_package(first, description='test AUROC 0.90', sagemaker_client=aws.sm) == first
-    assert aws.calls('UpdateModelPackage') == [{'ModelPackageArn': first, 'ModelApprovalStatus': 'Approved', 'ApprovalDescription': 'test AUROC 0.90'}]
+    assert aws.calls('UpdateModelPackage') == [{'ModelPackageArn': first, 'ModelApprovalStatus': 'Approved',
+                                                'ApprovalDescription': 'test AUROC 0.90'}]
     d = aws.sm.describe_model_package(ModelPackageName=first)
     assert (d['ModelApprovalStatus'], d['ApprovalDescription']) == ('Approved', 'test AUROC 0.90')
     assert registry.latest_approved_package('bsm-nb', aws.sm) == first
@@ -612,28 +678,37 @@ def test_approve_then_deploy_the_latest_approved_version(aws, tmp_path):
     # a rejected (or pending) version is refused before anything is made
     with pytest.raises(ValueError, match=f'model package {re.escape(second)} is Rejected, not Approved'):
         registry.deploy_from_package(second, aws.role, 'bsm-reg', instance_type='ml.m5.xlarge', sagemaker_client=aws.sm)
-    with pytest.raises(ValueError, match='instance type ml.c5.xlarge: the package lists ml.g5.xlarge, ml.m5.xlarge for endpoints'):
+    with pytest.raises(ValueError,
+                       match='instance type ml.c5.xlarge: the package lists ml.g5.xlarge, ml.m5.xlarge for endpoints'):
         registry.deploy_from_package(first, aws.role, 'bsm-reg', instance_type='ml.c5.xlarge', sagemaker_client=aws.sm)
     assert not aws.calls('CreateModel')
 
-    names = registry.deploy_from_package(registry.latest_approved_package('bsm-nb', aws.sm), aws.role, 'bsm-reg', instance_type='ml.m5.xlarge',
+    names = registry.deploy_from_package(registry.latest_approved_package('bsm-nb', aws.sm), aws.role, 'bsm-reg',
+                                         instance_type='ml.m5.xlarge',
                                        sagemaker_client=aws.sm)
     [model] = aws.calls('CreateModel')
-    assert model == {'ModelName': names['model_name'], 'ExecutionRoleArn': aws.role, 'Containers': [{'ModelPackageName': first}]} # no image, no model data
+    # no image, no model data
+    assert model == {'ModelName': names['model_name'], 'ExecutionRoleArn': aws.role,
+                     'Containers': [{'ModelPackageName': first}]}
     [config] = aws.calls('CreateEndpointConfig')
-    assert config['ProductionVariants'] == [{'VariantName': 'AllTraffic', 'ModelName': names['model_name'], 'InstanceType': 'ml.m5.xlarge',
-                                             'InitialInstanceCount': 1, 'InitialVariantWeight': 1.0}]
-    assert aws.calls('CreateEndpoint') == [{'EndpointName': 'bsm-reg', 'EndpointConfigName': names['endpoint_config_name']}]
+    assert config['ProductionVariants'] == [{'VariantName': 'AllTraffic', 'ModelName': names['model_name'],
+                                             'InstanceType': 'ml.m5.xlarge', 'InitialInstanceCount': 1,
+                                             'InitialVariantWeight': 1.0}]
+    assert aws.calls('CreateEndpoint') == [{'EndpointName': 'bsm-reg',
+                                            'EndpointConfigName': names['endpoint_config_name']}]
     assert aws.sm.describe_model(ModelName=names['model_name'])['Containers'] == [{'ModelPackageName': first}]
     assert aws.sm.describe_endpoint(EndpointName='bsm-reg')['EndpointConfigName'] == names['endpoint_config_name']
     assert hosting.delete_endpoint('bsm-reg', aws.sm)['model_names'] == [names['model_name']]
 
 
 def test_package_model_on_a_gpu_endpoint_in_a_vpc(aws, tmp_path):
-    arn = register(aws, tmp_path, approval_status='Approved', realtime_instance_types=['ml.g4dn.xlarge']) # moto knows no g5
-    registry.deploy_from_package(arn, aws.role, 'bsm-reg', 'ml.g4dn.xlarge', sagemaker_client=aws.sm, security=locked_down(), environment={'MODEL_SERVER_TIMEOUT': 120})
+    # moto knows no g5
+    arn = register(aws, tmp_path, approval_status='Approved', realtime_instance_types=['ml.g4dn.xlarge'])
+    registry.deploy_from_package(arn, aws.role, 'bsm-reg', 'ml.g4dn.xlarge', sagemaker_client=aws.sm,
+                                 security=locked_down(), environment={'MODEL_SERVER_TIMEOUT': 120})
     [model], [config] = aws.calls('CreateModel'), aws.calls('CreateEndpointConfig')
     assert model['Containers'] == [{'ModelPackageName': arn, 'Environment': {'MODEL_SERVER_TIMEOUT': '120'}}]
     assert (model['VpcConfig'], model['EnableNetworkIsolation']) == (VPC, True)
-    assert (config['ProductionVariants'][0]['InstanceType'], config['ProductionVariants'][0]['InferenceAmiVersion']) == ('ml.g4dn.xlarge', hosting.DEFAULT_INFERENCE_AMI)
+    assert ((config['ProductionVariants'][0]['InstanceType'], config['ProductionVariants'][0]['InferenceAmiVersion'])
+            == ('ml.g4dn.xlarge', hosting.DEFAULT_INFERENCE_AMI))
     assert config['KmsKeyId'] == VOLUME_KEY

@@ -20,9 +20,11 @@ from bsm_nb.synthetic import write_sagemaker_tree
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-NGINX = shutil.which('nginx') or next((p for p in ('/usr/sbin/nginx', '/usr/local/sbin/nginx') if os.access(p, os.X_OK)), None)
-needs_nginx = pytest.mark.skipif(NGINX is None, reason='nginx is not installed (apt-get install -y nginx; the Makefile installs it): '
-                                                         'these tests run real nginx in front of gunicorn')
+NGINX = shutil.which('nginx') or next((p for p in ('/usr/sbin/nginx', '/usr/local/sbin/nginx')
+                                       if os.access(p, os.X_OK)), None)
+needs_nginx = pytest.mark.skipif(NGINX is None,
+                                 reason='nginx is not installed (apt-get install -y nginx; the Makefile installs it): '
+                                        'these tests run real nginx in front of gunicorn')
 CSV, JSON, JSONL = 'text/csv', 'application/json', 'application/jsonlines'
 TOL = 1e-5
 
@@ -35,8 +37,8 @@ def train(root:Path, tiny:Path, relabel=None, *args:str)->Path:
     if relabel:
         for f in (base/'input'/'data').rglob('*.csv'):
             df = pd.read_csv(f); df['label'] = relabel(df); df.to_csv(f, index=False)
-    r = subprocess.run([str(BIN/'bsm-train'), '--pretrained_model', str(tiny), '--max_epochs', '1', *args], capture_output=True, text=True,
-                       env={**os.environ, 'SAGEMAKER_BASE_DIR': str(base)}, timeout=600)
+    r = subprocess.run([str(BIN/'bsm-train'), '--pretrained_model', str(tiny), '--max_epochs', '1', *args],
+                       capture_output=True, text=True, env={**os.environ, 'SAGEMAKER_BASE_DIR': str(base)}, timeout=600)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     return base
 
@@ -68,8 +70,8 @@ class Server:
     "`bsm-serve` in a subprocess on a free loopback port; its output goes to a log file."
     def __init__(self, base:Path, log:Path, **env):
         self.port, self.log = free_port(), log
-        env = {**os.environ, 'SAGEMAKER_BASE_DIR': str(base), 'SAGEMAKER_BIND_TO_PORT': str(self.port), 'BSM_SERVE_HOST': '127.0.0.1',
-               'MODEL_SERVER_WORKERS': '2', **env}
+        env = {**os.environ, 'SAGEMAKER_BASE_DIR': str(base), 'SAGEMAKER_BIND_TO_PORT': str(self.port),
+               'BSM_SERVE_HOST': '127.0.0.1', 'MODEL_SERVER_WORKERS': '2', **env}
         with open(log, 'wb') as out:
             self.proc = subprocess.Popen([str(BIN/'bsm-serve')], env=env, stdout=out, stderr=subprocess.STDOUT)
         self.url = f'http://127.0.0.1:{self.port}'
@@ -80,7 +82,8 @@ class Server:
         "Ping until `until(response)` holds; fail with the server's log otherwise."
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            assert self.proc.poll() is None, f'bsm-serve exited with {self.proc.returncode}:\n{self.log.read_text()[-4000:]}'
+            assert self.proc.poll() is None, \
+                f'bsm-serve exited with {self.proc.returncode}:\n{self.log.read_text()[-4000:]}'
             try:
                 r = self.ping()
                 if until(r): return r
@@ -88,7 +91,8 @@ class Server:
             time.sleep(0.25)
         pytest.fail(f'bsm-serve not in the expected state within {timeout} s:\n{self.log.read_text()[-4000:]}')
 
-    def post(self, body:bytes, content_type:str|None=JSON, accept:str|None=None, path='/invocations')->requests.Response:
+    def post(self, body:bytes, content_type:str|None=JSON, accept:str|None=None,
+             path='/invocations')->requests.Response:
         headers = {k: v for k, v in (('Content-Type', content_type), ('Accept', accept)) if v is not None}
         return requests.post(f'{self.url}{path}', data=body, headers=headers, timeout=60)
 
@@ -124,14 +128,16 @@ def decode(r:requests.Response, accept:str)->pd.DataFrame:
     assert r.status_code == 200, r.text
     if accept == CSV:
         assert r.headers['Content-Type'].startswith(CSV)
-        return pd.read_csv(io.StringIO(r.text), header=None, names=['id', 'probability', 'label'], dtype={'id': str, 'label': str})
+        return pd.read_csv(io.StringIO(r.text), header=None, names=['id', 'probability', 'label'],
+                           dtype={'id': str, 'label': str})
     assert r.headers['Content-Type'] == accept
     recs = r.json()['predictions'] if accept == JSON else [json.loads(l) for l in r.text.splitlines()]
     return pd.DataFrame(recs, columns=['id', 'probability', 'label'])
 
 def assert_same(got:pd.DataFrame, expected:pd.DataFrame):
     assert got['id'].astype(str).tolist() == expected['id'].astype(str).tolist()
-    np.testing.assert_allclose(got['probability'].to_numpy(float), expected['probability'].to_numpy(float), rtol=0, atol=TOL)
+    np.testing.assert_allclose(got['probability'].to_numpy(float), expected['probability'].to_numpy(float), rtol=0,
+                               atol=TOL)
     assert got['label'].astype(str).tolist() == expected['label'].astype(str).tolist()
 
 
@@ -197,7 +203,8 @@ BAD_REQUESTS = [ # (name, body, content type, accept, status, words of the messa
     ('no content type', b'[{"message": "hi"}]', None, None, 415, 'missing Content-Type'),
     ('unknown charset', b'message\nhi\n', 'text/csv; charset=klingon', None, 415, 'unsupported charset'),
     *[(f'{c} charset', b'message\nhi\n', f'text/csv; charset={c}', None, 415, f"unsupported charset '{c}' (")
-      for c in ('rot13', 'base64', 'zlib', 'bz2', 'hex', 'uu', 'quopri', 'punycode', 'idna', 'undefined', 'unicode_escape')],
+      for c in ('rot13', 'base64', 'zlib', 'bz2', 'hex', 'uu', 'quopri', 'punycode', 'idna', 'undefined',
+                'unicode_escape')],
     ('accept png', b'[{"message": "hi"}]', JSON, 'image/png', 406, 'cannot answer in'),
     ('empty body', b'', JSON, None, 400, 'empty request body'),
     ('blank body', b' \n\n', CSV, None, 400, 'empty request body'),
@@ -205,12 +212,15 @@ BAD_REQUESTS = [ # (name, body, content type, accept, status, words of the messa
     ('json scalar', b'"hello"', JSON, None, 400, 'must be a list of records'),
     ('json empty list', b'[]', JSON, None, 400, 'no records'),
     ('no input field', b'[{"msg": "hi", "amount": 3}]', JSON, None, 400, "none of the model's input fields"),
-    ('null fields only', b'[{"message": "hi"}, {"message": null, "case_id": "x"}]', JSON, None, 400, 'row 1 has no value'),
-    ('nested value', b'[{"message": {"text": "hi"}}]', JSON, None, 400, "row 0, field 'message': expected a single value"),
+    ('null fields only', b'[{"message": "hi"}, {"message": null, "case_id": "x"}]', JSON, None, 400,
+     'row 1 has no value'),
+    ('nested value', b'[{"message": {"text": "hi"}}]', JSON, None, 400,
+     "row 0, field 'message': expected a single value"),
     ('record not object', b'[{"message": "hi"}, 42]', JSON, None, 400, 'row 1: a record must be an object'),
     ('number not numeric json', b'[{"message": "hi"}, {"message": "hi", "order_amount": "abc"}]', JSON, None, 400,
      "row 1, field 'order_amount': 'abc' is not a number"),
-    ('number not numeric csv', b'message,order_amount\nhi,1\nhi,2\nhi,twelve\n', CSV, None, 400, "row 2, field 'order_amount': 'twelve'"),
+    ('number not numeric csv', b'message,order_amount\nhi,1\nhi,2\nhi,twelve\n', CSV, None, 400,
+     "row 2, field 'order_amount': 'twelve'"),
     ('unterminated quote', b'message,order_amount\n"hi,1\n', CSV, None, 400, 'malformed CSV'),
     ('ragged csv', b'message,order_amount\nhi,1\nhi,1,2,3\n', CSV, None, 400, 'malformed CSV: Error tokenizing data'),
     ('headerless wrong width', b'hi,1\n', CSV, None, 400, 'has 2 values; expected 7'),
@@ -228,7 +238,8 @@ BAD_REQUESTS = [ # (name, body, content type, accept, status, words of the messa
 @pytest.mark.parametrize('name,body,content_type,accept,status,words', BAD_REQUESTS, ids=[b[0] for b in BAD_REQUESTS])
 def test_bad_request(server, name, body, content_type, accept, status, words):
     if name == 'get invocations': r = requests.get(f'{server.url}/invocations', timeout=10)
-    else: r = server.post(body, content_type, accept, {'unknown path': '/predict', 'post ping': '/ping'}.get(name, '/invocations'))
+    else: r = server.post(body, content_type, accept,
+                          {'unknown path': '/predict', 'post ping': '/ping'}.get(name, '/invocations'))
     assert r.status_code == status, r.text
     assert r.headers['Content-Type'] == JSON
     assert words in r.json()['error'], r.json()
@@ -289,21 +300,25 @@ def test_burst_of_concurrent_requests_while_ping_stays_fast(server, bundle, rows
 
 @needs_nginx
 def test_incompatible_model_is_refused_then_sigterm_stops_everything(base, tmp_path):
-    "A model dir of another format version: 503 with the reason on /ping, in the log too; nginx's limit follows the env; SIGTERM stops all."
+    """A model dir of another format version: 503 with the reason on /ping, in the log too;
+    nginx's limit follows the env; SIGTERM stops all."""
     model = tmp_path/'sm'/'model'
     shutil.copytree(base/'model', model)
     meta = json.loads((model/'bsm_model.json').read_text())
     (model/'bsm_model.json').write_text(json.dumps({**meta, 'format_version': 99}))
-    s = Server(tmp_path/'sm', tmp_path/'serve.log', MODEL_SERVER_WORKERS='1', SAGEMAKER_MAX_PAYLOAD_IN_MB='1', SAGEMAKER_BATCH='true')
+    s = Server(tmp_path/'sm', tmp_path/'serve.log', MODEL_SERVER_WORKERS='1', SAGEMAKER_MAX_PAYLOAD_IN_MB='1',
+               SAGEMAKER_BATCH='true')
     try:
         r = s.wait(until=lambda r: r.json().get('status') == 'failed')
         assert (r.status_code, r.headers['Content-Type']) == (503, JSON)
-        failed = {'status': 'failed', 'error': 'the model failed to load; the server log says why'} # no path, no file names
+        # no path, no file names
+        failed = {'status': 'failed', 'error': 'the model failed to load; the server log says why'}
         assert r.json() == failed
         r = s.post(b'[{"message": "hi"}]')
         assert r.status_code == 503 and r.json() == failed
         assert 'model format 99' in s.log.read_text() and 'reads format 1' in s.log.read_text()
-        assert requests.get(f'{s.url}/execution-parameters', timeout=5).json() == {'MaxConcurrentTransforms': 1, 'BatchStrategy': 'MULTI_RECORD', 'MaxPayloadInMB': 1}
+        assert (requests.get(f'{s.url}/execution-parameters', timeout=5).json()
+                == {'MaxConcurrentTransforms': 1, 'BatchStrategy': 'MULTI_RECORD', 'MaxPayloadInMB': 1})
         r = s.post(b'x' * (MB + MB // 2), CSV)
         assert r.status_code == 413 and 'larger than 1 MB' in r.json()['error']
         family = descendants(s.proc.pid)
@@ -321,9 +336,11 @@ NGINX_1_18 = ROOT/'.cache'/'nginx-1.18'
 
 @needs_nginx
 def test_serves_through_nginx_1_18(base, bundle, rows, tmp_path):
-    "Ubuntu 22.04's and Debian bullseye's nginx, 1.18 (older than `-e`): started, answering, its own errors JSON, stopped."
+    """Ubuntu 22.04's and Debian bullseye's nginx, 1.18 (older than `-e`):
+    started, answering, its own errors JSON, stopped."""
     if not (NGINX_1_18/'nginx').exists():
-        pytest.skip(f'nginx 1.18 is not in {NGINX_1_18}: `make install` puts it there (tests/tools/fetch_nginx_1_18.sh, from Debian bullseye)')
+        pytest.skip(f'nginx 1.18 is not in {NGINX_1_18}: `make install` puts it there '
+                    '(tests/tools/fetch_nginx_1_18.sh, from Debian bullseye)')
     s = Server(base, tmp_path/'serve.log', PATH=f'{NGINX_1_18}{os.pathsep}{os.environ["PATH"]}')
     try:
         s.wait()
@@ -362,12 +379,13 @@ def running(pid:int)->bool:
 
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
-FIELDS = ['case_id', 'message', 'marketplace', 'order_status', 'item_category', 'order_amount', 'days_since_order', 'messages_so_far', 'label']
+FIELDS = ['case_id', 'message', 'marketplace', 'order_status', 'item_category', 'order_amount', 'days_since_order',
+          'messages_so_far', 'label']
 # lone surrogates (JSON's "\ud800" escapes), NULs, bidi controls and zero-width characters, alone and inside words
-UNUSUAL = ['\ud800', '\udc80', 'a\udbffb', '\udfff\ud800', '\x00', 'a\x00b', '\u202e', 'abc\u202edef', '\u2066x\u2069', '\u200f', '\u061c',
-           '\u200b', '\u200c\u200d', '\u2060', '\ufeff', '\u2028', '\x85']
-odd = st.sampled_from(['', 'NA', 'nan', 'inf', '-inf', '-1e309', '1e-400', '0x1F', ' 3 ', '١٢', '\x00', '\ufeff', 'é' * 5, 'a' * 5000, '"', ',', '\n',
-                       *UNUSUAL])
+UNUSUAL = ['\ud800', '\udc80', 'a\udbffb', '\udfff\ud800', '\x00', 'a\x00b', '\u202e', 'abc\u202edef', '\u2066x\u2069',
+           '\u200f', '\u061c', '\u200b', '\u200c\u200d', '\u2060', '\ufeff', '\u2028', '\x85']
+odd = st.sampled_from(['', 'NA', 'nan', 'inf', '-inf', '-1e309', '1e-400', '0x1F', ' 3 ', '١٢', '\x00', '\ufeff',
+                       'é' * 5, 'a' * 5000, '"', ',', '\n', *UNUSUAL])
 HUGE = ['a' * MB, 'word ' * (MB // 5), '\u202e\u200b' * (MB // 2), 'x\ud800' * (MB // 2)] # 1 MB single fields
 
 def _codec_names()->list:
@@ -380,11 +398,14 @@ def _codec_names()->list:
         except LookupError: return False
     return sorted(n for n in names if ok(n))
 CODEC_NAMES = _codec_names()
-scalars = st.none() | st.booleans() | st.integers() | st.integers(-10**400, 10**400) | st.floats() | st.text(max_size=30) | odd
-nested = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3), max_leaves=8)
+scalars = (st.none() | st.booleans() | st.integers() | st.integers(-10**400, 10**400) | st.floats()
+           | st.text(max_size=30) | odd)
+nested = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3)
+                      | st.dictionaries(st.text(max_size=6), inner, max_size=3), max_leaves=8)
 value = st.one_of(scalars, scalars, scalars, nested) # mostly single values, as a model field holds
 NUMERIC = ('order_amount', 'days_since_order', 'messages_so_far')
-numbers = st.floats() | st.integers() | st.floats().map(str) | st.sampled_from(['1e308', '-0', ' 12 ', '3.5e-2', 'NaN', ''])
+numbers = (st.floats() | st.integers() | st.floats().map(str)
+           | st.sampled_from(['1e308', '-0', ' 12 ', '3.5e-2', 'NaN', '']))
 
 def field_value(name:str):
     "What a caller would plausibly send for `name` most of the time, and anything else sometimes."
@@ -394,8 +415,10 @@ def field_value(name:str):
 field_record = st.lists(st.sampled_from(FIELDS), min_size=1, max_size=9, unique=True).flatmap(
     lambda names: st.fixed_dictionaries({n: field_value(n) for n in names}))
 record = st.sampled_from(['fields'] * 6 + ['any keys', 'array', 'value']).flatmap(lambda k: {
-    'fields': field_record, 'any keys': st.dictionaries(st.text(max_size=10), value, max_size=4), 'array': st.lists(value, max_size=10), 'value': value}[k])
-cell = st.sampled_from(['text', 'number', 'odd']).flatmap(lambda k: {'text': st.text(max_size=20), 'number': numbers.map(str), 'odd': odd}[k])
+    'fields': field_record, 'any keys': st.dictionaries(st.text(max_size=10), value, max_size=4),
+    'array': st.lists(value, max_size=10), 'value': value}[k])
+cell = st.sampled_from(['text', 'number', 'odd']).flatmap(lambda k: {'text': st.text(max_size=20),
+                                                                     'number': numbers.map(str), 'odd': odd}[k])
 
 def csv_text(header:list, rows:list)->str:
     out = io.StringIO(); w = csv.writer(out)
@@ -409,21 +432,25 @@ def fuzzed_request(draw):
     if kind == 'json':
         recs = st.lists(record, min_size=1, max_size=6)
         doc = draw(st.sampled_from(['list'] * 4 + ['instances', 'one', 'other']).flatmap(lambda k: {
-            'list': recs, 'instances': st.fixed_dictionaries({'instances': recs}), 'one': field_record, 'other': value}[k]))
+            'list': recs, 'instances': st.fixed_dictionaries({'instances': recs}), 'one': field_record,
+            'other': value}[k]))
         body, ctype = json.dumps(doc, allow_nan=True).encode(), JSON
     elif kind == 'jsonl':
-        line = st.sampled_from([True] * 6 + [False]).flatmap(lambda r: record.map(json.dumps) if r else st.text(max_size=30))
+        line = st.sampled_from([True] * 6 + [False]).flatmap(lambda r: record.map(json.dumps) if r
+                                                             else st.text(max_size=30))
         body, ctype = '\n'.join(draw(st.lists(line, min_size=1, max_size=6))).encode(), JSONL
     elif kind in ('csv', 'raw-csv'):
         header = draw(st.sampled_from(['fields'] * 4 + ['any', 'none']).flatmap(lambda k: {
-            'fields': st.lists(st.sampled_from(FIELDS), min_size=1, max_size=9, unique=True), 'any': st.lists(st.text(max_size=8), max_size=9), 'none': st.just([])}[k]))
+            'fields': st.lists(st.sampled_from(FIELDS), min_size=1, max_size=9, unique=True),
+            'any': st.lists(st.text(max_size=8), max_size=9), 'none': st.just([])}[k]))
         width = st.integers(0, 12) if kind == 'raw-csv' else st.just(max(len(header), 1))
         rows = draw(st.lists(width.flatmap(lambda n: st.lists(cell, min_size=n, max_size=n)), min_size=1, max_size=6))
         text = csv_text(header, rows) if kind == 'csv' else '\n'.join(','.join(r) for r in [header, *rows])
         body, ctype = text.encode(draw(st.sampled_from(['utf-8'] * 6 + ['utf-16', 'latin-1'])), 'replace'), CSV
     elif kind == 'deep':
         n = draw(st.integers(1_000, 200_000))
-        body, ctype = draw(st.sampled_from([('[' * n + ']' * n), ('{"message": ' * n + '1' + '}' * n), ('[' * n)])).encode(), draw(st.sampled_from([JSON, JSONL]))
+        body, ctype = draw(st.sampled_from([('[' * n + ']' * n), ('{"message": ' * n + '1' + '}' * n),
+                                            ('[' * n)])).encode(), draw(st.sampled_from([JSON, JSONL]))
     elif kind == 'huge': # one row, one field of 1 MB
         text, fmt = draw(st.sampled_from(HUGE)), draw(st.sampled_from([JSON, JSONL, CSV]))
         rec = {'case_id': 'big', 'message': text, 'marketplace': draw(st.sampled_from(['US', *UNUSUAL]))}
@@ -431,13 +458,16 @@ def fuzzed_request(draw):
                 json.dumps([rec] if fmt == JSON else rec).encode())
         ctype = fmt
     else: body, ctype = draw(st.binary(max_size=300)), draw(st.sampled_from([CSV, JSON, JSONL]))
-    params = draw(st.sampled_from(['', '', '', '', '', '', '; charset=utf-8', '; charset=latin-1', '; charset=utf-16', '; charset=klingon', '; header=absent',
-                                   '; header=present', 'codec', 'codec', 'codec']))
-    if params == 'codec': params = f'; charset={draw(st.sampled_from(CODEC_NAMES))}' # any codec Python knows, text encoding or not
+    params = draw(st.sampled_from(['', '', '', '', '', '', '; charset=utf-8', '; charset=latin-1', '; charset=utf-16',
+                                   '; charset=klingon', '; header=absent', '; header=present', 'codec', 'codec',
+                                   'codec']))
+    # any codec Python knows, text encoding or not
+    if params == 'codec': params = f'; charset={draw(st.sampled_from(CODEC_NAMES))}'
     # headers: well-formed most of the time, so that most bodies reach the model
     ctype = draw(st.sampled_from([ctype + params] * 30 + ['application/x-ndjson', 'text/plain', '', None]))
     if ctype is None: ctype = draw(header_text)
-    accept = draw(st.sampled_from([None] * 24 + [JSON, CSV, JSONL, '*/*', 'text/csv;header=present', 'image/png', 'application/*;q=0', '']))
+    accept = draw(st.sampled_from([None] * 24 + [JSON, CSV, JSONL, '*/*', 'text/csv;header=present', 'image/png',
+                                                 'application/*;q=0', '']))
     if accept == '': accept = draw(header_text)
     return body, ctype, accept
 
@@ -455,7 +485,8 @@ def app_client(base, bundle):
     assert app.extensions['bsm_model'].wait(120) == 'ready'
     return app.test_client()
 
-@hsettings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large], derandomize=True)
+@hsettings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+           derandomize=True)
 @given(req=fuzzed_request())
 def test_fuzzed_requests_get_200_or_a_4xx_in_process(app_client, req):
     "Any body, Content-Type and Accept: 200, or a 4xx with a JSON reason; never a 500."
@@ -471,7 +502,9 @@ def test_still_serving_after_fuzzing_in_process(app_client, bundle, rows):
 
 
 @needs_nginx
-@hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture], derandomize=True)
+@hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                                                  HealthCheck.function_scoped_fixture],
+           derandomize=True)
 @given(req=fuzzed_request())
 def test_fuzzed_requests_through_nginx_and_gunicorn(server, req):
     "A smaller sample through the real stack: nginx's own answers count too."
@@ -489,8 +522,8 @@ def test_still_serving_after_fuzzing(server, bundle, rows):
 
 
 def test_too_many_records_are_refused_before_parsing(base, bundle, monkeypatch):
-    """Bodies of many tiny records (5 MB) are a 413 from the count on the text, before any parser runs (the parsers fail the
-    test if called); a body within the limit is parsed and answered as before."""
+    """Bodies of many tiny records (5 MB) are a 413 from the count on the text, before any parser runs
+    (the parsers fail the test if called); a body within the limit is parsed and answered as before."""
     import bsm_nb.protocol as protocol
     app = create_app(ServeSettings(model_dir=base/'model', torch_threads=0, max_rows=1000), loader=lambda d: bundle)
     assert app.extensions['bsm_model'].wait(120) == 'ready'
@@ -501,21 +534,25 @@ def test_too_many_records_are_refused_before_parsing(base, bundle, monkeypatch):
               (b'message\n' + b'"a\nb"\n' * 1001, CSV)] # quoted line breaks: 1001 records of two lines each
     def parsed(*a, **k): raise AssertionError('the body was parsed')
     with monkeypatch.context() as m:
-        for name in ('read_csv_rows', 'json_records', 'jsonlines_records', 'records_frame'): m.setattr(protocol, name, parsed)
+        for name in ('read_csv_rows', 'json_records', 'jsonlines_records', 'records_frame'):
+            m.setattr(protocol, name, parsed)
         for body, ctype in bodies:
             r = client.post('/invocations', data=body, content_type=ctype)
             assert (r.status_code, r.mimetype) == (413, JSON), r.data[:300]
             assert 'rows in one request; this server answers at most 1000 rows a request' in r.json['error'], r.json
-    r = client.post('/invocations', data=b'message\n' + b'"a\nb"\n' * 1000, content_type=CSV) # 2000 lines, 1000 records: within
+    # 2000 lines, 1000 records: within
+    r = client.post('/invocations', data=b'message\n' + b'"a\nb"\n' * 1000, content_type=CSV)
     assert r.status_code == 200 and len(r.json['predictions']) == 1000, r.data[:300]
 
 
-def proc_uid(pid:int)->int: return int(next(l for l in Path(f'/proc/{pid}/status').read_text().splitlines() if l.startswith('Uid:')).split()[1])
+def proc_uid(pid:int)->int:
+    return int(next(l for l in Path(f'/proc/{pid}/status').read_text().splitlines() if l.startswith('Uid:')).split()[1])
 def cmdline(pid:int)->list: return Path(f'/proc/{pid}/cmdline').read_bytes().decode(errors='replace').split('\0')
 
 
 def python_readable_by(uid:int)->bool:
-    "Whether `uid` can reach this interpreter's own modules (not so for a Python under /root, as on some build machines)."
+    """Whether `uid` can reach this interpreter's own modules
+    (not so for a Python under /root, as on some build machines)."""
     from bsm_nb.server import _can, _groups
     import pwd
     py, gid = Path(sys.base_prefix), next(p.pw_gid for p in pwd.getpwall() if p.pw_uid == uid)
@@ -534,10 +571,10 @@ def server_processes(s:Server)->tuple:
 @needs_nginx
 @pytest.mark.skipif(os.geteuid() != 0, reason='serve changes users only when started as root')
 def test_socket_and_run_dir_are_closed_to_others_and_a_stalled_client_is_cut_off(server, tmp_path, base):
-    """As root: the run dir is root's and the socket group's (0750), the socket 0660 in that group, which nginx's workers
-    run in (as their own user); gunicorn's workers run as bsm where the image has it, else stay root with a warning. A
-    client that stops sending its body is disconnected after BSM_CLIENT_TIMEOUT (2 s here, not nginx's 60 s), one that
-    stops in its header as quickly, and the server answers as before."""
+    """As root: the run dir is root's and the socket group's (0750), the socket 0660 in that group, which nginx's
+    workers run in (as their own user); gunicorn's workers run as bsm where the image has it, else stay root with a
+    warning. A client that stops sending its body is disconnected after BSM_CLIENT_TIMEOUT (2 s here, not nginx's 60 s),
+    one that stops in its header as quickly, and the server answers as before."""
     import pwd, stat
     from bsm_nb.server import nginx_worker_user
     web = pwd.getpwnam(nginx_worker_user())
@@ -550,13 +587,16 @@ def test_socket_and_run_dir_are_closed_to_others_and_a_stalled_client_is_cut_off
         except KeyError: bsm = None
         group = bsm.pw_gid if bsm else web.pw_gid
         assert workers and nginx_workers and proc_uid(master) == 0
-        assert {proc_uid(p) for p in workers} == {bsm.pw_uid if bsm else 0} and {proc_uid(p) for p in nginx_workers} == {web.pw_uid}
-        assert stat.S_ISSOCK(st_sock.st_mode) and (stat.S_IMODE(st_sock.st_mode), st_sock.st_gid) == (0o660, group), oct(st_sock.st_mode)
+        assert ({proc_uid(p) for p in workers} == {bsm.pw_uid if bsm else 0}
+                and {proc_uid(p) for p in nginx_workers} == {web.pw_uid})
+        assert (stat.S_ISSOCK(st_sock.st_mode)
+                and (stat.S_IMODE(st_sock.st_mode), st_sock.st_gid) == (0o660, group)), oct(st_sock.st_mode)
         assert (stat.S_IMODE(st_run.st_mode), st_run.st_uid, st_run.st_gid) == (0o750, 0, group), oct(st_run.st_mode)
         assert bsm or "no user 'bsm' here: gunicorn's workers run as root" in s.log.read_text()
 
         stalled = socket.create_connection(('127.0.0.1', s.port), timeout=30)
-        stalled.sendall(b'POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\nContent-Length: 1000\r\n\r\nmessage\nhi')
+        stalled.sendall(b'POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\nContent-Length: '
+                        b'1000\r\n\r\nmessage\nhi')
         t0, answer = time.monotonic(), b''
         while chunk := stalled.recv(65536): answer += chunk
         took = time.monotonic() - t0
@@ -574,14 +614,15 @@ def test_socket_and_run_dir_are_closed_to_others_and_a_stalled_client_is_cut_off
 @needs_nginx
 @pytest.mark.skipif(os.geteuid() != 0, reason='serve changes users only when started as root')
 def test_workers_run_as_the_serve_user(base, bundle, rows, tmp_path):
-    """BSM_SERVE_USER=nobody: gunicorn's workers run as nobody (the master stays root), the socket is nobody's (0660), the
-    run dir root's and nobody's group's (0750), nginx's workers are in that group, and requests are answered."""
+    """BSM_SERVE_USER=nobody: gunicorn's workers run as nobody (the master stays root), the socket is nobody's (0660),
+    the run dir root's and nobody's group's (0750), nginx's workers are in that group, and requests are answered."""
     import pwd, stat, tempfile
     nobody = pwd.getpwnam('nobody')
     if not python_readable_by(nobody.pw_uid):
-        pytest.skip(f'nobody cannot read this Python ({sys.base_prefix}): its workers could not import the standard library; '
-                    'make container-test checks the image, whose Python is readable')
-    home = Path(tempfile.mkdtemp(dir='/tmp', prefix='bsm-model-')) # a model dir nobody can read (pytest's tmp dirs are root's only)
+        pytest.skip(f'nobody cannot read this Python ({sys.base_prefix}): its workers could not import the standard '
+                    'library; make container-test checks the image, whose Python is readable')
+    # a model dir nobody can read (pytest's tmp dirs are root's only)
+    home = Path(tempfile.mkdtemp(dir='/tmp', prefix='bsm-model-'))
     home.chmod(0o755)
     shutil.copytree(base/'model', home/'model')
     subprocess.run(['chmod', '-R', 'a+rX', str(home)], check=True)
@@ -633,14 +674,16 @@ def test_execution_parameters_fit_the_row_limit(server):
     "MaxPayloadInMB: the payload limit, lowered where the measured row limit holds fewer 100-byte rows."
     limit = limit_in_log(server.log)
     r = requests.get(f'{server.url}/execution-parameters', timeout=5).json()
-    assert r == {'MaxConcurrentTransforms': 2, 'BatchStrategy': 'MULTI_RECORD', 'MaxPayloadInMB': max(1, min(6, limit * 100 // MB))}
+    assert r == {'MaxConcurrentTransforms': 2, 'BatchStrategy': 'MULTI_RECORD',
+                 'MaxPayloadInMB': max(1, min(6, limit * 100 // MB))}
 
 
 @needs_nginx
 def test_more_rows_than_fit_are_refused_at_once(base, bundle, tmp_path):
-    """With an 8 s timeout, the measured limit refuses a larger request at once (413, naming the limit), and a request of
-    exactly the limit, in the slowest rows there are, is answered within the timeout."""
-    s = Server(base, tmp_path/'serve.log', MODEL_SERVER_WORKERS='1', MODEL_SERVER_TIMEOUT='8', SAGEMAKER_MAX_PAYLOAD_IN_MB='30')
+    """With an 8 s timeout, the measured limit refuses a larger request at once (413, naming the limit),
+    and a request of exactly the limit, in the slowest rows there are, is answered within the timeout."""
+    s = Server(base, tmp_path/'serve.log', MODEL_SERVER_WORKERS='1', MODEL_SERVER_TIMEOUT='8',
+               SAGEMAKER_MAX_PAYLOAD_IN_MB='30')
     try:
         s.wait()
         limit = limit_in_log(s.log)
@@ -669,7 +712,8 @@ def slow_server(net_base, tmp_path_factory):
     finally: s.stop()
 
 def too_many(server)->int:
-    "Rows of `long_rows` whose work is twice the 5 s timeout at the pace the worker logged (12,000 at least, ~0.75 kB each)."
+    """Rows of `long_rows` whose work is twice the 5 s timeout at the pace the worker logged
+    (12,000 at least, ~0.75 kB each)."""
     import re
     m = re.search(r'its slowest rows take ([0-9.]+) ms each', server.log.read_text())
     assert m, server.log.read_text()[-3000:]
@@ -678,9 +722,9 @@ def too_many(server)->int:
 
 @needs_nginx
 def test_too_slow_request_stops_at_its_deadline_and_the_next_is_prompt(slow_server, net_bundle, rows):
-    """A request of more work than its 5 s timeout is stopped before its deadline with a JSON 504 saying how far it got and
-    how many rows fit (not nginx's bare 504 after the timeout); a request sent meanwhile is shed at once with 503 and
-    Retry-After; the next normal request is answered in its normal time."""
+    """A request of more work than its 5 s timeout is stopped before its deadline with a JSON 504 saying how far it got
+    and how many rows fit (not nginx's bare 504 after the timeout); a request sent meanwhile is shed at once with 503
+    and Retry-After; the next normal request is answered in its normal time."""
     n = too_many(slow_server)
     s, normal = slow_server, encode(rows.iloc[:10], JSON)
     s.post(normal)
@@ -691,13 +735,15 @@ def test_too_slow_request_stops_at_its_deadline_and_the_next_is_prompt(slow_serv
         time.sleep(1.0)
         t1 = time.monotonic()
         r = s.post(normal)
-        assert r.status_code == 503 and int(r.headers['Retry-After']) >= 1 and 'queued ahead need about' in r.json()['error'], r.text[:300]
+        assert (r.status_code == 503 and int(r.headers['Retry-After']) >= 1
+                and 'queued ahead need about' in r.json()['error']), r.text[:300]
         assert time.monotonic() - t1 < 1
         r = slow.result()
     took = time.monotonic() - t0
     assert (r.status_code, r.headers['Content-Type']) == (504, JSON), r.text[:300]
     msg = r.json()['error']
-    assert 'too large for the 5 s timeout' in msg and f'of {n} rows were done' in msg and 'rows fit in that time' in msg, msg
+    assert ('too large for the 5 s timeout' in msg and f'of {n} rows were done' in msg
+            and 'rows fit in that time' in msg), msg
     assert 3 < took < 5, took
     t0 = time.monotonic()
     assert_same(decode(s.post(normal), JSON), net_bundle.predict_frame(rows.iloc[:10]))
@@ -706,8 +752,8 @@ def test_too_slow_request_stops_at_its_deadline_and_the_next_is_prompt(slow_serv
 
 @needs_nginx
 def test_work_for_a_client_that_left_is_not_done(slow_server, net_bundle, rows):
-    """A client that leaves 1 s into a long request: nginx closes its connection to gunicorn, and the worker stops at the
-    next check instead of computing the rest for nobody. Then the server answers as before."""
+    """A client that leaves 1 s into a long request: nginx closes its connection to gunicorn, and the worker stops at
+    the next check instead of computing the rest for nobody. Then the server answers as before."""
     n = too_many(slow_server)
     import re
     s = slow_server
@@ -719,20 +765,22 @@ def test_work_for_a_client_that_left_is_not_done(slow_server, net_bundle, rows):
     assert time.monotonic() - t0 < 4, out[-2000:] # before the 4 s of work the deadline allows
     done = [int(m) for m in re.findall(rf'the client closed the connection; stopped after (\d+) of {n} rows', out)]
     assert done and done[0] < n, out[-2000:]
-    assert 'too large for the 5 s timeout' not in out.split('the client closed the connection')[-1] # not also computed to the deadline
+    # not also computed to the deadline
+    assert 'too large for the 5 s timeout' not in out.split('the client closed the connection')[-1]
     assert s.ping().status_code == 200
     assert_same(decode(s.post(encode(rows.iloc[:5], JSON)), JSON), net_bundle.predict_frame(rows.iloc[:5]))
 
 
 @needs_nginx
 def test_load_is_shed_at_once_while_ping_stays_fast(slow_server, net_bundle):
-    """Twelve clients at once, each with about half a second of work, against a worker that holds 2 requests: the others get 503 with
-    Retry-After at once, no request waits into a timeout, and /ping answers under 2 s throughout."""
+    """Twelve clients at once, each with about half a second of work, against a worker that holds 2 requests: the others
+    get 503 with Retry-After at once, no request waits into a timeout, and /ping answers under 2 s throughout."""
     s, body = slow_server, encode(long_rows(net_bundle, 600), CSV) # ~0.3-0.6 s each
     pings, stop = [], threading.Event()
     def pinger():
         while not stop.is_set():
-            t0 = time.perf_counter(); status = s.ping().status_code; pings.append((time.perf_counter() - t0, status)); stop.wait(0.05)
+            t0 = time.perf_counter(); status = s.ping().status_code; pings.append((time.perf_counter() - t0, status))
+            stop.wait(0.05)
     def call(_):
         t0 = time.monotonic(); r = s.post(body, CSV); return r, time.monotonic() - t0
     watcher = threading.Thread(target=pinger); watcher.start()
@@ -750,9 +798,10 @@ def test_load_is_shed_at_once_while_ping_stays_fast(slow_server, net_bundle):
 
 @needs_nginx
 def test_stuck_worker_is_replaced(net_base, net_bundle, rows, tmp_path):
-    """One prediction that runs past BSM_STUCK_AFTER in a single batch (no check can stop it): the worker exits, gunicorn
-    starts another, the caller gets a JSON 503 from nginx, and the server answers again."""
-    s = Server(net_base, tmp_path/'serve.log', MODEL_SERVER_WORKERS='1', MODEL_SERVER_TIMEOUT='30', BSM_STUCK_AFTER='1',
+    """One prediction that runs past BSM_STUCK_AFTER in a single batch (no check can stop it):
+    the worker exits, gunicorn starts another, the caller gets a JSON 503 from nginx, and the server answers again."""
+    s = Server(net_base, tmp_path/'serve.log', MODEL_SERVER_WORKERS='1', BSM_STUCK_AFTER='1',
+               MODEL_SERVER_TIMEOUT='180', # admitted even at 20 ms a row: the worker must get stuck, not refuse
                BSM_SERVE_BATCH_SIZE='100000', MAX_ROWS_PER_REQUEST='100000')
     try:
         s.wait()
@@ -769,7 +818,8 @@ def test_stuck_worker_is_replaced(net_base, net_bundle, rows, tmp_path):
 
 @pytest.fixture(scope='module')
 def multiclass(tmp_path_factory, tiny):
-    relabel = lambda df: pd.cut(df['order_amount'].fillna(30), [-np.inf, 20, 60, np.inf], labels=['low', 'mid', 'high']).astype(str)
+    relabel = lambda df: pd.cut(df['order_amount'].fillna(30), [-np.inf, 20, 60, np.inf],
+                                labels=['low', 'mid', 'high']).astype(str)
     base = train(tmp_path_factory.mktemp('sm3'), tiny, relabel)
     return base, load_bundle(base/'model', device='cpu')
 
@@ -786,16 +836,19 @@ def test_multiclass_answers_carry_each_class(multiclass):
     assert [p['label'] for p in preds] == expected['label'].tolist()
     for name in bundle.label_list:
         np.testing.assert_allclose([p['probabilities'][name] for p in preds], expected[f'prob_{name}'], atol=TOL)
-    r = client.post('/invocations', data=encode(sample, CSV), content_type=CSV, headers={'Accept': 'text/csv;header=present'})
+    r = client.post('/invocations', data=encode(sample, CSV), content_type=CSV,
+                    headers={'Accept': 'text/csv;header=present'})
     got = pd.read_csv(io.StringIO(r.text), dtype={'id': str, 'label': str})
     assert list(got.columns) == ['id', *[f'prob_{n}' for n in bundle.label_list], 'label']
-    np.testing.assert_allclose(got[[f'prob_{n}' for n in bundle.label_list]], expected[[f'prob_{n}' for n in bundle.label_list]], atol=TOL)
+    np.testing.assert_allclose(got[[f'prob_{n}' for n in bundle.label_list]],
+                               expected[[f'prob_{n}' for n in bundle.label_list]], atol=TOL)
 
 
 # --- bsm-predict ----------------------------------------------------------------------------------
 
 def test_bsm_predict_console_script_on_csv(base, bundle, rows, tmp_path):
-    r = subprocess.run([str(BIN/'bsm-predict'), str(base/'model'), str(base/'input'/'data'/'test'/'test.csv'), str(tmp_path/'out.csv')],
+    r = subprocess.run([str(BIN/'bsm-predict'), str(base/'model'), str(base/'input'/'data'/'test'/'test.csv'),
+                        str(tmp_path/'out.csv')],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     assert '100 predictions written' in r.stderr
@@ -840,13 +893,15 @@ def test_predict_api_and_bad_files(base, bundle, rows, tmp_path, capsys, monkeyp
 def test_docker_model_files(base):
     "nginx.conf is the current rendering; serve, predictor.py and wsgi.py are thin wrappers that work."
     assert (ROOT/'docker'/'model'/'nginx.conf').read_text() == reference_nginx_conf(), \
-        "docker/model/nginx.conf is stale: python -c 'from bsm_nb.server import reference_nginx_conf; print(reference_nginx_conf(), end=\"\")' > docker/model/nginx.conf"
-    r = subprocess.run([sys.executable, str(ROOT/'docker'/'model'/'serve'), '--print-nginx-conf', '--port', '9123'], capture_output=True, text=True, timeout=120)
+        ("docker/model/nginx.conf is stale: python -c 'from bsm_nb.server import reference_nginx_conf; "
+         "print(reference_nginx_conf(), end=\"\")' > docker/model/nginx.conf")
+    r = subprocess.run([sys.executable, str(ROOT/'docker'/'model'/'serve'), '--print-nginx-conf', '--port', '9123'],
+                       capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and 'listen 9123;' in r.stdout, r.stderr
     code = ('import wsgi\n'
             'state = wsgi.app.extensions["bsm_model"]\n'
             'assert state.wait(120) == "ready", state.reason\n'
             'print(wsgi.app.test_client().get("/ping").status_code)')
-    r = subprocess.run([sys.executable, '-c', code], cwd=ROOT/'docker'/'model', capture_output=True, text=True, timeout=300,
-                       env={**os.environ, 'SAGEMAKER_BASE_DIR': str(base)})
+    r = subprocess.run([sys.executable, '-c', code], cwd=ROOT/'docker'/'model', capture_output=True, text=True,
+                       timeout=300, env={**os.environ, 'SAGEMAKER_BASE_DIR': str(base)})
     assert r.returncode == 0 and r.stdout.split() == ['200'], r.stderr[-3000:]

@@ -28,8 +28,9 @@ class Server:
         root.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, 'MLFLOW_SERVER_ENABLE_JOB_EXECUTION': 'false'} # no job runner processes
         with open(self.log, 'w') as out:
-            self.proc = subprocess.Popen([str(MLFLOW), 'server', '--host', '127.0.0.1', '--port', str(self.port), '--workers', '1',
-                                          '--backend-store-uri', f'sqlite:///{root}/mlflow.db', '--artifacts-destination', str(root/'artifacts')],
+            self.proc = subprocess.Popen([str(MLFLOW), 'server', '--host', '127.0.0.1', '--port', str(self.port),
+                                          '--workers', '1', '--backend-store-uri', f'sqlite:///{root}/mlflow.db',
+                                          '--artifacts-destination', str(root/'artifacts')],
                                          stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         self._wait(timeout)
 
@@ -42,7 +43,8 @@ class Server:
                     if r.status == 200: return
             except OSError: time.sleep(0.5)
         self.stop()
-        pytest.fail(f'mlflow server did not answer /health within {timeout:.0f} s; its log:\n' + self.log.read_text()[-3000:])
+        pytest.fail(f'mlflow server did not answer /health within {timeout:.0f} s; its log:\n'
+                    + self.log.read_text()[-3000:])
 
     def stop(self):
         "Kill the server and the processes it started (its own process group)."
@@ -100,7 +102,8 @@ def test_a_run_reads_back_whole_from_the_server(server, tmp_path):
     trainer = tiny_fit(lg, epochs=3)
     (tmp_path/'metrics.json').write_text(json.dumps({'test': {'auroc': 0.75}}))
     (tmp_path/'roc_curve.png').write_bytes(b'\x89PNG not really')
-    log_final(lg, {'val': {'auroc': 0.8, 'rows': 40}, 'test': {'auroc': 0.75, 'rows': 40}, 'threshold': 0.5, 'encoder': 'tiny'},
+    log_final(lg, {'val': {'auroc': 0.8, 'rows': 40}, 'test': {'auroc': 0.75, 'rows': 40}, 'threshold': 0.5,
+                   'encoder': 'tiny'},
               [tmp_path/'metrics.json', tmp_path/'roc_curve.png', tmp_path/'no_such.png'], step=trainer.global_step)
     finish(lg)
     assert lg.stopped is None
@@ -110,12 +113,14 @@ def test_a_run_reads_back_whole_from_the_server(server, tmp_path):
     assert client.get_experiment(run.info.experiment_id).name == 'bsm_nb_test'
     assert (run.info.run_name, run.info.status) == ('tiny-run', 'FINISHED')
     params = run.data.params
-    assert {k: params.get(k) for k in hps} == {'lr': '3e-05', 'max_epochs': '3', 'fusion': 'gated', 'text_name': "['message']"}
+    assert {k: params.get(k) for k in hps} == {'lr': '3e-05', 'max_epochs': '3',
+                                               'fusion': 'gated', 'text_name': "['message']"}
     assert params.get('model/step_size') == '0.05' # the module's own hyperparameters, logged by Lightning under model/
     history = client.get_metric_history(lg.run_id, 'train_loss')
     assert [m.step for m in history] == [3, 7, 11], [(m.step, m.value) for m in history] # one per epoch
     assert {k: v for k, v in run.data.metrics.items() if k.startswith('final/')} == {
-        'final/val_auroc': 0.8, 'final/val_rows': 40.0, 'final/test_auroc': 0.75, 'final/test_rows': 40.0, 'final/threshold': 0.5}
+        'final/val_auroc': 0.8, 'final/val_rows': 40.0, 'final/test_auroc': 0.75, 'final/test_rows': 40.0,
+        'final/threshold': 0.5}
     assert sorted(a.path for a in client.list_artifacts(lg.run_id)) == ['metrics.json', 'roc_curve.png']
     got = Path(client.download_artifacts(lg.run_id, 'metrics.json', str(tmp_path/'down')))
     assert json.loads(got.read_text()) == {'test': {'auroc': 0.75}}
@@ -153,11 +158,13 @@ def test_a_server_killed_midway_is_warnings_not_a_failed_job(tmp_path, caplog):
     t0 = time.time()
     trainer = tiny_fit(lg2, epochs=2) # the server died before this fit: training goes on
     assert trainer.current_epoch == 2 and time.time() - t0 < 60, f'{time.time() - t0:.0f} s'
-    assert lg2.stopped and 'logging metrics failed' in caplog.text and 'tracking stops here, training goes on' in caplog.text
+    assert (lg2.stopped and 'logging metrics failed' in caplog.text
+            and 'tracking stops here, training goes on' in caplog.text)
 
 
 def test_an_arn_with_no_sagemaker_to_reach_is_a_warning(monkeypatch, tmp_path, caplog):
-    "The ARN goes to sagemaker-mlflow's store; with no AWS to reach (fake credentials, offline or refused) the run is a warning."
+    """The ARN goes to sagemaker-mlflow's store; with no AWS to reach
+    (fake credentials, offline or refused) the run is a warning."""
     from importlib.metadata import entry_points
     from mlflow.tracking import MlflowClient
     assert 'arn' in {e.name for e in entry_points(group='mlflow.tracking_store')}, 'pip install sagemaker-mlflow'
@@ -202,11 +209,12 @@ def test_train_logs_its_run_to_the_server(server, train_tree, train_run, tiny_be
     from mlflow.tracking import MlflowClient
     with_password = server.uri.replace('http://', 'http://me:s3cret@') # the server ignores it; nothing may keep it
     base = train_tree('tracked', n_train=80, n_val=30, n_test=30, seed=5,
-                      hyperparameters={'max_epochs': 2, 'mlflow_tracking_uri': with_password, 'mlflow_experiment': 'bsm-e2e',
-                                       'checkpoint_every_n_steps': 2})
+                      hyperparameters={'max_epochs': 2, 'mlflow_tracking_uri': with_password,
+                                       'mlflow_experiment': 'bsm-e2e', 'checkpoint_every_n_steps': 2})
     rc, out, _ = train_run(base, '--pretrained_model', tiny_bert_dir)
     assert rc == 0, out[-4000:]
-    kept = [p for p in [*(base/'model').rglob('*'), *(base/'checkpoints').rglob('*')] if p.is_file() and b's3cret' in p.read_bytes()]
+    kept = [p for p in [*(base/'model').rglob('*'), *(base/'checkpoints').rglob('*')] if p.is_file()
+            and b's3cret' in p.read_bytes()]
     assert not kept and 's3cret' not in out, kept
     assert json.loads((base/'model'/'bsm_model.json').read_text())['config']['mlflow_tracking_uri'] == server.uri
     client = MlflowClient(server.uri)
@@ -219,7 +227,8 @@ def test_train_logs_its_run_to_the_server(server, train_tree, train_run, tiny_be
     assert len(client.get_metric_history(run.info.run_id, 'val_auroc')) == m['epochs'] == 2
     assert run.data.metrics['final/test_auroc'] == pytest.approx(m['test']['auroc'])
     assert run.data.metrics['final/threshold'] == pytest.approx(m['threshold'])
-    assert {'metrics.json', 'roc_curve.png', 'pr_curve.png', 'calibration_curve.png'} <= {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert ({'metrics.json', 'roc_curve.png', 'pr_curve.png', 'calibration_curve.png'}
+            <= {a.path for a in client.list_artifacts(run.info.run_id)})
     assert run.data.tags['bsm_nb.version'] == bsm_nb.__version__ and 'train' in run.data.tags['bsm_nb.channels']
     assert run.data.params['mlflow_tracking_uri'] == server.uri and 's3cret' not in json.dumps(run.data.params)
 
@@ -235,8 +244,10 @@ def test_train_with_an_unreachable_server_still_lands_the_model(train_tree, trai
 
 
 def test_a_bad_tracking_uri_fails_before_training(train_tree, train_run, tiny_bert_dir):
-    "A tracking URI of no accepted form is a config error: exit 255 at once, the failure file naming the hyperparameter."
-    base = train_tree('badtracking', n_train=40, n_val=16, n_test=16, hyperparameters={'mlflow_tracking_uri': 'ftp://x'})
+    """A tracking URI of no accepted form is a config error:
+    exit 255 at once, the failure file naming the hyperparameter."""
+    base = train_tree('badtracking', n_train=40, n_val=16, n_test=16,
+                      hyperparameters={'mlflow_tracking_uri': 'ftp://x'})
     rc, out, _ = train_run(base, '--pretrained_model', tiny_bert_dir)
     assert rc == 255, out[-3000:]
     first = (base/'output'/'failure').read_text().splitlines()[0]

@@ -1,7 +1,8 @@
 """Benchmark the second peer, AutoGluon's AutoMM (`autogluon.multimodal` 1.6.3), on the shared protocol.
 
 Run in bench/.venv-automm (bench/accuracy/setup_automm.sh):
-    bench/.venv-automm/bin/python bench/accuracy/automm_run.py --without-rating [--seed 42] [--hp KEY=VALUE ...] [--out bench/out/automm.jsonl]
+    bench/.venv-automm/bin/python bench/accuracy/automm_run.py --without-rating [--seed 42] [--hp KEY=VALUE ...]
+                                                               [--out bench/out/automm.jsonl]
 
 Used the way its docs do it: MultiModalPredictor(label=...).fit(train, tuning_data=val, hyperparameters=...)
 -> predict_proba. Figures come from its predicted probabilities through bench_metrics (F1 threshold chosen on val).
@@ -112,7 +113,8 @@ def parse_args():
                     help="row's train samples/s from the training loop's time (default, as the other rows) or fit()'s")
     ap.add_argument("--hp", action="append", default=[], type=key_value, metavar="KEY=VALUE",
                     help="another AutoMM hyperparameter, e.g. optim.lr_choice=single (repeatable; named in the row)")
-    ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "out", "automm.jsonl"))
+    ap.add_argument("--out",
+                    default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "out", "automm.jsonl"))
     return ap.parse_args()
 
 
@@ -195,7 +197,8 @@ def main():
     torch.set_num_threads(2)
     nums = ["Age", "Positive Feedback Count"] + (["Rating"] if a.with_rating else [])
     cols = TEXT + CATS + nums + [LABEL]
-    train, val, test = (load("train", a.train_rows, cols), load("val", a.eval_rows, cols), load("test", a.eval_rows, cols))
+    train, val, test = (load("train", a.train_rows, cols), load("val", a.eval_rows, cols),
+                        load("test", a.eval_rows, cols))
     column_types = {**{c: "text" for c in TEXT}, **{c: "categorical" for c in CATS}, **{c: "numerical" for c in nums}}
 
     hyperparameters = {
@@ -233,8 +236,10 @@ def main():
     names = list(cfg.model.names)
     fusion = next((n for n in names if n.startswith("fusion")), None)
     parts = [n for n in names if n != fusion]
-    precision = {"32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed"}.get(str(cfg.env.precision), str(cfg.env.precision))
-    run = f"AutoGluon AutoMM {AUTOMM_VERSION} (defaults: {fusion or 'no fusion'} over {' + '.join(parts)}) · {precision}"
+    precision = {"32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed"}.get(str(cfg.env.precision),
+                                                                            str(cfg.env.precision))
+    run = (f"AutoGluon AutoMM {AUTOMM_VERSION} (defaults: {fusion or 'no fusion'} over {' + '.join(parts)}) "
+           f"· {precision}")
     if a.hp:
         run += ", " + ", ".join(f"{k} {v}" for k, v in a.hp)
     if a.train_rows != TRAIN_ROWS or a.eval_rows:
@@ -245,8 +250,10 @@ def main():
     fit_sps = len(train) * epochs / fit_s
     log = lambda *x: print(*x, file=sys.stderr, flush=True)
     pre = learner._df_preprocessor
-    log("automm features used: " + json.dumps(dict(  # AutoMM drops a column whose categories are all rare / constant
-        text=pre.text_feature_names, categorical=pre.categorical_num_categories, numerical=pre.numerical_feature_names)))
+    # AutoMM drops a column whose categories are all rare / constant
+    log("automm features used: " + json.dumps(dict(
+        text=pre.text_feature_names, categorical=pre.categorical_num_categories,
+        numerical=pre.numerical_feature_names)))
     log("automm checkpoints averaged (greedy-soup candidates, then the final model): " + json.dumps(SOUP_CALLS)
         + f"; val AUROC of the final model {roc_auc_score(val[LABEL], p_val):.5f}")
     log("automm timing: " + json.dumps(dict(

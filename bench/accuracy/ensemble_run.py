@@ -4,9 +4,12 @@ and from its metrics.json the network's, the trees' and the answers' test AUROC,
 chosen on val, ECE and Brier before and after calibration, and the time the trees, temperature and weight took
 beside the network's fit.
 
-    .venv/bin/python bench/accuracy/ensemble_run.py --data womens [--with-rating] --seed 42 [--hp KEY=VALUE ...] [--out bench/out/ensemble.jsonl]
-    .venv/bin/python bench/accuracy/ensemble_run.py --data womens-multiclass --seed 42   # label: Rating 1-5, Rating not a feature
-    .venv/bin/python bench/accuracy/ensemble_run.py --data synthetic --seed 42           # bsm_nb.synthetic, 2,000 / 400 / 400 rows
+    .venv/bin/python bench/accuracy/ensemble_run.py --data womens [--with-rating] --seed 42 [--hp KEY=VALUE ...]
+                                                    [--out bench/out/ensemble.jsonl]
+    .venv/bin/python bench/accuracy/ensemble_run.py --data womens-multiclass --seed 42
+        # label: Rating 1-5, Rating not a feature
+    .venv/bin/python bench/accuracy/ensemble_run.py --data synthetic --seed 42
+        # bsm_nb.synthetic, 2,000 / 400 / 400 rows
 
 Women's Clothing: the protocol of bench/RESULTS.md (first 4,000 train rows, full val and test, the packaged MiniLM,
 1 epoch, batch 32, max length 128, lr 5e-5, 2 threads). One JSON line per run; the figures are metrics.json's own.
@@ -32,7 +35,8 @@ def multiclass_tree(base:Path, seed:int, extra:dict)->Path:
     hps = {"id_name": "row_id", "text_name": json.dumps(["Title", "Review Text"]), "label_name": "Rating",
            "cat_field_list": json.dumps(["Division Name", "Department Name", "Class Name"]),
            "tab_field_list": json.dumps(["Age", "Positive Feedback Count"]), "max_epochs": "1", "batch_size": "32",
-           "max_seq_length": "128", "lr": "5e-05", "num_threads": "2", "seed": str(seed), "checkpoint_every_n_steps": "0",
+           "max_seq_length": "128", "lr": "5e-05", "num_threads": "2", "seed": str(seed),
+           "checkpoint_every_n_steps": "0",
            "metric_choices": json.dumps(["auroc", "accuracy"]), **extra}
     (base/"input/config").mkdir(parents=True)
     (base/"input/config/hyperparameters.json").write_text(json.dumps(hps))

@@ -1,12 +1,14 @@
 """bsm_nb runs for the benchmark table (project venv), one `bsm-train` process per run.
 
-    .venv/bin/python bench/accuracy/ours_run.py --fusion concat --with-rating [--precision 32-true] [--hp KEY=VALUE ...] [--out bench/out/ours.jsonl]
+    .venv/bin/python bench/accuracy/ours_run.py --fusion concat --with-rating [--precision 32-true] [--hp KEY=VALUE ...]
+                                                [--out bench/out/ours.jsonl]
 
-Same protocol as the peer (bench/RESULTS.md): first 4,000 train rows, full val and test, the packaged MiniLM,
-1 epoch, batch 32, max length 128, encoder lr 5e-5, 2 threads, seed 42; every other hyperparameter at its default
-unless given with --hp. The row's name says the precision the run used (`auto` resolves per machine). The run is the real `train` program on a
-SageMaker-layout tree in a temp dir; figures come from its predictions files through bench_metrics.figures,
-speeds from its metrics.json (time on training batches, validation excluded as in the peer's runs; prediction time), peak RSS from the child process.
+Same protocol as the peer (bench/RESULTS.md): first 4,000 train rows, full val and test, the packaged MiniLM, 1 epoch,
+batch 32, max length 128, encoder lr 5e-5, 2 threads, seed 42; every other hyperparameter at its default unless given
+with --hp. The row's name says the precision the run used (`auto` resolves per machine). The run is the real `train`
+program on a SageMaker-layout tree in a temp dir; figures come from its predictions files through bench_metrics.figures,
+speeds from its metrics.json (time on training batches, validation excluded as in the peer's runs; prediction time),
+peak RSS from the child process.
 """
 import time
 
@@ -22,7 +24,8 @@ from bench_metrics import DATA_DIR, TRAIN_ROWS, figures, write_result
 BIN = Path(sys.executable).parent
 
 
-def write_tree(base: Path, with_rating: bool, fusion: str, precision: str, seed: int, extra: dict | None = None) -> Path:
+def write_tree(base: Path, with_rating: bool, fusion: str, precision: str, seed: int,
+               extra: dict | None = None) -> Path:
     "Channels with the benchmark's rows (id column named) and hyperparameters as SageMaker sends them."
     for split, nrows in (("train", TRAIN_ROWS), ("val", None), ("test", None)):
         df = pd.read_csv(os.path.join(DATA_DIR, f"{split}.csv"), nrows=nrows).rename(columns={"Unnamed: 0": "row_id"})
@@ -30,9 +33,11 @@ def write_tree(base: Path, with_rating: bool, fusion: str, precision: str, seed:
         df.to_csv(base / "input/data" / split / f"{split}.csv", index=False)
     nums = ["Age", "Positive Feedback Count"] + (["Rating"] if with_rating else [])
     hps = {"id_name": "row_id", "text_name": json.dumps(["Title", "Review Text"]), "label_name": "Recommended IND",
-           "cat_field_list": json.dumps(["Division Name", "Department Name", "Class Name"]), "tab_field_list": json.dumps(nums),
+           "cat_field_list": json.dumps(["Division Name", "Department Name", "Class Name"]),
+           "tab_field_list": json.dumps(nums),
            "max_epochs": "1", "batch_size": "32", "max_seq_length": "128", "lr": "5e-05", "num_threads": "2",
-           "seed": str(seed), "fusion": fusion, "precision": precision, "checkpoint_every_n_steps": "0", **(extra or {})}
+           "seed": str(seed), "fusion": fusion, "precision": precision, "checkpoint_every_n_steps": "0",
+           **(extra or {})}
     (base / "input/config").mkdir(parents=True)
     (base / "input/config/hyperparameters.json").write_text(json.dumps(hps))
     return base
@@ -52,7 +57,8 @@ def main():
     ap.add_argument("--with-rating", dest="with_rating", action="store_true")
     ap.add_argument("--without-rating", dest="with_rating", action="store_false")
     ap.add_argument("--precision", default="auto")
-    ap.add_argument("--hp", action="append", default=[], type=key_value, metavar="KEY=VALUE", help="another hyperparameter (repeatable)")
+    ap.add_argument("--hp", action="append", default=[], type=key_value, metavar="KEY=VALUE",
+                    help="another hyperparameter (repeatable)")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--out", default="bench/out/ours.jsonl")
     a = ap.parse_args()

@@ -1,7 +1,8 @@
 """Benchmark the peer, Multimodal-Toolkit 0.4.0 (`multimodal_transformers`), on the shared protocol.
 
 Run in bench/.venv-peer (bench/accuracy/setup_peer.sh):
-    bench/.venv-peer/bin/python bench/accuracy/peer_run.py --combine-feat-method gating_on_cat_and_num_feats_then_sum --without-rating
+    bench/.venv-peer/bin/python bench/accuracy/peer_run.py --combine-feat-method gating_on_cat_and_num_feats_then_sum
+        --without-rating
 
 Used the way the peer's README does it: load_data_from_folder -> TabularConfig -> AutoModelWithTabular -> HF Trainer.
 Known holes of the peer, kept on purpose and reported in RESULTS.md:
@@ -49,7 +50,8 @@ def parse_args():
                         help="keep Rating among the numeric features (it nearly leaks the label)")
     rating.add_argument("--without-rating", dest="with_rating", action="store_false", help="drop Rating (default)")
     ap.add_argument("--seed", type=int, default=42)
-    ap.add_argument("--bf16", action="store_true", help="TrainingArguments(bf16=True): bf16 autocast, as bsm_nb's default on a bf16 CPU")
+    ap.add_argument("--bf16", action="store_true",
+                    help="TrainingArguments(bf16=True): bf16 autocast, as bsm_nb's default on a bf16 CPU")
     ap.add_argument("--train-rows", type=int, default=TRAIN_ROWS, help="protocol: 4000; smaller only for smoke tests")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "out", "peer.jsonl"))
     return ap.parse_args()
@@ -108,7 +110,8 @@ def main():
     p_test, test_s = positive_proba(trainer, test_ds)
     shutil.rmtree(out_dir, ignore_errors=True)
 
-    write_result(a.out, run=f"Multimodal-Toolkit 0.4.0, {a.combine_feat_method}" + (" · bf16" if a.bf16 else ""), with_rating=a.with_rating,
+    write_result(a.out, run=f"Multimodal-Toolkit 0.4.0, {a.combine_feat_method}" + (" · bf16" if a.bf16 else ""),
+                 with_rating=a.with_rating,
                  seed=a.seed, **figures(val_ds.labels, p_val, test_ds.labels, p_test),
                  train_samples_per_s=len(train_ds) / train_s, infer_rows_per_s=len(test_ds) / test_s,
                  peak_rss_mb=peak_rss_mb(), wall_s=time.perf_counter() - T0)

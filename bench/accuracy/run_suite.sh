@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The accuracy suite (bench/accuracy/suite/): baselines, bsm_nb default per data set x seed, AutoMM, then the tables in
-# bench/RESULTS.md; every run appends a row to bench/results/accuracy/suite.jsonl (protocol: bench/accuracy/suite/datasets.py).
+# bench/RESULTS.md; every run appends a row to bench/results/accuracy/suite.jsonl
+# (protocol: bench/accuracy/suite/datasets.py).
 #   bash bench/accuracy/run_suite.sh
 #   DATA="wine_reviews_5k liar" SEEDS="42" ALT_HP="" WITH_AUTOMM=0 WITH_EARLIER=0 bash bench/accuracy/run_suite.sh
 # AutoMM runs on disaster_tweets and wine_reviews_5k (those of DATA), seed 42, in bench/.venv-automm
@@ -35,13 +36,15 @@ for hp in $ALT_HP; do
   done
 done
 
-# Women's Clothing on the protocol its goals were set on (first 4,000 train rows, 1 epoch): bench/accuracy/ensemble_run.py
+# Women's Clothing on the protocol its goals were set on (first 4,000 train rows, 1 epoch):
+# bench/accuracy/ensemble_run.py
 if [ "${WITH_EARLIER:-1}" = 1 ]; then
   for seed in $SEEDS; do
     for wr in "" --with-rating; do
       say "Women's Clothing, earlier protocol $wr seed $seed"
       # shellcheck disable=SC2086
-      nice -n 10 "$PY" bench/accuracy/ensemble_run.py --data womens $wr --seed "$seed" --out bench/results/accuracy/suite_womens_earlier_protocol.jsonl
+      nice -n 10 "$PY" bench/accuracy/ensemble_run.py --data womens $wr --seed "$seed" \
+        --out bench/results/accuracy/suite_womens_earlier_protocol.jsonl
     done
   done
 fi

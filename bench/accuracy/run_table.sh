@@ -34,14 +34,17 @@ bash bench/accuracy/setup_automm.sh
 for args in "--without-rating" "--with-rating"; do
     log "automm $args"
     # shellcheck disable=SC2086  # $args is a flag
-    bench/.venv-automm/bin/python bench/accuracy/automm_run.py --seed 42 --out "$rows/automm.jsonl" $args >>"$out/automm.log" 2>&1
+    bench/.venv-automm/bin/python bench/accuracy/automm_run.py --seed 42 --out "$rows/automm.jsonl" $args \
+        >>"$out/automm.log" 2>&1
     log "done"
 done
 
 # bsm_nb ("ours"): the exported train program, same protocol, defaults (precision auto: bf16-mixed where the CPU has
-# bf16 in hardware), each fusion and the ablations; then 32-true, and the earlier defaults (fp32, BERT's attention dropout, no width rounding), to show what each change gave.
+# bf16 in hardware), each fusion and the ablations; then 32-true, and the earlier defaults (fp32, BERT's attention
+# dropout, no width rounding), to show what each change gave.
 rm -f "$rows/ours.jsonl" "$rows/step_profile.txt"
-for args in "concat --without-rating" "gated --without-rating" "text_only --without-rating" "tab_only --without-rating" \
+for args in "concat --without-rating" "gated --without-rating" "text_only --without-rating" \
+            "tab_only --without-rating" \
             "concat --with-rating" "gated --with-rating" "tab_only --with-rating" \
             "concat --without-rating --precision 32-true" \
             "concat --without-rating --precision 32-true --hp attention_dropout=0.1 --hp pad_multiple=1"; do

@@ -59,7 +59,8 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTH
 pypath=$repo
 if [[ $profile == gpu ]]; then
   if [[ ! -f .gpu_inputs/minilm-fp16/config.json && " ${extra[*]-} " != *" --encoder "* ]]; then
-    echo "gpu_check.sh: .gpu_inputs/minilm-fp16 is missing: run bash bench/gpu/gpu_prep.sh here and carry .gpu_inputs" >&2
+    echo "gpu_check.sh: .gpu_inputs/minilm-fp16 is missing:" \
+      "run bash bench/gpu/gpu_prep.sh here and carry .gpu_inputs" >&2
     exit 2
   fi
   if compgen -G '.whl/*.whl' >/dev/null; then

@@ -1,12 +1,14 @@
-"""The encoder that bench/gpu/gpu_check.sh carries to the GPU machine: the packaged all-MiniLM-L6-v2 as an fp16 safetensors copy
-(about 45 MB instead of 91), with its tokenizer and a config.json whose `dtype` is float32, so that `from_pretrained`
-(transformers 5 loads a checkpoint in its own dtype by default) casts the weights back to fp32 on load.
+"""The encoder that bench/gpu/gpu_check.sh carries to the GPU machine: the packaged all-MiniLM-L6-v2 as an fp16
+safetensors copy (about 45 MB instead of 91), with its tokenizer and a config.json whose `dtype` is float32, so that
+`from_pretrained` (transformers 5 loads a checkpoint in its own dtype by default) casts the weights back to fp32 on
+load.
 
     .venv/bin/python bench/gpu/gpu_inputs.py [--out .gpu_inputs/minilm-fp16]
 
 It then checks the copy the way bsm_nb loads it (`bsm_nb.model.load_encoder_weights`): every parameter fp32, and the
-mean-pooled embeddings of some synthetic messages within `--tolerance` of the original's (||copy - original|| / ||original||,
-all messages together; fp16 rounding of the weights gives about 1e-3); the figures go to `fp16_check.json` beside it.
+mean-pooled embeddings of some synthetic messages within `--tolerance` of the original's (||copy - original|| /
+||original||, all messages together; fp16 rounding of the weights gives about 1e-3); the figures go to `fp16_check.json`
+beside it.
 """
 import argparse, json, os, shutil, sys, time
 from pathlib import Path
@@ -27,7 +29,8 @@ def write_fp16_copy(src:Path, dst:Path)->Path:
     shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir(parents=True)
     save_file(half, str(tmp/'model.safetensors'), metadata={'format': 'pt'})
     config = json.loads((src/'config.json').read_text())
-    # transformers 5 loads in the dtype the config names (else in the checkpoint's): float32 makes it upcast the fp16 weights
+    # transformers 5 loads in the dtype the config names (else in the checkpoint's):
+    # float32 makes it upcast the fp16 weights
     config.update(dtype='float32', torch_dtype='float32')
     (tmp/'config.json').write_text(json.dumps(config, indent=1) + '\n')
     for name in TOKENIZER_FILES:
@@ -62,17 +65,23 @@ def check_copy(src:Path, dst:Path, tolerance:float=2e-3, n:int=64)->dict:
     rel = ((out - ref).norm() / ref.norm()).item()
     cos = torch.nn.functional.cosine_similarity(out, ref, dim=-1).min().item()
     sizes = {p.name: p.stat().st_size for p in sorted(dst.iterdir())}
-    return {'source': str(src), 'copy': str(dst), 'texts': n, 'param_dtypes': sorted(dtypes), 'source_param_dtypes': sorted(ref_dtypes),
-            'config_dtype': str(cfg.dtype), 'pooled_rel_diff': rel, 'pooled_max_abs_diff': pooled_diff, 'pooled_max_abs': ref.abs().max().item(),
-            'hidden_max_abs_diff': hidden_diff, 'min_cosine': cos, 'tolerance': tolerance, 'bytes': sizes, 'total_bytes': sum(sizes.values()),
+    return {'source': str(src), 'copy': str(dst), 'texts': n, 'param_dtypes': sorted(dtypes),
+            'source_param_dtypes': sorted(ref_dtypes),
+            'config_dtype': str(cfg.dtype), 'pooled_rel_diff': rel, 'pooled_max_abs_diff': pooled_diff,
+            'pooled_max_abs': ref.abs().max().item(),
+            'hidden_max_abs_diff': hidden_diff, 'min_cosine': cos, 'tolerance': tolerance, 'bytes': sizes,
+            'total_bytes': sum(sizes.values()),
             'ok': dtypes == {'torch.float32'} and rel <= tolerance and cos > 0.9999}
 
 
 def main(argv=None)->int:
-    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--out', type=Path, default=ROOT/'.gpu_inputs'/'minilm-fp16', help='folder to write (replaced)')
-    p.add_argument('--source', type=Path, default=None, help='encoder folder to copy (default: the packaged all-MiniLM-L6-v2)')
-    p.add_argument('--tolerance', type=float, default=2e-3, help='largest relative difference of the mean-pooled embeddings')
+    p.add_argument('--source', type=Path, default=None,
+                   help='encoder folder to copy (default: the packaged all-MiniLM-L6-v2)')
+    p.add_argument('--tolerance', type=float, default=2e-3,
+                   help='largest relative difference of the mean-pooled embeddings')
     args = p.parse_args(argv)
     sys.path.insert(0, str(ROOT))
     from bsm_nb.model import packaged_encoder_path
@@ -84,7 +93,8 @@ def main(argv=None)->int:
     (dst/'fp16_check.json').write_text(json.dumps(report, indent=1) + '\n')
     print(json.dumps({k: v for k, v in report.items() if k != 'bytes'}, indent=1))
     if not report['ok']:
-        print(f'gpu_inputs: the fp16 copy in {dst} does not load as fp32 or differs by more than {args.tolerance} (relative)', file=sys.stderr)
+        print(f'gpu_inputs: the fp16 copy in {dst} does not load as fp32 or differs by more than {args.tolerance} '
+              '(relative)', file=sys.stderr)
         return 1
     return 0
 

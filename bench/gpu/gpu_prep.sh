@@ -12,7 +12,8 @@ PY=${PYTHON:-.venv/bin/python}
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
 # Not in the image's package list (/work/.library/device/KINDS.md): fastcore (bsm_nb.serve), flask and two of its needs
-# (itsdangerous, blinker). werkzeug is there, in a version nobody has read: carried so that Flask gets the one tested here.
+# (itsdangerous, blinker). werkzeug is there, in a version nobody has read: carried so that Flask gets the one tested
+# here.
 # gunicorn is left out: the check serves through Flask's test client. Versions: this venv's, the ones the tests run.
 WHEELS=(flask fastcore itsdangerous blinker werkzeug)
 
@@ -31,7 +32,8 @@ done
 echo "wheels: ${pins[*]}"
 
 # what the device call sends: tracked and untracked-not-ignored files, plus the carried folders
-tree=$(git ls-files -z --cached --others --exclude-standard | xargs -0 -r stat -c %s -- 2>/dev/null | awk '{s += $1} END {print s + 0}')
+tree=$(git ls-files -z --cached --others --exclude-standard | xargs -0 -r stat -c %s -- 2>/dev/null |
+  awk '{s += $1} END {print s + 0}')
 whl=$(du -sb .whl | cut -f1)
 enc=$(du -sb .gpu_inputs | cut -f1)
 total=$((tree + whl + enc))

@@ -1,13 +1,14 @@
 """Serving throughput and latency: bsm-serve (nginx + gunicorn, loopback) against `predict_frame` in-process.
 
-    .venv/bin/python bench/serving/serve_bench.py [--model-dir DIR] [--encoder packaged|tiny] [--seconds 20] [--workers N] [--precision auto|32-true]
+    .venv/bin/python bench/serving/serve_bench.py [--model-dir DIR] [--encoder packaged|tiny] [--seconds 20]
+                                                  [--workers N] [--precision auto|32-true]
 
-Without --model-dir it trains a model once into bench/out/serve_model (synthetic messaging data, 1 epoch,
-the packaged all-MiniLM-L6-v2 encoder by default) and reuses it afterwards. For 1, 8 and 64 rows a request it
-measures rows/s and p50/p99 latency of sequential requests (JSON records, one keep-alive connection, the client
-on the same machine) and of the same row chunks through `ModelBundle.predict_frame` in this process (called from a
-thread of its own, like the server's request threads, with torch using every core), in alternating rounds so that neither side competes with the other and drifting machine load
-hits both alike.
+Without --model-dir it trains a model once into bench/out/serve_model (synthetic messaging data, 1 epoch, the packaged
+all-MiniLM-L6-v2 encoder by default) and reuses it afterwards. For 1, 8 and 64 rows a request it measures rows/s and
+p50/p99 latency of sequential requests (JSON records, one keep-alive connection, the client on the same machine) and of
+the same row chunks through `ModelBundle.predict_frame` in this process (called from a thread of its own, like the
+server's request threads, with torch using every core), in alternating rounds so that neither side competes with the
+other and drifting machine load hits both alike.
 Prints a markdown table for bench/RESULTS.md. Not a test: the numbers depend on the machine.
 """
 import argparse, json, os, platform, shutil, signal, subprocess, sys, time
@@ -35,13 +36,15 @@ def ensure_model(out:Path, encoder:str)->Path:
         from bsm_nb.model import save_tiny_bert
         args += ['--pretrained_model', str(save_tiny_bert(out/'tiny_bert'))]
     print(f'training a {encoder} model into {base} ...', file=sys.stderr)
-    r = subprocess.run([str(BIN/'bsm-train'), *args], env={**os.environ, 'SAGEMAKER_BASE_DIR': str(base)}, capture_output=True, text=True)
+    r = subprocess.run([str(BIN/'bsm-train'), *args], env={**os.environ, 'SAGEMAKER_BASE_DIR': str(base)},
+                       capture_output=True, text=True)
     if r.returncode: sys.exit(f'bsm-train failed:\n{r.stderr[-3000:]}')
     return base
 
 
 def model_in_precision(model_dir:Path, precision:str, out:Path)->Path:
-    "`model_dir` as is for `auto`; otherwise a copy under `out` (weights linked, not copied) whose config predicts in `precision`."
+    """`model_dir` as is for `auto`;
+    otherwise a copy under `out` (weights linked, not copied) whose config predicts in `precision`."""
     model_dir = Path(model_dir)
     if precision == 'auto': return model_dir
     out = Path(out)
@@ -62,7 +65,8 @@ def chunks(rows, size:int, n:int)->list:
 
 
 def timed_calls(call, batches:list, seconds:float)->tuple:
-    "Call `call(payload)` for each (payload, rows) in turn for about `seconds` (at least 5 calls): (latencies, rows, wall)."
+    """Call `call(payload)` for each (payload, rows) in turn for about `seconds` (at least 5 calls):
+    (latencies, rows, wall)."""
     lat, rows, t0 = [], 0, time.perf_counter()
     for i, (payload, n) in enumerate(batches):
         if i >= 5 and time.perf_counter() - t0 > seconds: break
@@ -80,11 +84,13 @@ def summary(runs:list)->dict:
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--model-dir', type=Path, help='a trained model dir (default: train one into bench/out)')
-    p.add_argument('--encoder', choices=['packaged', 'tiny'], default='packaged', help='encoder of the model trained here')
+    p.add_argument('--encoder', choices=['packaged', 'tiny'], default='packaged',
+                   help='encoder of the model trained here')
     p.add_argument('--seconds', type=float, default=20, help='seconds per side and size')
     p.add_argument('--workers', type=int, help='MODEL_SERVER_WORKERS (default: bsm-serve decides)')
     p.add_argument('--log', type=Path, default=BENCH/'out'/'serve_bench.log', help="the server's output")
-    p.add_argument('--precision', default='auto', help='serve and predict in this precision: auto (bf16 where the CPU has it) or 32-true')
+    p.add_argument('--precision', default='auto',
+                   help='serve and predict in this precision: auto (bf16 where the CPU has it) or 32-true')
     args = p.parse_args()
 
     import torch
@@ -99,11 +105,13 @@ def main():
     model_dir = model_in_precision(model_dir, args.precision, BENCH/'out'/f'serve_model_{args.precision}')
     bundle = load_bundle(model_dir)
     rows = read_data_file(test) if test else None
-    if rows is None: sys.exit('--model-dir needs test rows: pass a SAGEMAKER_BASE_DIR layout (model/ beside input/data/test/)')
+    if rows is None:
+        sys.exit('--model-dir needs test rows: pass a SAGEMAKER_BASE_DIR layout (model/ beside input/data/test/)')
     n_max = {1: 6000, 8: 1500, 64: 300}
     work = {n: chunks(rows, n, n_max[n]) for n in SIZES}
     frames = {n: [(b, len(b)) for b in work[n]] for n in SIZES}
-    bodies = {n: [(json.dumps(b.astype(object).where(b.notna(), None).to_dict('records')).encode(), len(b)) for b in work[n]] for n in SIZES}
+    bodies = {n: [(json.dumps(b.astype(object).where(b.notna(), None).to_dict('records')).encode(), len(b))
+                  for b in work[n]] for n in SIZES}
     in_threads, max_len = torch.get_num_threads(), bundle.config.max_seq_length
 
     port = free_port()
@@ -111,7 +119,8 @@ def main():
            **({'MODEL_SERVER_WORKERS': str(args.workers)} if args.workers else {})}
     settings = ServeSettings.from_env(env)
     with open(args.log, 'wb') as log:
-        server = subprocess.Popen([str(BIN/'bsm-serve'), '--model-dir', str(model_dir)], env=env, stdout=log, stderr=subprocess.STDOUT)
+        server = subprocess.Popen([str(BIN/'bsm-serve'), '--model-dir', str(model_dir)], env=env, stdout=log,
+                                  stderr=subprocess.STDOUT)
     url, session = f'http://127.0.0.1:{port}', requests.Session()
     load_before = open('/proc/loadavg').read().split()[:3]
     results = {}
@@ -126,7 +135,8 @@ def main():
             time.sleep(0.25)
 
         def post(body):
-            r = session.post(f'{url}/invocations', data=body, headers={'Content-Type': 'application/json'}, timeout=120)
+            r = session.post(f'{url}/invocations', data=body, headers={'Content-Type': 'application/json'},
+                             timeout=120)
             assert r.status_code == 200, r.text
         # predict_frame runs in a thread of its own, as in a server worker's request thread, with every core
         inference = ThreadPoolExecutor(1, initializer=torch.set_num_threads, initargs=(in_threads,))
@@ -148,28 +158,37 @@ def main():
     load_after = open('/proc/loadavg').read().split()[:3]
 
     cores = len(os.sched_getaffinity(0))
-    enc = 'tiny random BERT' if args.encoder == 'tiny' and not args.model_dir else ('all-MiniLM-L6-v2' if not args.model_dir else str(model_dir))
+    enc = ('tiny random BERT' if args.encoder == 'tiny' and not args.model_dir
+           else ('all-MiniLM-L6-v2' if not args.model_dir else str(model_dir)))
     from fail_fast import cpu_flags
     from make_table import cpu_model
     print(f'\n### Through nginx vs in-process `predict_frame`, precision {args.precision}\n')
-    print(f'Machine: {cores} cores, {cpu_model()} ({cpu_flags()}), Python {platform.python_version()}, torch {torch.__version__}, '
-          f'{"GPU" if torch.cuda.is_available() else "CPU"}. Model: {enc}, max length {max_len}, synthetic messaging rows (text + 3 categorical + 3 numeric).')
-    print(f'Server: {settings.workers} worker(s) x {settings.torch_threads} torch thread(s), JSON requests, one client on the same machine, '
-          f'sequential requests on one keep-alive connection. In-process: `predict_frame` from a thread, {in_threads} torch threads.\n')
-    print('| rows/request | served rows/s | in-process rows/s | served / in-process | served p50 ms | served p99 ms | in-process p50 ms | in-process p99 ms | p99 overhead ms |')
+    print(f'Machine: {cores} cores, {cpu_model()} ({cpu_flags()}), Python {platform.python_version()}, '
+          f'torch {torch.__version__}, '
+          f'{"GPU" if torch.cuda.is_available() else "CPU"}. Model: {enc}, max length {max_len}, '
+          'synthetic messaging rows (text + 3 categorical + 3 numeric).')
+    print(f'Server: {settings.workers} worker(s) x {settings.torch_threads} torch thread(s), JSON requests, '
+          'one client on the same machine, '
+          'sequential requests on one keep-alive connection. '
+          f'In-process: `predict_frame` from a thread, {in_threads} torch threads.\n')
+    print('| rows/request | served rows/s | in-process rows/s | served / in-process | served p50 ms | served p99 ms '
+          '| in-process p50 ms | in-process p99 ms | p99 overhead ms |')
     print('|---|---|---|---|---|---|---|---|---|')
     for n in SIZES:
         s, i = results[n]['served'], results[n]['in_process']
-        print(f'| {n} | {s["rows_per_s"]:.0f} | {i["rows_per_s"]:.0f} | {s["rows_per_s"] / i["rows_per_s"]:.2f}x | {s["p50_ms"]:.1f} | {s["p99_ms"]:.1f} | '
+        print(f'| {n} | {s["rows_per_s"]:.0f} | {i["rows_per_s"]:.0f} | {s["rows_per_s"] / i["rows_per_s"]:.2f}x '
+              f'| {s["p50_ms"]:.1f} | {s["p99_ms"]:.1f} | '
               f'{i["p50_ms"]:.1f} | {i["p99_ms"]:.1f} | {s["p99_ms"] - i["p99_ms"]:+.1f} |')
     r64, r1 = results[64], results[1]
     ok64 = r64['served']['rows_per_s'] >= 0.9 * r64['in_process']['rows_per_s']
     ok1 = r1['served']['p99_ms'] <= r1['in_process']['p99_ms'] + 15
-    print(f'\nLoad average before / after: {" ".join(load_before)} / {" ".join(load_after)} (other work on the machine skews both sides alike).')
+    print(f'\nLoad average before / after: {" ".join(load_before)} / {" ".join(load_after)} '
+          '(other work on the machine skews both sides alike).')
     print(f'\nGoals: 64 rows/request at >= 0.9x in-process rows/s: {"met" if ok64 else "NOT met"}; '
           f'single-row p99 <= in-process + 15 ms: {"met" if ok1 else "NOT met"}.')
-    (BENCH/'out'/f'serve_bench_{args.precision}.json').write_text(json.dumps({'precision': args.precision, 'sizes': {str(k): v for k, v in results.items()}, 'cores': cores,
-                                                            'workers': settings.workers, 'torch_threads': settings.torch_threads}, indent=1))
+    (BENCH/'out'/f'serve_bench_{args.precision}.json').write_text(json.dumps(
+        {'precision': args.precision, 'sizes': {str(k): v for k, v in results.items()}, 'cores': cores,
+         'workers': settings.workers, 'torch_threads': settings.torch_threads}, indent=1))
 
 
 if __name__ == '__main__':

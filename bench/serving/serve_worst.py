@@ -10,11 +10,12 @@ bsm-serve) and after it VmHWM is read: the most the worker held while answering.
   the count on the text, before parsing. The benchmark fails (exit 1) if one of them is not a 413 or raises the
   worker's peak RSS by more than --max-delta-mb;
 - a single 6 MB text field (one row);
-- the max-rows request: as many of the slowest rows (every text filling max_seq_length) as the limit allows and 6 MB hold;
+- the max-rows request: as many of the slowest rows (every text filling max_seq_length) as the limit allows and 6 MB
+  hold;
 - one ordinary row, for scale.
 
-Without --model-dir it uses (and trains once) the model of bench/serving/serve_bench.py. Prints a Markdown table naming the CPU
-and its flags. Not a test: the numbers depend on the machine.
+Without --model-dir it uses (and trains once) the model of bench/serving/serve_bench.py. Prints a Markdown table naming
+the CPU and its flags. Not a test: the numbers depend on the machine.
 """
 import argparse, json, os, re, signal, sys, time
 from pathlib import Path
@@ -66,9 +67,11 @@ def fill(unit:bytes, head:bytes=b'', tail:bytes=b'')->bytes:
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--model-dir', type=Path, help='a SAGEMAKER_BASE_DIR with model/ (default: bench/out/serve_model_<encoder>)')
+    p.add_argument('--model-dir', type=Path,
+                   help='a SAGEMAKER_BASE_DIR with model/ (default: bench/out/serve_model_<encoder>)')
     p.add_argument('--encoder', choices=['packaged', 'tiny'], default='packaged')
-    p.add_argument('--max-delta-mb', type=float, default=64, help='the most a refused (413) request may raise the peak RSS')
+    p.add_argument('--max-delta-mb', type=float, default=64,
+                   help='the most a refused (413) request may raise the peak RSS')
     args = p.parse_args()
 
     from bsm_nb.artifacts import load_bundle
@@ -87,10 +90,12 @@ def main():
         cases = [ # (name, body, content type, refused before parsing)
             ('6 MB of tiny CSV rows', fill(b'a\n', b'message\n'), 'text/csv', True),
             ('6 MB of tiny JSON records', fill(b'{"message":"a"},', b'[', b'{}]'), 'application/json', True),
-            ('6 MB of tiny records in {"instances": [...]}', fill(b'{"message":"a"},', b'{"instances":[', b'{}]}'), 'application/json', True),
+            ('6 MB of tiny records in {"instances": [...]}', fill(b'{"message":"a"},', b'{"instances":[', b'{}]}'),
+             'application/json', True),
             ('6 MB of tiny JSON Lines', fill(b'{"message":"a"}\n'), 'application/jsonlines', True),
             ('one 6 MB text field', fill(b'word ', b'message\n"', b'"\n'), 'text/csv', False),
-            (f'max-rows request: {n_max} slowest rows', longest_rows(config, n_max).to_csv(index=False).encode(), 'text/csv', False),
+            (f'max-rows request: {n_max} slowest rows', longest_rows(config, n_max).to_csv(index=False).encode(),
+             'text/csv', False),
             ('one ordinary row', b'message\nwhere is my order?\n', 'text/csv', False)]
         session, failed = requests.Session(), []
         for name, body, ctype, refused in cases:
@@ -101,20 +106,24 @@ def main():
             ms = 1000 * (time.perf_counter() - t0)
             peak = status_kb(worker, 'VmHWM')
             delta = (peak - before) / 1024
-            answer = r.json().get('error', '')[:90] if r.status_code != 200 else f'{len(r.json()["predictions"])} predictions'
+            answer = (r.json().get('error', '')[:90] if r.status_code != 200
+                      else f'{len(r.json()["predictions"])} predictions')
             rows.append((name, len(body) / MB, r.status_code, ms, before / 1024, peak / 1024, delta, answer))
             if refused and (r.status_code != 413 or delta > args.max_delta_mb): failed.append(name)
             assert worker == gunicorn_worker(server.pid), 'the worker was replaced mid-benchmark'
     finally:
         server.send_signal(signal.SIGTERM); server.wait(60)
-    print(f'\n### The worst requests for one worker (`bench/serving/serve_worst.py`, {args.encoder} encoder, max length {config.max_seq_length})\n')
-    print(f'Machine: {len(os.sched_getaffinity(0))} cores, {cpu_model()} ({cpu_flags()}). One worker, {limit} rows a request '
+    print(f'\n### The worst requests for one worker (`bench/serving/serve_worst.py`, {args.encoder} encoder, '
+          f'max length {config.max_seq_length})\n')
+    print(f'Machine: {len(os.sched_getaffinity(0))} cores, {cpu_model()} ({cpu_flags()}). '
+          f'One worker, {limit} rows a request '
           f'(measured at load), 6 MB payload limit; peak RSS reset before each request.\n')
     print('| request | body MB | status | time ms | worker RSS before MB | peak RSS MB | peak - before MB | answer |')
     print('|---|---|---|---|---|---|---|---|')
     for name, mb, status, ms, before, peak, delta, answer in rows:
         print(f'| {name} | {mb:.1f} | {status} | {ms:.0f} | {before:.0f} | {peak:.0f} | {delta:+.1f} | {answer} |')
-    print(f'\nRefused requests within +{args.max_delta_mb:g} MB of peak RSS and answered 413: {"yes" if not failed else "NO: " + ", ".join(failed)}.')
+    print(f'\nRefused requests within +{args.max_delta_mb:g} MB of peak RSS and answered 413: '
+          f'{"yes" if not failed else "NO: " + ", ".join(failed)}.')
     (BENCH/'out'/'serve_worst.json').write_text(json.dumps(rows, indent=1))
     sys.exit(1 if failed else 0)
 

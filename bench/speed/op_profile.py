@@ -23,7 +23,8 @@ KINDS = [("matrix products", r"addmm|^aten::mm$|bmm|matmul|linear|mkldnn|onednn"
          ("optimizer", r"_foreach|adamw|lerp|addcdiv|addcmul|sqrt"),
          ("normalisation", r"layer_norm|native_layer_norm"),
          ("dtype casts and copies", r"^aten::to$|_to_copy|copy_|clone|contiguous|empty_strided"),
-         ("element-wise", r"gelu|add|mul|div|sub|dropout|bernoulli|tanh|where|masked|fill|zero_|sum|mean|neg|exp|pow|rsub|sigmoid"),
+         ("element-wise", r"gelu|add|mul|div|sub|dropout|bernoulli|tanh|where|masked|fill|zero_|sum|mean|neg|exp|pow|"
+                          r"rsub|sigmoid"),
          ("embedding", r"embedding")]
 
 
@@ -32,14 +33,15 @@ def kind(name):
 
 
 def main():
-    ap = argparse.ArgumentParser(); ap.add_argument("--width", type=int, default=96); ap.add_argument("--steps", type=int, default=4)
+    ap = argparse.ArgumentParser(); ap.add_argument("--width", type=int, default=96)
+    ap.add_argument("--steps", type=int, default=4)
     a = ap.parse_args()
     torch.set_num_threads(2); torch.manual_seed(0)
     n, L = 32, a.width
     am = torch.ones(n, L, dtype=torch.long)
     for i, l in enumerate(torch.randint(L // 2, L + 1, (n,))): am[i, l:] = 0
-    b = {"input_ids": torch.randint(1000, 20000, (n, L)) * am, "attention_mask": am, "cat": torch.randint(0, 10, (n, 1)),
-         "num": torch.randn(n, 2), "label": torch.randint(0, 2, (n,))}
+    b = {"input_ids": torch.randint(1000, 20000, (n, L)) * am, "attention_mask": am,
+         "cat": torch.randint(0, 10, (n, 1)), "num": torch.randn(n, 2), "label": torch.randint(0, 2, (n,))}
     cfg = BSMConfig(cat_field_list=["c"], tab_field_list=["x"])
     res = {"cpu": cpu_label(), "width": L, "batch": n}
     for prec in ("fp32", "bf16"):

@@ -28,14 +28,16 @@ for args in "concat --without-rating" "concat --with-rating" "concat --without-r
     .venv/bin/python bench/accuracy/ours_run.py --seed 42 --out "$rows/ours.jsonl" --fusion $args 2>>"$out/ours.log"
 done
 log "ours concat --without-rating --precision 32-true, before the speed and memory levers"
-BSM_MMAP_THRESHOLD=0 .venv/bin/python bench/accuracy/ours_run.py --seed 42 --out "$rows/ours.jsonl" --fusion concat --without-rating \
+BSM_MMAP_THRESHOLD=0 .venv/bin/python bench/accuracy/ours_run.py --seed 42 --out "$rows/ours.jsonl" \
+    --fusion concat --without-rating \
     --precision 32-true --hp freeze_word_embeddings=false --hp predict_int8=false 2>>"$out/ours.log"
 
 if [ "${WITH_AUTOMM:-1}" = 1 ]; then
     bash bench/accuracy/setup_automm.sh
     for rating in --without-rating --with-rating; do
         log "automm $rating"
-        bench/.venv-automm/bin/python bench/accuracy/automm_run.py $rating --seed 42 --out "$rows/automm.jsonl" >>"$out/automm.log" 2>&1
+        bench/.venv-automm/bin/python bench/accuracy/automm_run.py $rating --seed 42 --out "$rows/automm.jsonl" \
+            >>"$out/automm.log" 2>&1
     done
 fi
 

@@ -24,11 +24,13 @@ def profile(attention_dropout, bf16, steps=6):
         t = time.perf_counter()
         with torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16):
             loss = m.loss(m(b), b['label'])
-        t1 = time.perf_counter(); loss.backward(); t2 = time.perf_counter(); opt.step(); opt.zero_grad(); t3 = time.perf_counter()
+        t1 = time.perf_counter(); loss.backward()
+        t2 = time.perf_counter(); opt.step(); opt.zero_grad(); t3 = time.perf_counter()
         times.append((t1 - t, t2 - t1, t3 - t2))
     return [sum(x[i] for x in times[1:]) / (steps - 1) for i in range(3)]
 
 for drop in (0.1, 0.0):
     for bf16 in (False, True):
         f, bw, o = profile(drop, bf16)
-        print(f'{"bf16" if bf16 else "fp32"} attention_dropout={drop}: forward {f:.3f} s, backward {bw:.3f} s, optimizer {o:.3f} s, total {f + bw + o:.3f} s')
+        print(f'{"bf16" if bf16 else "fp32"} attention_dropout={drop}: forward {f:.3f} s, backward {bw:.3f} s, '
+              f'optimizer {o:.3f} s, total {f + bw + o:.3f} s')

@@ -40,12 +40,13 @@ def time_to_failure(base:Path)->float:
     "Seconds from starting `bsm-train` until output/failure exists (polled every 5 ms); the process must exit 255."
     failure = base/'output'/'failure'
     failure.unlink(missing_ok=True)
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith('SM_')}, 'SAGEMAKER_BASE_DIR': str(base), 'HF_HUB_OFFLINE': '1',
-           'TOKENIZERS_PARALLELISM': 'false'}
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith('SM_')}, 'SAGEMAKER_BASE_DIR': str(base),
+           'HF_HUB_OFFLINE': '1', 'TOKENIZERS_PARALLELISM': 'false'}
     t0 = time.perf_counter()
     p = subprocess.Popen([str(BSM_TRAIN)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     while not failure.exists():
-        if p.poll() is not None and not failure.exists(): raise RuntimeError(f'bsm-train exited {p.returncode} without a failure file')
+        if p.poll() is not None and not failure.exists():
+            raise RuntimeError(f'bsm-train exited {p.returncode} without a failure file')
         time.sleep(0.005)
     t = time.perf_counter() - t0
     assert p.wait(timeout=300) == 255, p.returncode
@@ -59,7 +60,8 @@ def main():
     load = ' '.join(f'{x:.2f}' for x in os.getloadavg())
     rows = []
     with tempfile.TemporaryDirectory() as d:
-        for case, what in (('typo', "bad hyperparameter (`batch_sise`)"), ('no_data', 'valid config, train channel empty')):
+        for case, what in (('typo', "bad hyperparameter (`batch_sise`)"),
+                           ('no_data', 'valid config, train channel empty')):
             base = make_tree(Path(d), case)
             time_to_failure(base) # warm the page cache
             ts = [time_to_failure(base) for _ in range(a.runs)]

@@ -1,7 +1,8 @@
-"""`make docs`: the book without Quarto. Every chapter of nbs/ is executed on its tiny data, as `nbdev_test` runs it, and
-rendered with nbconvert to one static HTML page, with no script; the front page (nbs/index.ipynb) becomes index.html, and every page gets
-the same sidebar of chapters with previous / next links. Nothing is fetched from the network: plots are inlined as PNG,
-and nbconvert's scripts (MathJax, require.js, mermaid from a CDN) are left out.
+"""`make docs`: the book without Quarto.
+Every chapter of nbs/ is executed on its tiny data, as `nbdev_test` runs it, and rendered with nbconvert to one static
+HTML page, with no script; the front page (nbs/index.ipynb) becomes index.html, and every page gets the same sidebar of
+chapters with previous / next links. Nothing is fetched from the network: plots are inlined as PNG, and nbconvert's
+scripts (MathJax, require.js, mermaid from a CDN) are left out.
 
     .venv/bin/python tests/tools/build_book.py [--out _docs] [--only 04_model,07_artifacts] [--workers 2] [--store]
 
@@ -53,11 +54,14 @@ def title(nb)->str:
 def execute(path:Path)->nbformat.NotebookNode:
     "`path` executed in a fresh kernel in nbs/, skipping `#| eval: false` cells; raises naming the chapter on an error."
     nb = nbformat.read(path, as_version=4)
-    skipped = [c for c in nb.cells if c.cell_type == 'code' and any(d.replace(' ', '') == 'eval:false' for d in directives(c.source))]
+    skipped = [c for c in nb.cells if c.cell_type == 'code'
+               and any(d.replace(' ', '') == 'eval:false' for d in directives(c.source))]
     for c in skipped: c.cell_type, c.metadata['book_code'] = 'raw', True # raw cells are not run; shown as code below
-    client = NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name='python3', resources={'metadata': {'path': str(path.parent)}})
+    client = NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name='python3',
+                            resources={'metadata': {'path': str(path.parent)}})
     try: client.execute()
-    except CellExecutionError as e: raise RuntimeError(f'{path.name}: a cell failed while building the book:\n{e}') from None
+    except CellExecutionError as e:
+        raise RuntimeError(f'{path.name}: a cell failed while building the book:\n{e}') from None
     for c in skipped: c.cell_type = 'code'; c.outputs, c.execution_count = [], None
     return nb
 
@@ -100,7 +104,8 @@ NUMBER = re.compile(r'[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?')
 def _digest(outputs:list)->list:
     "What is compared of outputs: their kind and text with numbers masked; images by type only."
     def text(v): return NUMBER.sub('#', ''.join(v))
-    return [(o['output_type'], tuple(sorted((k, text(v) if k.startswith('text') else 'image') for k, v in o.get('data', {}).items())))
+    return [(o['output_type'],
+             tuple(sorted((k, text(v) if k.startswith('text') else 'image') for k, v in o.get('data', {}).items())))
             for o in outputs]
 
 
@@ -120,7 +125,8 @@ def stored_outputs(path:Path, executed, store:bool=False)->list:
 def exporter()->HTMLExporter:
     "nbconvert's lab page with no prompts and no links off this machine."
     e = HTMLExporter(template_name='lab', exclude_input_prompt=True, exclude_output_prompt=True)
-    e.mathjax_url = e.require_js_url = e.jquery_url = e.widget_renderer_url = '' # nothing to fetch; render drops the tags too
+    # nothing to fetch; render drops the tags too
+    e.mathjax_url = e.require_js_url = e.jquery_url = e.widget_renderer_url = ''
     return e
 
 
@@ -138,10 +144,12 @@ div.pager { display: flex; justify-content: space-between; margin: 2rem 1rem; fo
 
 def nav(pages:list, i:int)->tuple:
     "The sidebar (every page, the current one marked) and the previous / next links of page `i`."
-    links = ''.join(f'<a href="{html.escape(name)}"{" class=current" if j == i else ""}>{html.escape(t)}</a>' for j, (name, t) in enumerate(pages))
+    links = ''.join(f'<a href="{html.escape(name)}"{" class=current" if j == i else ""}>{html.escape(t)}</a>'
+                    for j, (name, t) in enumerate(pages))
     side = f'<nav class="book"><h2><a href="index.html">bsm_nb</a></h2>{links}</nav>'
     prev = f'<a rel="prev" href="{pages[i-1][0]}">&larr; {html.escape(pages[i-1][1])}</a>' if i > 0 else '<span></span>'
-    nxt = f'<a rel="next" href="{pages[i+1][0]}">{html.escape(pages[i+1][1])} &rarr;</a>' if i + 1 < len(pages) else '<span></span>'
+    nxt = (f'<a rel="next" href="{pages[i+1][0]}">{html.escape(pages[i+1][1])} &rarr;</a>' if i + 1 < len(pages)
+           else '<span></span>')
     return side, f'<div class="pager">{prev}{nxt}</div>'
 
 
@@ -152,13 +160,16 @@ def render(nb, pages:list, i:int)->str:
     "One page of the book: nbconvert's HTML with the sidebar and pager added."
     body, _ = exporter().from_notebook_node(nb, resources={'metadata': {'name': pages[i][1]}})
     side, pager = nav(pages, i)
-    body = re.sub(r'<script\b[^>]*>.*?</script>', '', body, flags=re.S) # MathJax, require.js, mermaid: a static book runs no script
+    # MathJax, require.js, mermaid: a static book runs no script
+    body = re.sub(r'<script\b[^>]*>.*?</script>', '', body, flags=re.S)
     body = re.sub(r'href="([^":/]+)\.ipynb(#[^"]*)?"', r'href="\1.html\2"', body) # links between chapters
     body = body.replace('</head>', NAV_CSS + '\n</head>', 1)
     body = re.sub(r'(<body[^>]*>)', lambda m: m.group(1) + side, body, count=1)
     body = body.replace('</body>', pager + '\n</body>', 1)
-    # what a browser would fetch (scripts, images, stylesheets) must be in the page; links a reader follows may go anywhere
-    if m := re.search(r'''(?:\bsrc=|<link\b[^>]*\bhref=)["'](https?:)?//[^"']+''', body): raise RuntimeError(f'{pages[i][0]}: loads from off this machine: {m.group(0)}')
+    # what a browser would fetch (scripts, images, stylesheets) must be in the page;
+    # links a reader follows may go anywhere
+    if m := re.search(r'''(?:\bsrc=|<link\b[^>]*\bhref=)["'](https?:)?//[^"']+''', body):
+        raise RuntimeError(f'{pages[i][0]}: loads from off this machine: {m.group(0)}')
     return body
 
 
@@ -172,9 +183,11 @@ def build(out:Path, only:list|None=None, workers:int=2, store:bool=False)->list:
     os.environ.setdefault('MPLBACKEND', 'module://matplotlib_inline.backend_inline')
     t0 = time.time()
     def run(p):
-        t = time.time(); nb = execute(p); print(f'book: {p.name} executed in {time.time() - t:.0f} s', flush=True); return nb
+        t = time.time(); nb = execute(p); print(f'book: {p.name} executed in {time.time() - t:.0f} s', flush=True)
+        return nb
     with ThreadPoolExecutor(max(1, workers)) as pool: executed = list(pool.map(run, paths))
-    mine = lambda p: not only or any(p.stem.startswith(o) for o in only) # with --only, the front page is built, not stored
+    # with --only, the front page is built, not stored
+    mine = lambda p: not only or any(p.stem.startswith(o) for o in only)
     stale = {p.name: ids for p, nb in zip(paths, executed) if (ids := stored_outputs(p, nb, store and mine(p)))}
     if stale: raise RuntimeError(f'stored outputs differ from what the cells now give: {stale}; '
                                  'rerun with --store (make outputs) and commit, if the new outputs are right')
@@ -189,10 +202,12 @@ def build(out:Path, only:list|None=None, workers:int=2, store:bool=False)->list:
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--out', type=Path, default=ROOT/'_docs', help='where the HTML pages go (default _docs, nbdev doc_path)')
+    p.add_argument('--out', type=Path, default=ROOT/'_docs',
+                   help='where the HTML pages go (default _docs, nbdev doc_path)')
     p.add_argument('--only', help='comma-separated chapter prefixes (the front page is always built)')
     p.add_argument('--workers', type=int, default=2, help='chapters executed at once')
-    p.add_argument('--store', action='store_true', help='write the fresh outputs of the cells that show a value into the notebooks')
+    p.add_argument('--store', action='store_true',
+                   help='write the fresh outputs of the cells that show a value into the notebooks')
     a = p.parse_args(argv)
     try: build(a.out, a.only.split(',') if a.only else None, a.workers, a.store)
     except RuntimeError as e: sys.exit(f'build_book: {e}')

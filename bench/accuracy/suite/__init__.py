@@ -1,1 +1,2 @@
-"""The multi-data-set accuracy suite (protocol: bench/accuracy/suite/datasets.py), imported as `suite` from bench/accuracy/."""
+"""The multi-data-set accuracy suite (protocol: bench/accuracy/suite/datasets.py),
+imported as `suite` from bench/accuracy/."""

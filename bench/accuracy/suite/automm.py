@@ -3,16 +3,17 @@
     nice -n 10 bench/.venv-automm/bin/python bench/accuracy/suite/automm.py --data NAME [--seed 42] [--hp KEY=VALUE ...]
         [--out bench/results/accuracy/suite.jsonl]
 
-Runs in bench/.venv-automm (bash bench/accuracy/setup_automm.sh); it imports bench/accuracy/automm_run.py for its offline settings,
-its torchvision work-around, its training-loop timer and its checkpoint-soup log. Protocol (bench/accuracy/suite/datasets.py):
-the first 2,000 rows of train.csv, full val (as `tuning_data`: AutoMM holds nothing out of train) and test; column
-types given from the data set's spec (text / categorical / numerical), problem type binary or multiclass; the packaged
-all-MiniLM-L6-v2 as model.hf_text.checkpoint_name, max_text_len 128, optim.max_epochs 2, optim.lr 5e-5, batch 32
-(env.per_gpu_batch_size = env.batch_size = 32), no workers, 2 torch threads, CPU, text augmentation off (it fetches
-NLTK data), fit(seed=...); everything else at AutoMM's defaults (see bench/accuracy/automm_run.py's docstring).
-predict_proba gives one column per class, mapped to the suite's class names. The figures are computed by
-bench/accuracy/suite/scoring.py in the project venv (bsm_nb's metric functions: bench/.venv-automm has no bsm_nb), which
-appends the row. fit_s = predictor.fit's wall time; wall_s = this process from start to its test probabilities.
+Runs in bench/.venv-automm (bash bench/accuracy/setup_automm.sh); it imports bench/accuracy/automm_run.py for its
+offline settings, its torchvision work-around, its training-loop timer and its checkpoint-soup log. Protocol
+(bench/accuracy/suite/datasets.py): the first 2,000 rows of train.csv, full val (as `tuning_data`: AutoMM holds nothing
+out of train) and test; column types given from the data set's spec (text / categorical / numerical), problem type
+binary or multiclass; the packaged all-MiniLM-L6-v2 as model.hf_text.checkpoint_name, max_text_len 128, optim.max_epochs
+2, optim.lr 5e-5, batch 32 (env.per_gpu_batch_size = env.batch_size = 32), no workers, 2 torch threads, CPU, text
+augmentation off (it fetches NLTK data), fit(seed=...); everything else at AutoMM's defaults (see
+bench/accuracy/automm_run.py's docstring). predict_proba gives one column per class, mapped to the suite's class names.
+The figures are computed by bench/accuracy/suite/scoring.py in the project venv (bsm_nb's metric functions:
+bench/.venv-automm has no bsm_nb), which appends the row. fit_s = predictor.fit's wall time; wall_s = this process from
+start to its test probabilities.
 """
 import time
 
@@ -27,7 +28,8 @@ import tempfile
 from pathlib import Path
 
 SUITE = Path(__file__).resolve().parent
-# bench/accuracy/suite/datasets.py must not shadow Hugging Face's `datasets`: import the suite as the package `suite` from bench/accuracy/
+# bench/accuracy/suite/datasets.py must not shadow Hugging Face's `datasets`:
+# import the suite as the package `suite` from bench/accuracy/
 sys.path[:] = [str(SUITE.parent)] + [p for p in sys.path if Path(p or ".").resolve() != SUITE]
 import automm_run as ar  # noqa: E402  (offline env, torchvision ops, autogluon imported, soup logging)
 import numpy as np  # noqa: E402

@@ -1,13 +1,15 @@
 """Field and text baselines of the accuracy suite: test/val AUROC, log loss and ECE of four non-network models.
 
-    .venv/bin/python bench/accuracy/suite/baselines.py [--data NAME ...] [--seed 42] [--out bench/results/accuracy/suite.jsonl]
-    .venv/bin/python bench/accuracy/suite/baselines.py --full-train --seed 0   # recipe check on full train (rows to /tmp)
+    .venv/bin/python bench/accuracy/suite/baselines.py [--data NAME ...] [--seed 42]
+                                                       [--out bench/results/accuracy/suite.jsonl]
+    .venv/bin/python bench/accuracy/suite/baselines.py --full-train --seed 0 # recipe check on full train (rows to /tmp)
 
-Protocol (bench/accuracy/suite/datasets.py): train = the first 2,000 rows of train.csv, full val and test; --full-train uses
-all of train.csv (its rows go to /tmp/suite_full_train.jsonl unless --out says otherwise) and, with --seed 0, is the
-data READMEs' own setting. Runs, one JSON row each (figures by bench/accuracy/suite/scoring.py from predicted probabilities):
-- `LightGBM fields`: bsm_nb's own trees on the categorical + numeric fields alone: bsm_nb.reading.read_data_file (cells as
-  text, as bsm-train reads them), FeatureProcessor.fit on train, ensemble.field_features, ensemble.fit_trees
+Protocol (bench/accuracy/suite/datasets.py): train = the first 2,000 rows of train.csv, full val and test; --full-train
+uses all of train.csv (its rows go to /tmp/suite_full_train.jsonl unless --out says otherwise) and, with --seed 0, is
+the data READMEs' own setting. Runs, one JSON row each (figures by bench/accuracy/suite/scoring.py from predicted
+probabilities):
+- `LightGBM fields`: bsm_nb's own trees on the categorical + numeric fields alone: bsm_nb.reading.read_data_file (cells
+  as text, as bsm-train reads them), FeatureProcessor.fit on train, ensemble.field_features, ensemble.fit_trees
   (tree_params, early stopping on val log loss, patience 50), i.e. bsm_nb's fields-only tree partner;
 - `HGB fields`: the READMEs' recipe, HistGradientBoostingClassifier(random_state=seed, categorical_features=mask),
   defaults, categoricals ordinal-coded from train frequencies (top 253 levels, the rest one "other" code, missing NaN);
@@ -32,7 +34,8 @@ import numpy as np
 import pandas as pd
 
 SUITE = Path(__file__).resolve().parent
-# bench/accuracy/suite/datasets.py must not shadow Hugging Face's `datasets`: import the suite as the package `suite` from bench/accuracy/
+# bench/accuracy/suite/datasets.py must not shadow Hugging Face's `datasets`:
+# import the suite as the package `suite` from bench/accuracy/
 sys.path[:] = [str(SUITE.parent)] + [p for p in sys.path if Path(p or ".").resolve() != SUITE]
 from suite.datasets import DATA_ROOT, RESULTS, DataSet, append_row, datasets, get  # noqa: E402
 from suite.scoring import split_scores  # noqa: E402

@@ -2,8 +2,8 @@
 
     .venv/bin/python bench/accuracy/suite/datasets.py            # prints each data set's spec, rows and classes
 
-Protocol (every row of bench/results/accuracy/suite.jsonl): train = the first TRAIN_CAP (2,000) rows of train.csv, the cap
-that keeps one bsm_nb network run (2 epochs) at about 3 minutes on 2 cores; full val.csv and test.csv. Data sets:
+Protocol (every row of bench/results/accuracy/suite.jsonl): train = the first TRAIN_CAP (2,000) rows of train.csv, the
+cap that keeps one bsm_nb network run (2 epochs) at about 3 minutes on 2 cores; full val.csv and test.csv. Data sets:
 airline_tweets (3 classes), disaster_tweets (2), wine_reviews_5k (24), liar (6), from their baselines.json `spec`;
 Women's Clothing twice: `womens` (label Recommended IND, WITHOUT Rating) and `womens-rating` (Rating a numeric field).
 Data are read from <repo>/../shared/data/<folder>/ (read-only; nothing is copied into the repo).

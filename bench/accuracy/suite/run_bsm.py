@@ -1,13 +1,15 @@
 """One bsm_nb run of the accuracy suite: test/val AUROC, log loss and ECE of its answers and each part; its times.
 
-    .venv/bin/python bench/accuracy/suite/run_bsm.py --data NAME --seed S [--hp KEY=VALUE ...] [--out bench/results/accuracy/suite.jsonl]
+    .venv/bin/python bench/accuracy/suite/run_bsm.py --data NAME --seed S [--hp KEY=VALUE ...]
+                                                     [--out bench/results/accuracy/suite.jsonl]
 
-Protocol (bench/accuracy/suite/datasets.py): the first 2,000 rows of train.csv, full val and test; bsm_nb's defaults except
-max_epochs 2, num_threads 2, checkpoint_every_n_steps 0 and the seed (--hp overrides any of them and names the run);
-encoder the packaged all-MiniLM-L6-v2 (`pretrained_model` left at its default). The run is the real `bsm-train`
+Protocol (bench/accuracy/suite/datasets.py): the first 2,000 rows of train.csv, full val and test; bsm_nb's defaults
+except max_epochs 2, num_threads 2, checkpoint_every_n_steps 0 and the seed (--hp overrides any of them and names the
+run); encoder the packaged all-MiniLM-L6-v2 (`pretrained_model` left at its default). The run is the real `bsm-train`
 program (a subprocess) on a SageMaker tree in a temp dir. From its model dir:
 - the answers' figures from predictions_val.csv / predictions.csv (the probabilities the model answers with) through
-  bench/accuracy/suite/scoring.py, as every other row; metrics.json's top-level val/test when a file lacks probabilities;
+  bench/accuracy/suite/scoring.py, as every other row; metrics.json's top-level val/test when a file lacks
+  probabilities;
 - every part metrics.json's `parts` holds (network, trees, answers, ...: whatever is there), its val/test auroc, loss
   and ece (None where metrics.json has none); the whole `ensemble` dict; `fit_s` (the network's fit);
 - extra_s = ensemble['fit_s'] (the trees, temperature and blend), extra_share = extra_s / fit_s;
@@ -29,7 +31,8 @@ import numpy as np
 import pandas as pd
 
 SUITE = Path(__file__).resolve().parent
-# bench/accuracy/suite/datasets.py must not shadow Hugging Face's `datasets`: import the suite as the package `suite` from bench/accuracy/
+# bench/accuracy/suite/datasets.py must not shadow Hugging Face's `datasets`:
+# import the suite as the package `suite` from bench/accuracy/
 sys.path[:] = [str(SUITE.parent)] + [p for p in sys.path if Path(p or ".").resolve() != SUITE]
 from suite.datasets import RESULTS, append_row, datasets, get, write_tree  # noqa: E402
 from suite.scoring import scores  # noqa: E402

@@ -1,6 +1,7 @@
 """The suite's figures from predicted probabilities through bsm_nb's own metric functions: one definition, all rows.
 
-    .venv/bin/python bench/accuracy/suite/scoring.py --probs RUN.npz --row RUN.json [--out bench/results/accuracy/suite.jsonl]
+    .venv/bin/python bench/accuracy/suite/scoring.py --probs RUN.npz --row RUN.json
+                                                     [--out bench/results/accuracy/suite.jsonl]
 
 Per split: `auroc` = bsm_nb.evaluate.compute_metrics (torchmetrics; binary: P(positive class), multiclass: macro
 one-vs-rest), `loss` = bsm_nb.evaluate.log_loss (mean -log p(true class), p clipped at 1e-15: metrics.json's

@@ -1,6 +1,8 @@
-"""The accuracy suite's tables, from bench/results/accuracy/suite.jsonl alone, written into bench/RESULTS.md and printed.
+"""The accuracy suite's tables, from bench/results/accuracy/suite.jsonl alone, written into bench/RESULTS.md and
+printed.
 
-    .venv/bin/python bench/accuracy/suite/table.py [--results bench/results/accuracy/suite.jsonl] [--md bench/RESULTS.md] [--no-write]
+    .venv/bin/python bench/accuracy/suite/table.py [--results bench/results/accuracy/suite.jsonl]
+                                                   [--md bench/RESULTS.md] [--no-write]
 
 One table per data set (bsm_nb default: mean ± sd over seeds, its parts alone from metrics.json's `parts`, any other
 bsm_nb run, the four baselines, AutoMM; "not run" where a row kind is missing), then a summary against the goals:
@@ -24,7 +26,8 @@ DEFAULT = "bsm_nb default"
 BASELINES = ("LightGBM fields", "HGB fields", "TF-IDF+LR text", "TF-IDF+LR text+fields")
 MARGIN_GOAL, EXTRA_GOAL = -0.005, 0.15
 WOMENS_GOALS = {"womens": 0.9566, "womens-rating": 0.980}  # set on 4,000 train rows, 1 epoch (bench/RESULTS.md)
-EARLIER = SUITE.parents[1] / "results" / "accuracy" / "suite_womens_earlier_protocol.jsonl"  # bench/accuracy/ensemble_run.py rows: the protocol those goals were set on
+# bench/accuracy/ensemble_run.py rows: the protocol those goals were set on
+EARLIER = SUITE.parents[1] / "results" / "accuracy" / "suite_womens_earlier_protocol.jsonl"
 EARLIER_NAMES = {"womens": "womens", "womens-with-rating": "womens-rating"}
 COLS = ("run", "seeds", "test AUROC", "test log loss", "test ECE", "val AUROC", "time s", "choices (per seed)")
 
@@ -188,9 +191,12 @@ def earlier_protocol(path: Path = EARLIER) -> tuple:
     rows = [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()] if path.is_file() else []
     if not rows:
         return [], {}
-    out = ["### Women's Clothing on the earlier protocol (first 4,000 train rows, 1 epoch; `bench/accuracy/ensemble_run.py`)", "",
-           f"Rows from {', '.join(sorted({r.get('date', '?') for r in rows}))} on {'; '.join(sorted({r['cpu'] for r in rows}))}"
-           f", training {', '.join(sorted({r['precision'] for r in rows}))}. Test AUROC per part (metrics.json's `parts`).", ""]
+    out = ["### Women's Clothing on the earlier protocol "
+           "(first 4,000 train rows, 1 epoch; `bench/accuracy/ensemble_run.py`)", "",
+           f"Rows from {', '.join(sorted({r.get('date', '?') for r in rows}))} "
+           f"on {'; '.join(sorted({r['cpu'] for r in rows}))}"
+           f", training {', '.join(sorted({r['precision'] for r in rows}))}. "
+           "Test AUROC per part (metrics.json's `parts`).", ""]
     parts = list(dict.fromkeys(p for r in rows for p in r["parts_auroc"]))
     cols = ("data", "seeds", *parts, "choices (per seed)")
     out += [row_line(list(cols)), row_line(["---"] * len(cols))]
@@ -214,7 +220,8 @@ def alternatives(rows: list) -> list:
         return []
     cols = ("run", "data", "seed", "answers val AUROC: default → run", "network val AUROC: default → run",
             "better on val", "test AUROC: default → run (not used)")
-    out = ["### Small-data defaults of the network, judged on val", "", row_line(list(cols)), row_line(["---"] * len(cols))]
+    out = ["### Small-data defaults of the network, judged on val", "", row_line(list(cols)),
+           row_line(["---"] * len(cols))]
     for run in runs:
         wins, n = 0, 0
         for r in sorted((r for r in bsm if r["run"] == run), key=lambda r: (NAMES.index(r["data"]), r["seed"])):
@@ -233,21 +240,27 @@ def alternatives(rows: list) -> list:
 
 def section(rows: list) -> str:
     lines = [BEGIN, "## Accuracy suite: six data sets (`bench/accuracy/suite/`)", "",
-             "`bash bench/accuracy/run_suite.sh` (baselines, bsm_nb default × seeds 42 43 44, AutoMM, then this section: "
-             "`.venv/bin/python bench/accuracy/suite/table.py` rebuilds it from `bench/results/accuracy/suite.jsonl` alone).", "",
+             "`bash bench/accuracy/run_suite.sh` (baselines, bsm_nb default × seeds 42 43 44, AutoMM, "
+             "then this section: "
+             "`.venv/bin/python bench/accuracy/suite/table.py` rebuilds it from `bench/results/accuracy/suite.jsonl` "
+             "alone).", "",
              f"Protocol: {PROTOCOL}. AutoMM: same rows, val as tuning_data, same encoder, 2 epochs, lr 5e-5, "
-             "batch 32, max text length 128, its other defaults (bench/accuracy/suite/automm.py). Baselines: one seed (42), "
+             "batch 32, max text length 128, its other defaults (bench/accuracy/suite/automm.py). "
+             "Baselines: one seed (42), "
              "recipes in bench/accuracy/suite/baselines.py. On disaster_tweets AutoMM ran on the text alone: its "
              "`data.categorical.minimum_cat_count` (100) left neither categorical field a level on 2,000 rows; on "
              "wine_reviews_5k it kept three.", "",
-             "Figures, all from predicted probabilities by bench/accuracy/suite/scoring.py (bsm_nb's own functions): AUROC "
+             "Figures, all from predicted probabilities by bench/accuracy/suite/scoring.py (bsm_nb's own functions): "
+             "AUROC "
              "(binary: the positive class; multiclass: macro one-vs-rest), log loss (mean −log p of the true class), "
              "ECE (15 equal-width bins; multiclass: top probability vs accuracy). bsm_nb default: mean ± sd over "
              "seeds; its part rows are metrics.json's `parts` (the network calibrated by the temperature). time s = "
              "the run's wall time (bsm_nb: the bsm-train process; AutoMM: its whole process; baselines: data to "
              "test probabilities). Choices: the ensemble's choice and weights per seed, the temperature T and the "
-             "extra share (trees + calibration + blend time / network fit time). The `head_lr=0.001` rows (the default "
-             "before this suite, run with `hp` {} then) partly ran beside the AutoMM runs: compare times only among the "
+             "extra share (trees + calibration + blend time / network fit time). "
+             "The `head_lr=0.001` rows (the default "
+             "before this suite, run with `hp` {} then) partly ran beside the AutoMM runs: "
+             "compare times only among the "
              "default's rows, which ran one after another on a nearly quiet machine.", ""]
     facts = {}
     for name in NAMES:
@@ -261,7 +274,7 @@ def section(rows: list) -> str:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--results", default=str(RESULTS))
     ap.add_argument("--md", default=str(SUITE.parents[1] / "RESULTS.md"))
     ap.add_argument("--no-write", action="store_true", help="print the section only")
