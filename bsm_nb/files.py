@@ -51,7 +51,7 @@ WRITE_ERRORS = { # errno -> (cause in plain words, what to do)
 }
 
 def write_error_message(path:Path, exc:BaseException, err:int|None,
-                        what:str='checkpoint', # what the file is, for the message
+                        what:str='file', # what the file is, for the message
                        )->str:
     "One line: which file could not be written, why in plain words, and what to do."
     if err not in WRITE_ERRORS:
@@ -68,7 +68,7 @@ class WriteError(RuntimeError):
 
 def atomic_write(path:Path, # the file to write
                  write, # `write(f)` writes the content to the open binary file `f`
-                 what:str='checkpoint', # what the file is, for messages
+                 what:str='file', # what the file is, for messages
                 ):
     "Write `path` under a temporary `.tmp-` name renamed when complete; on failure it goes and `WriteError` says why."
     path = Path(path)

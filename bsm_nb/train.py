@@ -215,7 +215,8 @@ def on_train_start(self:RestoreResumeState, trainer, pl_module):
 class StreamingCheckpointIO(TorchCheckpointIO):
     "Writes checkpoints straight to a temporary file, then renames it."
     def save_checkpoint(self, checkpoint, path, storage_options=None):
-        atomic_write(path, lambda f: torch.save(checkpoint, f)) # through a Python file: a failed write keeps its errno
+        # through a Python file: a failed write keeps its errno
+        atomic_write(path, lambda f: torch.save(checkpoint, f), 'checkpoint')
 
 # %% ../nbs/05_train.ipynb #686494f8
 class SpotCheckpoint(Checkpoint):
