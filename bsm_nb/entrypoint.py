@@ -13,7 +13,8 @@ log = logging.getLogger('bsm_nb')
 
 # %% auto #0
 __all__ = ['log', 'SetupError', 'check_model_dir', 'check_input_channels', 'check_pretrained_path', 'check_before_imports',
-           'write_failure', 'setup_logging', 'StoppedBySigterm', 'stop_on_sigterm', 'is_sigterm_stop', 'main']
+           'write_failure', 'setup_logging', 'StoppedBySigterm', 'stop_on_sigterm', 'is_sigterm_stop', 'run_train',
+           'main']
 
 # %% ../nbs/13_entrypoint.ipynb #6c2fad98
 class SetupError(ValueError):
@@ -86,6 +87,21 @@ def is_sigterm_stop(exc:BaseException)->bool:
     mod = sys.modules.get('lightning.pytorch.utilities.exceptions')
     return isinstance(exc, StoppedBySigterm) or (mod is not None and isinstance(exc, mod.SIGTERMException))
 
+# %% ../nbs/13_entrypoint.ipynb #efc505e2
+def run_train(argv:list, # arguments after the program name
+              env:dict|None=None, # environment; `os.environ` when None
+              progress:bool=False, # Lightning's progress bar (the notebook API's); the container logs lines only
+             )->tuple:
+    "The steps of `train`, raising on any error: (the config, the paths); the model dir is written."
+    cfg, paths = load_config(argv, env)
+    if any(a.replace('_', '-') == '--use-cuda' for a in argv):
+        log.info('--use-cuda is accepted for compatibility; the device is chosen automatically')
+    # no torch yet: a bad model dir or channel fails in under a second
+    hub_name = check_before_imports(cfg, paths, env)
+    from bsm_nb.job import train_job # torch, Lightning and transformers: only once the checks have passed
+    train_job(cfg, paths, env, hub_name, progress)
+    return cfg, paths
+
 # %% ../nbs/13_entrypoint.ipynb #c78706a3
 def main(argv:list|None=None, # arguments after the program name; `sys.argv[1:]` when None
          env:dict|None=None, # environment; `os.environ` when None
@@ -94,14 +110,7 @@ def main(argv:list|None=None, # arguments after the program name; `sys.argv[1:]`
     argv = sys.argv[1:] if argv is None else argv
     setup_logging()
     paths = SageMakerPaths.from_env(os.environ if env is None else env)
-    try:
-        cfg, paths = load_config(argv, env)
-        if any(a.replace('_', '-') == '--use-cuda' for a in argv):
-            log.info('--use-cuda is accepted for compatibility; the device is chosen automatically')
-        # no torch yet: a bad model dir or channel fails in under a second
-        hub_name = check_before_imports(cfg, paths, env)
-        from bsm_nb.job import train_job # torch, Lightning and transformers: only once the checks have passed
-        train_job(cfg, paths, env, hub_name)
+    try: run_train(argv, env)
     except SystemExit as e:
         if not is_sigterm_stop(e): raise
         # a spot interruption or StopTrainingJob: a checkpoint was written, the next start resumes

@@ -112,12 +112,14 @@ def evaluate_splits(splits:dict, # name -> (probabilities (n, classes), labels (
                     metrics:list=('auroc', 'average_precision', 'f1_score', 'accuracy'),
                     policy:str='best_f1', # how `choose_threshold` picks the binary threshold on val
                     target:float|None=None, # its precision or recall floor
+                    threshold:float|None=None, # a binary threshold already chosen (a saved model's); None = choose
                    )->dict:
-    "`{split: {metric: value}, 'threshold': t}` with the threshold chosen on 'val'."
+    "`{split: {metric: value}, 'threshold': t}` with the threshold chosen on 'val' (or given)."
     n_classes = next(iter(splits.values()))[0].shape[1]
     task = 'binary' if n_classes == 2 else 'multiclass'
     val_binary = task == 'binary' and 'val' in splits
-    threshold = choose_threshold(splits['val'][0][:, 1], splits['val'][1], policy, target) if val_binary else 0.5
+    if threshold is None:
+        threshold = choose_threshold(splits['val'][0][:, 1], splits['val'][1], policy, target) if val_binary else 0.5
     out = {}
     for name, (probs, labels) in splits.items():
         out[name] = compute_metrics(probs, labels, metrics, task, n_classes, threshold=threshold)

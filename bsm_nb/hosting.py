@@ -6,11 +6,12 @@
 from __future__ import annotations
 import json, math, re
 from .files import split_s3_uri
-from .launch import NAME_RE, Security, _client, _finished, unique_name
+from .launch import KMS_KEY_RE, NAME_RE, Security, _client, _finished, unique_name
 
 # %% auto #0
-__all__ = ['DEFAULT_INFERENCE_AMI', 'DEFAULT_TRANSFORM_AMI', 'GPU_INSTANCE_RE', 'SERVED_TYPES', 'is_gpu_instance', 'ami_version',
-           'create_model', 'deploy_endpoint', 'delete_model', 'delete_endpoint', 'request_body', 'invoke_endpoint',
+__all__ = ['DEFAULT_INFERENCE_AMI', 'DEFAULT_TRANSFORM_AMI', 'GPU_INSTANCE_RE', 'CAPTURE_TYPES', 'SERVED_TYPES',
+           'is_gpu_instance', 'ami_version', 'create_model', 'data_capture_config', 'capture_field', 'deploy_endpoint',
+           'delete_model', 'delete_endpoint', 'request_body', 'inference_id_field', 'invoke_endpoint',
            'batch_transform_request', 'submit_transform_job', 'wait_for_transform_job']
 
 # %% ../nbs/12a_hosting.ipynb #3973d91e
@@ -60,6 +61,37 @@ def create_model(model_name:str, # SageMaker model name
         **_model_request(model_name, role, security or Security(), PrimaryContainer=container))
     return model_name
 
+# %% ../nbs/12a_hosting.ipynb #6d458f54
+CAPTURE_TYPES = {'JsonContentTypes': ['application/json', 'application/jsonlines'], 'CsvContentTypes': ['text/csv']}
+
+def data_capture_config(destination_s3_uri:str, # where SageMaker writes the captured requests and answers
+                        sampling_percentage:int=100, # of the requests, 0 to 100
+                        capture:tuple|str=('Input', 'Output'), # the requests, the answers, or both
+                        kms_key:str|None=None, # KMS key of the captured files; None = the bucket's default
+                       )->dict:
+    "The endpoint configuration's `DataCaptureConfig`, every type `bsm-serve` reads captured as text."
+    split_s3_uri(destination_s3_uri, 'data capture destination')
+    if not (isinstance(sampling_percentage, int) and 0 <= sampling_percentage <= 100):
+        raise ValueError(f'sampling_percentage {sampling_percentage!r}: expected a whole percentage from 0 to 100')
+    modes = (capture,) if isinstance(capture, str) else tuple(capture)
+    if not modes or set(modes) - {'Input', 'Output'}:
+        raise ValueError(f'capture {capture!r}: expected Input, Output or both')
+    if kms_key is not None and not KMS_KEY_RE.match(kms_key):
+        raise ValueError(f'kms_key {kms_key!r}: expected a KMS key id, key ARN, alias/NAME or alias ARN')
+    config = {'EnableCapture': True, 'InitialSamplingPercentage': sampling_percentage,
+              'DestinationS3Uri': destination_s3_uri, 'CaptureOptions': [{'CaptureMode': m} for m in modes],
+              'CaptureContentTypeHeader': CAPTURE_TYPES}
+    return {**config, 'KmsKeyId': kms_key} if kms_key else config
+
+# %% ../nbs/12a_hosting.ipynb #9a6a0954
+def capture_field(data_capture:dict|None, # from `data_capture_config`; None = no capture
+                 )->dict:
+    "The endpoint configuration's `DataCaptureConfig` field, or none; checks it came from `data_capture_config`."
+    if data_capture is None: return {}
+    if not (isinstance(data_capture, dict) and 'DestinationS3Uri' in data_capture):
+        raise ValueError(f'data_capture {data_capture!r}: expected the dict that data_capture_config returns')
+    return {'DataCaptureConfig': data_capture}
+
 # %% ../nbs/12a_hosting.ipynb #2dcb5c9d
 def _endpoint_config(config_name:str, # the configuration's name
                      model_name:str, # from `create_model`
@@ -67,13 +99,14 @@ def _endpoint_config(config_name:str, # the configuration's name
                      instance_count:int, # how many
                      inference_ami_version:str|None, # see `ami_version`
                      security:Security, # its volume key
+                     **fields, # more fields of the configuration: DataCaptureConfig, AsyncInferenceConfig
                     )->dict:
     "The `CreateEndpointConfig` request: one variant, which takes all the traffic."
     variant = {'VariantName': 'AllTraffic', 'ModelName': model_name, 'InstanceType': instance_type,
                'InitialInstanceCount': instance_count, 'InitialVariantWeight': 1.0}
     if ami := ami_version(instance_type, inference_ami_version, DEFAULT_INFERENCE_AMI):
         variant['InferenceAmiVersion'] = ami
-    config = {'EndpointConfigName': config_name, 'ProductionVariants': [variant]}
+    config = {'EndpointConfigName': config_name, 'ProductionVariants': [variant], **fields}
     if security.volume_kms_key: config['KmsKeyId'] = security.volume_kms_key
     return config
 
@@ -84,11 +117,12 @@ def _create_endpoint(sm, # boto3 SageMaker client
                      instance_type:str, instance_count:int, # see `_endpoint_config`
                      inference_ami_version:str|None, security:Security, # see `_endpoint_config`
                      wait:bool, # block until the endpoint is InService
+                     **fields, # more fields of the configuration, see `_endpoint_config`
                     )->dict:
     "Create an endpoint configuration serving `model_name`, then the endpoint; returns the three names."
     config_name = unique_name(f'{endpoint_name}-config')
     sm.create_endpoint_config(**_endpoint_config(config_name, model_name, instance_type, instance_count,
-                                                 inference_ami_version, security))
+                                                 inference_ami_version, security, **fields))
     sm.create_endpoint(EndpointName=endpoint_name, EndpointConfigName=config_name)
     if wait: sm.get_waiter('endpoint_in_service').wait(EndpointName=endpoint_name)
     return {'model_name': model_name, 'endpoint_config_name': config_name, 'endpoint_name': endpoint_name}
@@ -105,12 +139,13 @@ def deploy_endpoint(model_data_s3:str, # the training job's model.tar.gz
                     sagemaker_client=None, # boto3 SageMaker client; None = a new one
                     inference_ami_version:str|None=None, # None = `DEFAULT_INFERENCE_AMI` on GPU; '' = none
                     security:Security|None=None, # VPC and isolation of the model, KMS key of the volumes
+                    data_capture:dict|None=None, # from `data_capture_config`; None = no capture
                    )->dict:
     "Create the model, an endpoint configuration and the endpoint; returns their names."
-    sm, sec = _client('sagemaker', sagemaker_client), security or Security()
+    sm, sec, capture = _client('sagemaker', sagemaker_client), security or Security(), capture_field(data_capture)
     model_name = create_model(unique_name(endpoint_name), model_data_s3, image_uri, role, environment, sm, security=sec)
     return _create_endpoint(sm, endpoint_name, model_name, instance_type, instance_count, inference_ami_version, sec,
-                            wait)
+                            wait, **capture)
 
 # %% ../nbs/12a_hosting.ipynb #5864835a
 def delete_model(model_name:str, # a model from `create_model`, no longer used by an endpoint or a running transform
@@ -152,16 +187,29 @@ def request_body(records, # list of row dicts, a pandas DataFrame, or a str/byte
 # what bsm-serve reads and answers in: `bsm_nb.protocol.CANONICAL`
 SERVED_TYPES = ('application/json', 'text/csv', 'application/jsonlines')
 
+# %% ../nbs/12a_hosting.ipynb #73efc240
+def inference_id_field(inference_id:str|None, # the request's id in the captured data; None = none
+                      )->dict:
+    "The `InferenceId` field of an invocation, or none; checked against the API's rule."
+    if inference_id is None: return {}
+    if not (isinstance(inference_id, str) and 0 < len(inference_id) <= 64 and inference_id.isprintable()
+            and not inference_id[0].isspace()):
+        raise ValueError(f'inference_id {inference_id!r}: expected 1 to 64 printable characters, '
+                         'the first not a space')
+    return {'InferenceId': inference_id}
+
 # %% ../nbs/12a_hosting.ipynb #c4a33ecf
 def invoke_endpoint(endpoint_name:str, # a deployed endpoint
                     records, # list of row dicts, a DataFrame, or a str/bytes body
                     content_type:str='application/json', # how `records` are sent
                     accept:str='application/json', # the answer's format
                     runtime_client=None, # boto3 sagemaker-runtime client; None = a new one
+                    inference_id:str|None=None, # the request's id in the captured data, to join labels later
                    ):
     "Score `records` on the endpoint; returns the parsed JSON answer, or the text of any other format."
-    r = _client('sagemaker-runtime', runtime_client).invoke_endpoint(
-        EndpointName=endpoint_name, ContentType=content_type, Accept=accept, Body=request_body(records, content_type))
+    req = {'EndpointName': endpoint_name, 'ContentType': content_type, 'Accept': accept,
+           **inference_id_field(inference_id)}
+    r = _client('sagemaker-runtime', runtime_client).invoke_endpoint(**req, Body=request_body(records, content_type))
     text = r['Body'].read().decode()
     return json.loads(text) if 'json' in r.get('ContentType', '') else text
 

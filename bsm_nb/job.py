@@ -161,11 +161,12 @@ SPLIT_METRICS = ['auroc', 'average_precision', 'f1_score', 'accuracy']
 def score_splits(probs:dict, # from `predict_splits`
                  data:dict, # the encoded splits, for their labels
                  policy:str='best_f1', target:float|None=None, # how the threshold is chosen on val (`threshold_policy`)
+                 threshold:float|None=None, # a saved model's threshold instead (`BSMClassifier.evaluate`)
                 )->dict:
     "`evaluate_splits` of each predicted split, with its cross-entropy `loss`; the `threshold` is chosen on val."
     labels = {k: data[k].arrays['label'] for k in probs}
     metrics = evaluate_splits({k: (p, labels[k]) for k, p in probs.items()}, SPLIT_METRICS,
-                              policy=policy, target=target)
+                              policy=policy, target=target, threshold=threshold)
     for k, p in probs.items(): metrics[k]['loss'] = log_loss(p, labels[k])
     return metrics
 
@@ -376,6 +377,7 @@ def train_job(cfg:BSMConfig, # from `load_config`, checked by `check_before_impo
               paths:SageMakerPaths, # where channels and outputs are
               env:dict|None=None, # environment; `os.environ` when None
               hub_name:bool=False, # `pretrained_model` is a hub name still to check
+              progress:bool=False, # Lightning's progress bar (the notebook API's); off: log lines only
              ):
     "Log the device, check a hub encoder, join the cluster (if any) and run the training."
     device = f'cuda x{torch.cuda.device_count()}' if torch.cuda.is_available() else 'cpu'
@@ -384,7 +386,8 @@ def train_job(cfg:BSMConfig, # from `load_config`, checked by `check_before_impo
     cluster = setup_distributed(cfg, paths, env) # logs `distributed: world_size=... node_rank=...` on every rank
     cfg = scale_lr(cfg, cluster.world_size)
     tracker = start_tracking(cfg, paths, env, cluster.global_rank)
-    try: run_training(cfg, paths, cluster=cluster, tracker=tracker)
+    bar = {'enable_progress_bar': True, 'callbacks': [L.pytorch.callbacks.TQDMProgressBar()]} # tqdm's, not Rich's
+    try: run_training(cfg, paths, bar if progress else None, cluster, tracker)
     except BaseException:
         if tracker is not None: finish(tracker, 'FAILED')
         raise

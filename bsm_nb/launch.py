@@ -15,12 +15,12 @@ from .config import config_from_dict, encode_hyperparameters, field_types, to_hy
 
 # %% auto #0
 __all__ = ['NUMBER', 'EPOCH_LINE', 'FINAL_LINE', 'CHECKPOINT_DIR', 'SUBNET_RE', 'SECURITY_GROUP_RE', 'KMS_KEY_RE', 'NAME_RE',
-           'TENSORBOARD_DIR', 'SCALINGS', 'DEFAULT_RANGES', 'RANGE_KINDS', 'RUNNING_STATUSES', 'metric_definitions',
-           'metrics_from_log', 'hyperparameters_for', 'upload_channels', 'stopping_condition', 'checkpoint_uri',
-           'vpc_config', 'Security', 'check_isolated_encoder', 'unique_name', 'JobSettings', 'tensorboard_uri',
-           'make_trainer', 'launch_training', 'offline_sagemaker', 'model_data_uri', 'parameter_ranges', 's3_channel',
-           'training_job_definition', 'tuning_job_request', 'submit_tuning_job', 'best_training_job',
-           'wait_for_tuning_job']
+           'INPUT_MODES', 'KEEP_ALIVE_MAX_S', 'TENSORBOARD_DIR', 'SCALINGS', 'DEFAULT_RANGES', 'RANGE_KINDS',
+           'RUNNING_STATUSES', 'metric_definitions', 'metrics_from_log', 'hyperparameters_for', 'upload_channels',
+           'stopping_condition', 'checkpoint_uri', 'vpc_config', 'Security', 'check_isolated_encoder', 'unique_name',
+           'JobSettings', 'tensorboard_uri', 'make_trainer', 'launch_training', 'offline_sagemaker', 'model_data_uri',
+           'parameter_ranges', 's3_channel', 'training_job_definition', 'tuning_job_request', 'submit_tuning_job',
+           'best_training_job', 'wait_for_tuning_job']
 
 # %% ../nbs/12_launch.ipynb #a34b86a1
 NUMBER = r'([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)' # a finite decimal number; not nan or inf
@@ -201,6 +201,9 @@ def unique_name(base:str, # e.g. 'bsm-endpoint'
     return name
 
 # %% ../nbs/12_launch.ipynb #839e79d6
+INPUT_MODES = ('File', 'FastFile') # how a job reads its channels
+KEEP_ALIVE_MAX_S = 21600 # the API's bound on KeepAlivePeriodInSeconds
+
 class JobSettings:
     "What a training job runs on; `make_trainer` and `tuning_job_request` take these as keywords."
     def __init__(self,
@@ -212,8 +215,14 @@ class JobSettings:
                  volume_size_gb:int=30, # the instance's disk
                  environment:dict|None=None, # extra environment variables of the container
                  security:Security|None=None, # VPC, network isolation, KMS keys; None = none; not in local mode
+                 input_mode:str='File', # File copies the channels to the disk first; FastFile streams them from S3
+                 keep_alive_s:int=0, # warm pool: seconds the instances wait for the next matching job; 0 = none
                 ):
         store_attr()
+        if input_mode not in INPUT_MODES: raise ValueError(f'input_mode {input_mode!r}: expected File or FastFile')
+        if not (isinstance(keep_alive_s, int) and 0 <= keep_alive_s <= KEEP_ALIVE_MAX_S):
+            raise ValueError(f'keep_alive_s {keep_alive_s!r}: expected whole seconds from 0 to {KEEP_ALIVE_MAX_S}')
+        if keep_alive_s and spot: raise ValueError('keep_alive_s: warm pools do not take spot instances; expected 0')
         self.security = security or Security()
         self.stopping = stopping_condition(max_run_s, spot, max_wait_s) # the API's StoppingCondition
 
@@ -245,7 +254,8 @@ def compute(self:JobSettings,
     return _sdk_configs().Compute(instance_type=local_type if local else self.instance_type,
                                   instance_count=self.instance_count, volume_size_in_gb=self.volume_size_gb,
                                   volume_kms_key_id=None if local else self.security.volume_kms_key,
-                                  enable_managed_spot_training=self.spot or None)
+                                  enable_managed_spot_training=self.spot or None,
+                                  keep_alive_period_in_seconds=None if local else self.keep_alive_s or None)
 
 # %% ../nbs/12_launch.ipynb #09ee0f86
 def _on_aws(cfg:BSMConfig, # the run's config
@@ -287,7 +297,7 @@ def make_trainer(image_uri:str, # the ECR image from build_and_push.sh
     kw = {'training_mode': Mode.LOCAL_CONTAINER} if local else _on_aws(cfg, job, output_s3_uri, checkpoint_s3_uri)
     trainer = ModelTrainer(
         training_image=image_uri, role=role, sagemaker_session=sagemaker_session, base_job_name=base_job_name,
-        compute=job.compute(local),
+        compute=job.compute(local), training_input_mode=job.input_mode,
         stopping_condition=c.StoppingCondition(max_runtime_in_seconds=job.stopping['MaxRuntimeInSeconds'],
                                                max_wait_time_in_seconds=job.stopping.get('MaxWaitTimeInSeconds')),
         hyperparameters=hyperparameters_for(cfg), environment=dict(job.environment or {}),
@@ -305,12 +315,15 @@ def launch_training(trainer, # from `make_trainer`
                     wait:bool=False, # block, streaming the log, until the job ends
                    ):
     "Start the training job; returns its `sagemaker.core.resources.TrainingJob` (None in local mode)."
-    c = _sdk_configs()
+    c, mode = _sdk_configs(), trainer.training_input_mode or 'File'
     if 'train' not in channels:
         raise ValueError(f'channels {sorted(channels)} have no train channel; '
                          'expected at least train (and optionally val, test)')
-    trainer.train(input_data_config=[c.InputData(channel_name=k, data_source=str(v)) for k, v in channels.items()],
-                  wait=wait, logs=wait)
+    def channel(k, v): # the SDK reads a bare S3 URI in File mode, whatever the trainer's mode
+        if not str(v).startswith('s3://'): return c.InputData(channel_name=k, data_source=str(v))
+        return c.Channel(channel_name=k, input_mode=mode, data_source=c.DataSource(s3_data_source=c.S3DataSource(
+            s3_data_type='S3Prefix', s3_uri=str(v), s3_data_distribution_type='FullyReplicated')))
+    trainer.train(input_data_config=[channel(k, v) for k, v in channels.items()], wait=wait, logs=wait)
     return trainer._latest_training_job # the SDK's documented way to reach the job
 
 # %% ../nbs/12_launch.ipynb #e64d6f60
@@ -405,6 +418,7 @@ def api_fields(self:JobSettings)->dict:
          'StoppingCondition': self.stopping, 'EnableManagedSpotTraining': self.spot}
     if self.environment: d['Environment'] = {k: str(v) for k, v in self.environment.items()}
     if sec.volume_kms_key: d['ResourceConfig']['VolumeKmsKeyId'] = sec.volume_kms_key
+    if self.keep_alive_s: d['ResourceConfig']['KeepAlivePeriodInSeconds'] = self.keep_alive_s
     if sec.vpc: d['VpcConfig'] = sec.vpc
     if sec.network_isolation: d['EnableNetworkIsolation'] = True
     if sec.encrypt_inter_container_traffic: d['EnableInterContainerTrafficEncryption'] = True
@@ -413,10 +427,11 @@ def api_fields(self:JobSettings)->dict:
 # %% ../nbs/12_launch.ipynb #837a595c
 def s3_channel(name:str, # channel name: train, val or test
                s3_uri:str, # S3 prefix of the channel
+               input_mode:str='File', # File or FastFile (`JobSettings.input_mode`)
               )->dict:
     "A `Channel` of the SageMaker API reading every object under `s3_uri`."
     split_s3_uri(s3_uri, f'channel {name!r}:', 'upload it with upload_channels first')
-    return {'ChannelName': name, 'InputMode': 'File', 'DataSource': {'S3DataSource': {
+    return {'ChannelName': name, 'InputMode': input_mode, 'DataSource': {'S3DataSource': {
         'S3DataType': 'S3Prefix', 'S3Uri': s3_uri, 'S3DataDistributionType': 'FullyReplicated'}}}
 
 # %% ../nbs/12_launch.ipynb #731aae42
@@ -432,9 +447,9 @@ def training_job_definition(image_uri:str, # the bsm_nb image
     output = {'S3OutputPath': output_s3_uri}
     if job.security.output_kms_key: output['KmsKeyId'] = job.security.output_kms_key
     return {'StaticHyperParameters': {k: v for k, v in hyperparameters_for(cfg).items() if k not in (tuned or {})},
-            'AlgorithmSpecification': {'TrainingImage': image_uri, 'TrainingInputMode': 'File',
+            'AlgorithmSpecification': {'TrainingImage': image_uri, 'TrainingInputMode': job.input_mode,
                                        'MetricDefinitions': metric_definitions(cfg.metric_choices)},
-            'RoleArn': role, 'InputDataConfig': [s3_channel(k, v) for k, v in channels.items()],
+            'RoleArn': role, 'InputDataConfig': [s3_channel(k, v, job.input_mode) for k, v in channels.items()],
             'OutputDataConfig': output, **job.api_fields()}
 
 # %% ../nbs/12_launch.ipynb #34835ba5

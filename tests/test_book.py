@@ -67,6 +67,7 @@ def open_page(drv, url:str, shot:Path)->dict:
                 nav: [...document.querySelectorAll('nav.book a')].map(a => a.getAttribute('href')),
                 h1: [...document.querySelectorAll('h1')].map(h => h.textContent.replace('¶', '').trim()),
                 text: document.body.innerText.length,
+                tables: [...document.querySelectorAll('.jp-OutputArea table')].map(t => t.innerText.slice(0, 200)),
                 shown: document.querySelectorAll('.jp-OutputArea-executeResult, .jp-OutputArea-displayData')
                     .length};""")
     info['errors'] = [e for e in drv.get_log('browser') if e['level'] in ('SEVERE', 'ERROR')]
@@ -82,12 +83,12 @@ def test_every_chapter_is_a_page_of_the_book():
     assert 'index.html' in files and all((BOOK/f).stat().st_size > 1000 for f in files)
 
 
-def test_index_and_two_chapters_render_in_chromium(browser, book_url, tmp_path):
+def test_index_and_three_chapters_render_in_chromium(browser, book_url, tmp_path):
     book, seen = pages(), {}
     chapter_files = [f for f, _ in book if f != 'index.html']
-    # the front page, the chapter with the plots, and the serving chapter
-    wanted = ['index.html'] + [f for f in chapter_files if f.startswith(('06_', '09_'))]
-    assert len(wanted) == 3, wanted
+    # the front page, the chapter with the plots, the serving chapter and the tour
+    wanted = ['index.html'] + [f for f in chapter_files if f.startswith(('06_', '09_', '16_'))]
+    assert len(wanted) == 4, wanted
     for f in wanted:
         info = seen[f] = open_page(browser, urljoin(book_url, f), tmp_path/f'{Path(f).stem}.png')
         assert not info['errors'], f'{f}: console errors {info["errors"]}'
@@ -104,6 +105,12 @@ def test_index_and_two_chapters_render_in_chromium(browser, book_url, tmp_path):
     assert set(chapter_files) <= body_links, f'front page links missing: {sorted(set(chapter_files) - body_links)}'
     assert len(seen[wanted[1]]['imgs']) >= 2, \
         f'{wanted[1]}: expected the ROC and PR plots, found {seen[wanted[1]]["imgs"]}'
+    # the tour shows the fitted estimator's report: its metrics table and the three plots inline
+    tour = seen[wanted[3]]
+    assert any('answers' in t and 'auroc' in t for t in tour['tables']), \
+        f'{wanted[3]}: no metrics table: {tour["tables"]}'
+    inline = [i for i in tour['imgs'] if i['src'].startswith('data:image/png')]
+    assert len(inline) >= 3, f'{wanted[3]}: expected the ROC, PR and reliability plots, found {tour["imgs"]}'
     for f in wanted[1:]: # the book shows values, not only assertions
         assert seen[f]['shown'] >= 3, \
             f'{f}: {seen[f]["shown"]} values shown (results, tables, plots); expected at least 3'

@@ -115,6 +115,8 @@ def test_train_writes_a_complete_model_dir_and_a_final_line(trained):
     assert auroc == pytest.approx(json.loads((base/'model'/'metrics.json').read_text())['test']['auroc'], abs=1e-4)
     assert auroc > 0.6, final[0] # the synthetic label is learnable: a broken encoder would sit at 0.5
     assert not (base/'output'/'failure').exists()
+    # plain log lines for CloudWatch: no progress bar (the notebook API's), no carriage returns
+    assert '\r' not in out and not re.search(r'Epoch \d+:.*it/s', out), out[-3000:]
 
 
 def test_bad_hyperparameter_exits_255_with_a_failure_file_naming_it(tmp_path_factory):

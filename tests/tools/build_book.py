@@ -101,9 +101,11 @@ def cleaned(nb:dict)->dict:
 
 NUMBER = re.compile(r'[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?')
 
+INLINE_IMAGE = re.compile(r'data:image/[a-z]+;base64,[A-Za-z0-9+/=]+') # a plot inside an HTML report
+
 def _digest(outputs:list)->list:
-    "What is compared of outputs: their kind and text with numbers masked; images by type only."
-    def text(v): return NUMBER.sub('#', ''.join(v))
+    "What is compared of outputs: their kind and text with numbers masked; images (inline ones too) by type only."
+    def text(v): return NUMBER.sub('#', INLINE_IMAGE.sub('image', ''.join(v)))
     return [(o['output_type'],
              tuple(sorted((k, text(v) if k.startswith('text') else 'image') for k, v in o.get('data', {}).items())))
             for o in outputs]
