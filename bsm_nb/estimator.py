@@ -51,13 +51,14 @@ def write_frame(df:pd.DataFrame, # rows of one split
 SPLITS = ('train', 'val', 'test')
 
 def write_tree(base:Path, # plays /opt/ml
-               frames:dict, # split -> its DataFrame, or None
+               frames:dict|None, # split -> its DataFrame, or None; None = keep the channels written before
                hyperparameters:dict, # `train`'s names -> values of any type
               )->SageMakerPaths:
     "The channels and `hyperparameters.json` of a run under `base`; returns its paths."
     paths = SageMakerPaths.from_env({'SAGEMAKER_BASE_DIR': str(base)})
-    if frames.get('train') is None: raise TypeError('fit: train_df is required; expected a pandas DataFrame')
-    for split in SPLITS:
+    if frames is not None and frames.get('train') is None:
+        raise TypeError('fit: train_df is required; expected a pandas DataFrame')
+    for split in SPLITS if frames is not None else ():
         shutil.rmtree(paths.channel(split), ignore_errors=True)
         if frames.get(split) is not None:
             write_frame(frames[split], paths.channel(split)/f'{split}.parquet', f'{split}_df')
@@ -206,17 +207,21 @@ def evaluate(self:BSMClassifier, df:pd.DataFrame, # labelled rows
              by:str|None=None, # a column: one more row per value of it
             )->pd.DataFrame:
     "`metrics.json`'s figures for `df` (a row `all`, then one per value of `by`), as a frame."
-    from bsm_nb.data import BSMDataset
+    from bsm_nb.data import encode_labels
     from bsm_nb.evaluate import calibration_metrics
     from bsm_nb.job import score_splits
-    b = self.bundle
-    if by is not None and by not in getattr(df, 'columns', []): raise KeyError(f'by={by!r}: not a column of the frame')
-    groups = {'all': df, **({f'{by}={v}': g for v, g in df.groupby(by, dropna=False)} if by else {})}
+    b, name = self.bundle, self.bundle.config.label_name
+    if not isinstance(df, pd.DataFrame): raise TypeError(f'expected a pandas DataFrame, got {type(df).__name__}')
+    if name not in df.columns: raise KeyError(f'label column {name!r} is missing; expected labelled rows')
+    if by is not None and by not in df.columns: raise KeyError(f'by={by!r}: not a column of the frame')
+    y = encode_labels(df[name], b.label_list, name) # a label the model does not know fails as train fails
+    probs = self.predict_proba(df) # once, for every group
+    groups = {'all': np.arange(len(df)), **({f'{by}={v}': i for v, i in df.groupby(by, dropna=False).indices.items()}
+                                            if by else {})}
     rows = {}
-    for name, g in groups.items():
-        ds, probs = BSMDataset(b.config, b.processor, df=g), self.predict_proba(g) # labels checked as train checks
-        m = score_splits({name: probs}, {name: ds}, threshold=b.threshold)[name]
-        rows[name] = {**m, **calibration_metrics(probs, ds.arrays['label'])}
+    for k, i in groups.items():
+        rows[k] = {**score_splits({k: probs[i]}, {k: y[i]}, threshold=b.threshold)[k],
+                   **calibration_metrics(probs[i], y[i])}
     return pd.DataFrame.from_dict(rows, orient='index')
 
 # %% ../nbs/15_estimator.ipynb #b30164e3
@@ -303,12 +308,9 @@ def _repr_html_(self:BSMClassifier)->str:
 def _job_inputs(self:BSMClassifier, frames:dict)->tuple:
     "(the config `fit` would read, channel name -> local folder) for a job, with the frames given or the last fit's."
     base = self._base_dir()
-    hps = hyperparameters_of(self.get_params())
-    if frames.get('train') is not None: write_tree(base, frames, hps)
-    elif not (base/'input'/'data'/'train').is_dir():
+    if frames.get('train') is None and not (base/'input'/'data'/'train').is_dir():
         raise ValueError('launch: no data; pass train_df (and val_df, test_df) or fit first')
-    else: write_tree(base, {k: pd.read_parquet(base/'input'/'data'/k/f'{k}.parquet') for k in SPLITS
-                            if (base/'input'/'data'/k/f'{k}.parquet').exists()}, hps)
+    write_tree(base, frames if frames.get('train') is not None else None, hyperparameters_of(self.get_params()))
     cfg, paths = load_config([], training_env(base))
     channels = {k: paths.channel(k) for k in SPLITS if paths.channel(k).is_dir()}
     if cfg.pretrained_model and (enc := local_encoder_dir(cfg.pretrained_model)) is not None:

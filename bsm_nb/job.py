@@ -159,12 +159,11 @@ def predict_splits(model:MultimodalBert, loaders:dict, cfg:BSMConfig)->tuple:
 SPLIT_METRICS = ['auroc', 'average_precision', 'f1_score', 'accuracy']
 
 def score_splits(probs:dict, # from `predict_splits`
-                 data:dict, # the encoded splits, for their labels
+                 labels:dict, # split -> true class indices
                  policy:str='best_f1', target:float|None=None, # how the threshold is chosen on val (`threshold_policy`)
                  threshold:float|None=None, # a saved model's threshold instead (`BSMClassifier.evaluate`)
                 )->dict:
     "`evaluate_splits` of each predicted split, with its cross-entropy `loss`; the `threshold` is chosen on val."
-    labels = {k: data[k].arrays['label'] for k in probs}
     metrics = evaluate_splits({k: (p, labels[k]) for k, p in probs.items()}, SPLIT_METRICS,
                               policy=policy, target=target, threshold=threshold)
     for k, p in probs.items(): metrics[k]['loss'] = log_loss(p, labels[k])
@@ -231,11 +230,12 @@ def score_parts(net:dict, # split -> the network's probabilities
                 post:dict, # `calibrate_and_blend`'s fields
                 cfg:BSMConfig)->dict:
     "Val and test scores, with `ece`, of the calibrated network, each tree part and the answers (own val thresholds)."
+    labels = {k: d.arrays['label'] for k, d in data.items()}
     parts = {'network': {k: apply_temperature(p, post['temperature']) for k, p in net.items()},
              **trees, 'answers': answers}
     def score(probs):
-        s = score_splits(probs, data, cfg.threshold_policy, cfg.threshold_target)
-        for k, p in probs.items(): s[k]['ece'] = calibration_metrics(p, data[k].arrays['label'])['ece']
+        s = score_splits(probs, labels, cfg.threshold_policy, cfg.threshold_target)
+        for k, p in probs.items(): s[k]['ece'] = calibration_metrics(p, labels[k])['ece']
         return s
     return {name: score(p) for name, p in parts.items() if p}
 
@@ -361,7 +361,7 @@ def run_training(cfg:BSMConfig, # the run's config
     labels = {k: data[k].arrays['label'] for k in net}
     answers, post, choice = calibrate_and_blend(cfg, net, tree_probs, labels)
     # metrics.json: the answers' scores, the run's stats, and the ensemble (temperature, weights, the choice and why)
-    metrics = {**score_splits(answers, data, cfg.threshold_policy, cfg.threshold_target),
+    metrics = {**score_splits(answers, labels, cfg.threshold_policy, cfg.threshold_target),
                **run_stats(trainer, best, cfg, len(data['train']), fit_s, rows_per_s),
                'ensemble': {**post, **choice, 'reason': why, 'fit_s': round(time.time() - t, 2)}}
     metrics['parts'] = score_parts(net, tree_probs, answers, data, post, cfg)
