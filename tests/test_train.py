@@ -1008,7 +1008,8 @@ def test_fuzzed_hyperparameters_file_is_accepted_or_fails_clearly(case, fuzz_tre
     how, raw = case
     accepted = []
     monkeypatch.setattr(job, 'train_job',
-                        lambda cfg, paths, env=None, hub_name=False: (check_ranges(cfg), accepted.append(cfg)))
+                        lambda cfg, paths, env=None, hub_name=False, progress=False:
+                        (check_ranges(cfg), accepted.append(cfg)))
     (fuzz_tree/'input/config/hyperparameters.json').write_bytes(raw)
     (fuzz_tree/'output/failure').unlink(missing_ok=True)
     rc, out = run_main(fuzz_tree)
